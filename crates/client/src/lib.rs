@@ -1,0 +1,1 @@
+//! The awc + OpenSSL client (issue #4): not built yet.

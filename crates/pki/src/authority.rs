@@ -1,0 +1,306 @@
+//! Step 3 of the seed, `openssl x509 -req`: turn a request into a certificate.
+//!
+//! `x509 -req -signkey ca.key` makes the self-signed CA ([`Authority::self_sign`]);
+//! `x509 -req -CA ca.crt -CAkey ca.key` signs a leaf ([`Authority::sign`]). Unlike the seed's
+//! `-CAcreateserial` (a counter in `ca.srl`), serial numbers are 127 random bits, and the
+//! signature uses SHA-256 (SHA-384 for a P-384 CA), never SHA-1.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openssl::asn1::{Asn1Integer, Asn1Time, Asn1TimeRef};
+use openssl::bn::{BigNum, MsbOption};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{AuthorityKeyIdentifier, CrlNumber};
+use openssl::x509::{X509Crl, X509CrlBuilder, X509Ref, X509Req, X509RevokedBuilder, X509};
+
+use crate::error::{CryptoContext, Error, Result};
+use crate::key::{self, KeyAlgorithm};
+use crate::profile::{Profile, SubjectAltName};
+
+/// How far not-before is set in the past, so a peer whose clock runs a little behind still
+/// accepts a certificate made a moment ago.
+pub const CLOCK_SKEW_SECS: i64 = 5 * 60;
+
+/// The validity window of a certificate, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// From a few minutes ago ([`CLOCK_SKEW_SECS`]) until `days` from now.
+    pub fn days(days: u32) -> Validity {
+        let now = now();
+        Validity {
+            not_before: now - CLOCK_SKEW_SECS,
+            not_after: now + i64::from(days) * 86_400,
+        }
+    }
+
+    /// An explicit window, for tests of expired or not-yet-valid certificates.
+    pub fn between(not_before: i64, not_after: i64) -> Validity {
+        Validity {
+            not_before,
+            not_after,
+        }
+    }
+}
+
+/// What to put in a certificate besides the request's name and key.
+#[derive(Debug, Clone)]
+pub struct CertSpec {
+    /// The role, which decides the extensions.
+    pub profile: Profile,
+    /// subjectAltName entries (required for a server).
+    pub names: Vec<SubjectAltName>,
+    /// The validity window.
+    pub validity: Validity,
+}
+
+impl CertSpec {
+    /// A spec with the profile's default validity and no names.
+    pub fn new(profile: Profile) -> CertSpec {
+        CertSpec {
+            profile,
+            names: Vec::new(),
+            validity: Validity::days(profile.default_days()),
+        }
+    }
+
+    /// Sets the subjectAltNames.
+    pub fn names(mut self, names: Vec<SubjectAltName>) -> CertSpec {
+        self.names = names;
+        self
+    }
+
+    /// Sets the validity window.
+    pub fn validity(mut self, validity: Validity) -> CertSpec {
+        self.validity = validity;
+        self
+    }
+}
+
+/// One revoked certificate, as listed in a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Serial number, upper-case hex.
+    pub serial: String,
+    /// When it was revoked, Unix seconds.
+    pub revoked_at: i64,
+}
+
+/// A certificate authority: its certificate and the private key that matches it.
+pub struct Authority {
+    cert: X509,
+    key: PKey<Private>,
+    algorithm: KeyAlgorithm,
+}
+
+impl std::fmt::Debug for Authority {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("subject", &self.cert.subject_name())
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// `openssl x509 -req -in ca.req -signkey ca.key`: the self-signed root.
+    pub fn self_sign(req: &X509Req, key: PKey<Private>, validity: Validity) -> Result<Authority> {
+        let algorithm = KeyAlgorithm::of(&key)
+            .ok_or_else(|| Error::Refused(format!("unsupported CA key type {:?}", key.id())))?;
+        check_request(req)?;
+        if !key::matches(&key, &*req.public_key().step("x509 -req")?) {
+            return Err(Error::Refused(
+                "the request was not made with the CA key".into(),
+            ));
+        }
+        let spec = CertSpec::new(Profile::Ca).validity(validity);
+        let cert = build(req, &spec, None, &key, algorithm)?;
+        Ok(Authority {
+            cert,
+            key,
+            algorithm,
+        })
+    }
+
+    /// An authority from a loaded certificate and key, refusing a key that is not the
+    /// certificate's (`paths` name the files in the error).
+    pub fn from_parts(
+        cert: X509,
+        key: PKey<Private>,
+        paths: (&std::path::Path, &std::path::Path),
+    ) -> Result<Authority> {
+        let (cert_path, key_path) = paths;
+        let algorithm = key::algorithm_of(&key, "CA private key", key_path)?;
+        if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
+            return Err(Error::KeyMismatch {
+                key: key_path.to_owned(),
+                cert: cert_path.to_owned(),
+            });
+        }
+        Ok(Authority {
+            cert,
+            key,
+            algorithm,
+        })
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &X509Ref {
+        &self.cert
+    }
+
+    /// The CA private key (for writing it to disk).
+    pub fn private_key(&self) -> &PKey<Private> {
+        &self.key
+    }
+
+    /// `openssl x509 -req -in X.req -CA ca.crt -CAkey ca.key -extfile <profile>`: a leaf.
+    ///
+    /// The request's signature is checked first, as `openssl x509 -req` does. A validity that
+    /// would outlive the CA is cut to the CA's notAfter.
+    pub fn sign(&self, req: &X509Req, spec: &CertSpec) -> Result<X509> {
+        check_request(req)?;
+        let ca_end = unix_time(self.cert.not_after())?;
+        let mut spec = spec.clone();
+        spec.validity.not_after = spec.validity.not_after.min(ca_end);
+        build(req, &spec, Some(&self.cert), &self.key, self.algorithm)
+    }
+
+    /// `openssl ca -gencrl`: a v2 CRL listing `revoked`, with CRL number `number` and a
+    /// nextUpdate `next_update_days` from now.
+    pub fn crl(
+        &self,
+        revoked: &[Revocation],
+        number: u64,
+        next_update_days: u32,
+    ) -> Result<X509Crl> {
+        let step = "ca -gencrl";
+        let mut crl = X509CrlBuilder::new().step(step)?;
+        crl.set_issuer_name(self.cert.subject_name()).step(step)?;
+        let now = now();
+        crl.set_last_update(&*Asn1Time::from_unix(now).step(step)?)
+            .step(step)?;
+        crl.set_next_update(
+            &*Asn1Time::from_unix(now + i64::from(next_update_days) * 86_400).step(step)?,
+        )
+        .step(step)?;
+        // AKI needs an X509v3 context whose issuer is the CA; a scratch builder provides one.
+        let scratch = X509::builder().step(step)?;
+        let ctx = scratch.x509v3_context(Some(&self.cert), None);
+        crl.append_extension(
+            AuthorityKeyIdentifier::new()
+                .keyid(true)
+                .build(&ctx)
+                .step(step)?,
+        )
+        .step(step)?;
+        crl.append_extension(
+            CrlNumber::new(BigNum::from_dec_str(&number.to_string()).step(step)?)
+                .step(step)?
+                .build()
+                .step(step)?,
+        )
+        .step(step)?;
+        for r in revoked {
+            let mut entry = X509RevokedBuilder::new().step(step)?;
+            let serial = BigNum::from_hex_str(&r.serial).step(step)?;
+            entry
+                .set_serial_number(&*Asn1Integer::from_bn(&serial).step(step)?)
+                .step(step)?;
+            entry
+                .set_revocation_date(&*Asn1Time::from_unix(r.revoked_at).step(step)?)
+                .step(step)?;
+            crl.add_revoked(entry.build()).step(step)?;
+        }
+        crl.sort().step(step)?;
+        crl.sign(&self.key, self.algorithm.signature_digest())
+            .step(step)?;
+        crl.build().step(step)
+    }
+}
+
+/// The request must be signed by the key it carries (proof of possession).
+fn check_request(req: &X509Req) -> Result<()> {
+    let public = req.public_key().step("req -verify")?;
+    if !req.verify(&public).step("req -verify")? {
+        return Err(Error::Refused(
+            "the request's signature does not verify (it was altered or is corrupt)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn build(
+    req: &X509Req,
+    spec: &CertSpec,
+    issuer: Option<&X509Ref>,
+    signer: &PKey<Private>,
+    signer_algorithm: KeyAlgorithm,
+) -> Result<X509> {
+    let step = "x509 -req";
+    let subject_key = req.public_key().step(step)?;
+    let subject_algorithm = KeyAlgorithm::of(&subject_key)
+        .ok_or_else(|| Error::Refused(format!("unsupported key type {:?}", subject_key.id())))?;
+    if spec.validity.not_after <= spec.validity.not_before {
+        return Err(Error::Refused(
+            "notAfter must be later than notBefore".into(),
+        ));
+    }
+    let mut b = X509::builder().step(step)?;
+    b.set_version(2).step(step)?; // v3
+    b.set_serial_number(&*random_serial()?).step(step)?;
+    b.set_subject_name(req.subject_name()).step(step)?;
+    b.set_issuer_name(issuer.map_or(req.subject_name(), |i| i.subject_name()))
+        .step(step)?;
+    b.set_pubkey(&subject_key).step(step)?;
+    b.set_not_before(&*Asn1Time::from_unix(spec.validity.not_before).step(step)?)
+        .step(step)?;
+    b.set_not_after(&*Asn1Time::from_unix(spec.validity.not_after).step(step)?)
+        .step(step)?;
+    let exts = {
+        let ctx = b.x509v3_context(issuer, None);
+        spec.profile
+            .extensions(subject_algorithm, &spec.names, &ctx)?
+    };
+    for e in exts {
+        b.append_extension(e).step(step)?;
+    }
+    b.sign(signer, signer_algorithm.signature_digest())
+        .step(step)?;
+    Ok(b.build())
+}
+
+/// 127 random bits with the top one set: positive, always 16 bytes, 126 bits of entropy
+/// (RFC 5280 and the CA/B Forum want at least 64).
+fn random_serial() -> Result<Asn1Integer> {
+    let mut bn = BigNum::new().step("rand serial")?;
+    bn.rand(127, MsbOption::ONE, false).step("rand serial")?;
+    bn.to_asn1_integer().step("rand serial")
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An ASN.1 time as Unix seconds.
+pub fn unix_time(t: &Asn1TimeRef) -> Result<i64> {
+    let epoch = Asn1Time::from_unix(0).step("asn1 time")?;
+    let d = epoch.diff(t).step("asn1 time")?;
+    Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+/// Upper-case hex serial number of a certificate.
+pub fn serial_hex(cert: &X509Ref) -> Result<String> {
+    let bn = cert.serial_number().to_bn().step("x509 -serial")?;
+    Ok(bn.to_hex_str().step("x509 -serial")?.to_string())
+}

@@ -1,0 +1,170 @@
+//! Reading and writing PKI files so that nothing is ever lost or leaked.
+//!
+//! Every write goes to a temporary file in the destination folder (created 0600, so a key is
+//! never readable by others, whatever the umask), is fsynced, then renamed over the target and
+//! the folder fsynced: a crash leaves the old file or the new one, never a torn one. Without
+//! `overwrite`, the final step is a hard link that fails if anything (a file, or a symlink planted
+//! by someone else) already sits at the target, so there is no window between "check" and "write".
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Who may read a file once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    /// Certificates, CRLs, the index: 0644.
+    Public,
+    /// Private keys, PKCS#12 bundles and their passwords: 0600.
+    Secret,
+}
+
+impl Secrecy {
+    fn mode(self) -> u32 {
+        match self {
+            Secrecy::Public => 0o644,
+            Secrecy::Secret => 0o600,
+        }
+    }
+}
+
+/// Whether a write may replace an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse with [`Error::Exists`] when the target exists (even as a dangling symlink).
+    Never,
+    /// Atomically replace the target (a symlink is replaced, never written through).
+    Replace,
+}
+
+/// True when something (a file, a folder, or a symlink, even dangling) is at `path`.
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read(what: &'static str, path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| Error::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` atomically with the mode of `secrecy`.
+pub fn write(
+    what: &'static str,
+    path: &Path,
+    bytes: &[u8],
+    secrecy: Secrecy,
+    overwrite: Overwrite,
+) -> Result<()> {
+    let err = |source| Error::Write {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    if overwrite == Overwrite::Never && exists(path) {
+        return Err(Error::Exists {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(err)?;
+
+    // tempfile creates the file O_EXCL with mode 0600: a key is never visible with wider bits.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pki-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    // Set the final mode explicitly: umask never widens or narrows it.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(secrecy.mode()))
+        .map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    match overwrite {
+        Overwrite::Replace => tmp.persist(path).map_err(|e| err(e.error))?,
+        Overwrite::Never => tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Exists {
+                    what,
+                    path: path.to_owned(),
+                }
+            } else {
+                err(e.error)
+            }
+        })?,
+    };
+    // The rename is durable only once the folder itself is synced.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Unix mode bits of a file, if it exists.
+pub fn mode(path: &Path) -> Option<u32> {
+    path.metadata()
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_files_are_0600_whatever_the_umask() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sub/x.key");
+        write("key", &p, b"secret", Secrecy::Secret, Overwrite::Never).expect("write");
+        assert_eq!(mode(&p), Some(0o600));
+        let p = dir.path().join("x.crt");
+        write("cert", &p, b"public", Secrecy::Public, Overwrite::Never).expect("write");
+        assert_eq!(mode(&p), Some(0o644));
+    }
+
+    #[test]
+    fn never_overwrites_without_replace_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.key");
+        write("key", &p, b"old", Secrecy::Secret, Overwrite::Never).expect("write");
+        let e = write("key", &p, b"new", Secrecy::Secret, Overwrite::Never).expect_err("must fail");
+        assert!(matches!(e, Error::Exists { .. }), "{e}");
+        assert_eq!(fs::read(&p).expect("read"), b"old");
+        write("key", &p, b"new", Secrecy::Secret, Overwrite::Replace).expect("replace");
+        assert_eq!(fs::read(&p).expect("read"), b"new");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.key")]);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").expect("write victim");
+        let p = dir.path().join("x.key");
+        std::os::unix::fs::symlink(&victim, &p).expect("symlink");
+        let e = write("key", &p, b"key", Secrecy::Secret, Overwrite::Never).expect_err("must fail");
+        assert!(matches!(e, Error::Exists { .. }), "{e}");
+        write("key", &p, b"key", Secrecy::Secret, Overwrite::Replace).expect("replace");
+        assert_eq!(fs::read(&victim).expect("read"), b"precious");
+        assert!(!p.symlink_metadata().expect("meta").file_type().is_symlink());
+    }
+}

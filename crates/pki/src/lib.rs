@@ -1,0 +1,51 @@
+//! A private certificate authority in the three steps of the openssl CLI, with defaults that
+//! every current TLS stack accepts.
+//!
+//! | openssl CLI                                   | this crate                          |
+//! |-----------------------------------------------|-------------------------------------|
+//! | `openssl genrsa -out X.key` / `genpkey`        | [`key::generate`]                   |
+//! | `openssl req -new -key X.key -out X.req`       | [`request::build`]                  |
+//! | `openssl x509 -req -signkey ca.key`            | [`Authority::self_sign`]            |
+//! | `openssl x509 -req -CA ca.crt -CAkey ca.key`   | [`Authority::sign`]                 |
+//! | `openssl ca -gencrl`                           | [`Authority::crl`]                  |
+//! | `openssl verify -purpose … -verify_hostname`   | [`verify::verify`]                  |
+//!
+//! Which extensions a certificate gets is decided by its [`Profile`] (CA, server, client).
+//! [`Folder`] does the same on disk, in the seed's layout, atomically and never overwriting
+//! without being told to.
+//!
+//! ```
+//! use pki::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
+//!
+//! // The CA: genpkey, req -new, x509 -req -signkey.
+//! let ca_key = key::generate(KeyAlgorithm::EcP256)?;
+//! let ca_req = request::build(&ca_key, &Subject::new("https Project Certificate Authority", "Root"))?;
+//! let ca = Authority::self_sign(&ca_req, ca_key, Validity::days(3650))?;
+//!
+//! // A server: genpkey, req -new, x509 -req -CA -CAkey.
+//! let key = key::generate(KeyAlgorithm::EcP256)?;
+//! let req = request::build(&key, &Subject::new("https Project", "localhost"))?;
+//! let cert = ca.sign(&req, &CertSpec::new(Profile::Server).names(SubjectAltName::localhost()))?;
+//! assert!(cert.verify(&*ca.certificate().public_key()?)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod authority;
+pub mod error;
+pub mod files;
+pub mod folder;
+pub mod index;
+pub mod inspect;
+pub mod key;
+pub mod profile;
+pub mod request;
+pub mod verify;
+
+pub use authority::{Authority, CertSpec, Validity};
+pub use error::{Error, Result};
+pub use folder::{Folder, InitOptions, Leaf};
+pub use key::KeyAlgorithm;
+pub use profile::{Profile, SubjectAltName};
+pub use request::Subject;

@@ -1,0 +1,330 @@
+//! Which extensions a certificate carries is decided by its role, never by loose flags.
+//!
+//! The seed signed every certificate with bare `openssl x509 -req`, so none had
+//! basicConstraints, keyUsage, extendedKeyUsage or subjectAltName, and today's verifiers refuse
+//! them. [`Profile`] is the `-extfile` the seed never wrote, one per role.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage,
+    SubjectAlternativeName as SanBuilder, SubjectKeyIdentifier,
+};
+use openssl::x509::{X509Extension, X509v3Context};
+
+use crate::error::{CryptoContext, Error, Result};
+use crate::key::KeyAlgorithm;
+use common::Role;
+
+/// The role a certificate is issued for; it decides every extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// The self-signed root: `CA:TRUE, pathlen:0`, keyCertSign + cRLSign.
+    Ca,
+    /// A TLS server: EKU serverAuth, subjectAltName required.
+    Server,
+    /// A TLS client ("device"): EKU clientAuth, SAN optional.
+    Client,
+}
+
+impl Profile {
+    /// The folder/role this profile's files belong to.
+    pub fn role(self) -> Role {
+        match self {
+            Profile::Ca => Role::Ca,
+            Profile::Server => Role::Server,
+            Profile::Client => Role::Client,
+        }
+    }
+
+    /// The seed's `O=` for this role.
+    pub fn default_organization(self) -> &'static str {
+        match self {
+            Profile::Ca => "https Project Certificate Authority",
+            Profile::Server => "https Project",
+            Profile::Client => "https Project Device Certificate",
+        }
+    }
+
+    /// Default validity in days: 10 years for the CA, 1 year for leaves (Mozilla's maximum for
+    /// servers; the seed's 5000 days exceeds what Apple clients accept).
+    pub fn default_days(self) -> u32 {
+        match self {
+            Profile::Ca => 3650,
+            Profile::Server | Profile::Client => 365,
+        }
+    }
+
+    /// Checks that `names` suit the profile: a server needs at least one DNS name or IP and takes
+    /// nothing else; a CA takes none.
+    pub fn check_names(self, names: &[SubjectAltName]) -> Result<()> {
+        match self {
+            Profile::Ca if !names.is_empty() => Err(Error::Refused(
+                "a CA certificate carries no subjectAltName".into(),
+            )),
+            Profile::Server if names.is_empty() => Err(Error::Refused(
+                "a server certificate needs at least one subjectAltName (DNS name or IP): \
+                 clients match the host against it, never against the CN"
+                    .into(),
+            )),
+            Profile::Server => match names
+                .iter()
+                .find(|n| !matches!(n, SubjectAltName::Dns(_) | SubjectAltName::Ip(_)))
+            {
+                Some(n) => Err(Error::Refused(format!(
+                    "{n}: a server certificate names hosts only (DNS: or IP:)"
+                ))),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The extensions of a certificate with this profile, in the order `openssl x509` writes them.
+    /// `ctx` must carry the subject's public key and (for leaves) the issuer certificate.
+    pub(crate) fn extensions(
+        self,
+        subject_key: KeyAlgorithm,
+        names: &[SubjectAltName],
+        ctx: &X509v3Context<'_>,
+    ) -> Result<Vec<X509Extension>> {
+        self.check_names(names)?;
+        let step = "x509 -extfile";
+        let mut exts = Vec::new();
+        match self {
+            Profile::Ca => {
+                exts.push(
+                    BasicConstraints::new()
+                        .critical()
+                        .ca()
+                        .pathlen(0)
+                        .build()
+                        .step(step)?,
+                );
+                exts.push(
+                    KeyUsage::new()
+                        .critical()
+                        .key_cert_sign()
+                        .crl_sign()
+                        .build()
+                        .step(step)?,
+                );
+                exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
+            }
+            Profile::Server | Profile::Client => {
+                exts.push(BasicConstraints::new().critical().build().step(step)?);
+                let mut ku = KeyUsage::new();
+                ku.critical().digital_signature();
+                // TLS 1.2 RSA key transport encrypts to the server key.
+                if self == Profile::Server && subject_key.is_rsa() {
+                    ku.key_encipherment();
+                }
+                exts.push(ku.build().step(step)?);
+                let mut eku = ExtendedKeyUsage::new();
+                if self == Profile::Server {
+                    eku.server_auth();
+                } else {
+                    eku.client_auth();
+                }
+                exts.push(eku.build().step(step)?);
+                if !names.is_empty() {
+                    let mut san = SanBuilder::new();
+                    for n in names {
+                        match n {
+                            SubjectAltName::Dns(d) => san.dns(d),
+                            SubjectAltName::Ip(ip) => san.ip(&ip.to_string()),
+                            SubjectAltName::Email(e) => san.email(e),
+                            SubjectAltName::Uri(u) => san.uri(u),
+                        };
+                    }
+                    exts.push(san.build(ctx).step(step)?);
+                }
+                exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
+                exts.push(
+                    AuthorityKeyIdentifier::new()
+                        .keyid(true)
+                        .build(ctx)
+                        .step(step)?,
+                );
+            }
+        }
+        Ok(exts)
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.role().dir_name())
+    }
+}
+
+/// One subjectAltName entry, written as openssl does: `DNS:localhost`, `IP:127.0.0.1`,
+/// `email:a@b`, `URI:spiffe://x`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SubjectAltName {
+    /// A host name (`*.example.com` allowed).
+    Dns(String),
+    /// An IPv4 or IPv6 address, encoded as iPAddress (never as a DNS name: verifiers would not match it).
+    Ip(IpAddr),
+    /// An e-mail address (rfc822Name).
+    Email(String),
+    /// A URI, for example a SPIFFE ID.
+    Uri(String),
+}
+
+impl SubjectAltName {
+    /// The server names `make certs` uses: `DNS:localhost, IP:127.0.0.1, IP:::1`.
+    pub fn localhost() -> Vec<SubjectAltName> {
+        vec![
+            SubjectAltName::Dns("localhost".into()),
+            SubjectAltName::Ip(IpAddr::from([127, 0, 0, 1])),
+            SubjectAltName::Ip(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
+        ]
+    }
+
+    /// The value without its type prefix, as used for a CN.
+    pub fn value(&self) -> String {
+        match self {
+            SubjectAltName::Dns(v) | SubjectAltName::Email(v) | SubjectAltName::Uri(v) => v.clone(),
+            SubjectAltName::Ip(ip) => ip.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for SubjectAltName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubjectAltName::Dns(v) => write!(f, "DNS:{v}"),
+            SubjectAltName::Ip(v) => write!(f, "IP:{v}"),
+            SubjectAltName::Email(v) => write!(f, "email:{v}"),
+            SubjectAltName::Uri(v) => write!(f, "URI:{v}"),
+        }
+    }
+}
+
+impl FromStr for SubjectAltName {
+    type Err = Error;
+
+    /// Parses `TYPE:VALUE` (types DNS, IP, email, URI, case-insensitive), or a bare value: an IP
+    /// address if it parses as one, else a DNS name.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |reason| Error::InvalidName {
+            value: s.to_owned(),
+            reason,
+        };
+        let (kind, value) = match s.split_once(':') {
+            Some((k, v))
+                if ["dns", "ip", "email", "uri"].contains(&k.to_ascii_lowercase().as_str()) =>
+            {
+                (k.to_ascii_lowercase(), v)
+            }
+            _ => (String::new(), s),
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad("empty value"));
+        }
+        match kind.as_str() {
+            "ip" => value
+                .parse()
+                .map(SubjectAltName::Ip)
+                .map_err(|_| bad("not an IPv4 or IPv6 address")),
+            "email" if value.contains('@') => Ok(SubjectAltName::Email(value.into())),
+            "email" => Err(bad("an e-mail address needs an @")),
+            "uri" if value.contains(':') => Ok(SubjectAltName::Uri(value.into())),
+            "uri" => Err(bad("a URI needs a scheme (for example spiffe://...)")),
+            "dns" if value.parse::<IpAddr>().is_ok() => Err(bad(
+                "an IP address must be given as IP:..., verifiers never match it as a DNS name",
+            )),
+            _ => match value.parse::<IpAddr>() {
+                Ok(ip) => Ok(SubjectAltName::Ip(ip)),
+                Err(_) => check_dns(value)
+                    .map(|()| SubjectAltName::Dns(value.to_ascii_lowercase()))
+                    .map_err(bad),
+            },
+        }
+    }
+}
+
+/// RFC 1034 preferred syntax, with an optional leading `*.` wildcard label.
+fn check_dns(name: &str) -> std::result::Result<(), &'static str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let rest = name.strip_prefix("*.").unwrap_or(name);
+    if name.len() > 253 {
+        return Err("a DNS name is at most 253 characters");
+    }
+    for label in rest.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each DNS label must be 1 to 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err("a DNS label holds letters, digits and inner hyphens only");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_typed_and_bare_names() {
+        let p = |s: &str| s.parse::<SubjectAltName>();
+        assert_eq!(
+            p("DNS:Example.com").expect("dns"),
+            SubjectAltName::Dns("example.com".into())
+        );
+        assert_eq!(
+            p("localhost").expect("bare dns"),
+            SubjectAltName::Dns("localhost".into())
+        );
+        assert_eq!(
+            p("::1").expect("bare ip"),
+            SubjectAltName::Ip("::1".parse().expect("ip"))
+        );
+        assert_eq!(p("IP:10.0.0.1").expect("ip").to_string(), "IP:10.0.0.1");
+        assert!(matches!(
+            p("email:a@b.c").expect("email"),
+            SubjectAltName::Email(_)
+        ));
+        assert!(matches!(
+            p("URI:spiffe://x/y").expect("uri"),
+            SubjectAltName::Uri(_)
+        ));
+        assert!(p("*.example.com").is_ok());
+    }
+
+    #[test]
+    fn refuses_what_verifiers_would_not_match() {
+        for bad in [
+            "DNS:127.0.0.1",
+            "IP:not-an-ip",
+            "bad_host",
+            "email:nobody",
+            "DNS:",
+            "a..b",
+        ] {
+            assert!(bad.parse::<SubjectAltName>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn server_profile_requires_host_names() {
+        assert!(Profile::Server.check_names(&[]).is_err());
+        let email = vec!["email:a@b".parse().expect("email")];
+        assert!(Profile::Server.check_names(&email).is_err());
+        assert!(Profile::Client.check_names(&email).is_ok());
+        assert!(Profile::Server
+            .check_names(&SubjectAltName::localhost())
+            .is_ok());
+    }
+}

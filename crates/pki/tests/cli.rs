@@ -1,0 +1,392 @@
+//! The `pki` binary as a user runs it: nothing lost, nothing leaked, clear errors.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pki(dir: &Path, args: &[&str]) -> Output {
+    // umask 000: the keys must still come out 0600.
+    Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_pki"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("PKI_P12_PASSWORD")
+        .output()
+        .expect("run pki")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every regular file under `dir` with its bytes, sorted by path.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+#[test]
+fn init_twice_changes_nothing_and_keys_are_0600() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    let o = pki(&dir, &["init"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = snapshot(&dir);
+    let names: Vec<_> = before
+        .iter()
+        .map(|(p, _)| p.strip_prefix(&dir).expect("prefix").to_owned())
+        .collect();
+    for want in [
+        "ca/ca.crt",
+        "ca/ca.key",
+        "ca/ca.crl",
+        "ca/index.txt",
+        "server/server.crt",
+        "server/server.key",
+        "client/client.crt",
+        "client/client.key",
+        "client/client.p12",
+        "client/client.p12.pass",
+    ] {
+        assert!(
+            names.contains(&PathBuf::from(want)),
+            "missing {want}: {names:?}"
+        );
+    }
+    for (p, _) in &before {
+        let secret = matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("key" | "p12" | "pass")
+        );
+        assert_eq!(
+            mode(p),
+            if secret { 0o600 } else { 0o644 },
+            "{}",
+            p.display()
+        );
+    }
+
+    let o = pki(&dir, &["init"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("nothing changed"), "{}", text(&o));
+    assert_eq!(
+        snapshot(&dir),
+        before,
+        "a second init must leave every byte as it was"
+    );
+}
+
+#[test]
+fn overwrite_is_refused_without_force_and_done_with_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    let ca_before = fs::read(dir.join("ca/ca.crt")).expect("ca");
+    let server_before = fs::read(dir.join("server/server.key")).expect("key");
+
+    let o = pki(&dir, &["issue", "server"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("server/server.key already exists; pass --force"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        fs::read(dir.join("server/server.key")).expect("key"),
+        server_before
+    );
+
+    let o = pki(
+        &dir,
+        &[
+            "issue",
+            "server",
+            "--force",
+            "--san",
+            "api.internal",
+            "--san",
+            "IP:10.1.2.3",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(
+        fs::read(dir.join("server/server.key")).expect("key"),
+        server_before
+    );
+    assert_eq!(
+        fs::read(dir.join("ca/ca.crt")).expect("ca"),
+        ca_before,
+        "issuing never touches the CA"
+    );
+    let o = pki(
+        &dir,
+        &[
+            "verify",
+            dir.join("server/server.crt").to_str().expect("utf8"),
+            "--ca",
+            dir.join("ca/ca.crt").to_str().expect("utf8"),
+            "--purpose",
+            "server",
+            "--host",
+            "10.1.2.3",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = pki(&dir, &["init", "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(
+        fs::read(dir.join("ca/ca.crt")).expect("ca"),
+        ca_before,
+        "--force makes a new CA"
+    );
+    assert_eq!(mode(&dir.join("ca/ca.key")), 0o600);
+}
+
+#[test]
+fn a_symlink_planted_where_a_key_goes_is_never_followed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious").expect("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("client/sensor.key")).expect("symlink");
+    let o = pki(&dir, &["issue", "client", "--name", "sensor"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("sensor.key already exists"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious");
+    assert!(
+        !dir.join("client/sensor.crt").exists(),
+        "nothing half-written"
+    );
+}
+
+#[test]
+fn a_ca_key_that_does_not_match_is_named_and_nothing_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert!(pki(&a, &["init"]).status.success());
+    assert!(pki(&b, &["init"]).status.success());
+    fs::copy(b.join("ca/ca.key"), a.join("ca/ca.key")).expect("swap key");
+    let before = snapshot(&a);
+    let o = pki(&a, &["issue", "client", "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = text(&o);
+    assert!(
+        t.contains("does not match CA certificate") && t.contains("ca/ca.key"),
+        "{t}"
+    );
+    let o = pki(&a, &["init"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(snapshot(&a), before);
+}
+
+#[test]
+fn malformed_and_missing_inputs_name_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    let o = pki(&dir, &["issue", "client", "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("cannot read CA certificate") && text(&o).contains("make certs"),
+        "{}",
+        text(&o)
+    );
+
+    assert!(pki(&dir, &["init"]).status.success());
+    fs::write(dir.join("ca/ca.crt"), "garbage").expect("corrupt");
+    let o = pki(&dir, &["issue", "client", "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("CA certificate") && text(&o).contains("ca/ca.crt is not valid"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("client/x.key").exists());
+}
+
+#[test]
+fn an_interrupted_init_is_completed_with_the_same_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    // As if the process died after writing the key and before the certificate.
+    fs::remove_file(dir.join("server/server.crt")).expect("rm");
+    let key = fs::read(dir.join("server/server.key")).expect("key");
+    let o = pki(&dir, &["init"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("created") && text(&o).contains("server.crt"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(dir.join("server/server.key")).expect("key"), key);
+    let o = pki(
+        &dir,
+        &[
+            "verify",
+            dir.join("server/server.crt").to_str().expect("utf8"),
+            "--ca",
+            dir.join("ca/ca.crt").to_str().expect("utf8"),
+            "--purpose",
+            "server",
+            "--host",
+            "localhost",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn list_revoke_crl_and_inspect() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    assert!(pki(
+        &dir,
+        &["issue", "client", "--name", "sensor-7", "--days", "30"]
+    )
+    .status
+    .success());
+    let o = pki(&dir, &["revoke", "sensor-7", "--reason", "keyCompromise"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = pki(&dir, &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 3);
+    let sensor = rows
+        .iter()
+        .find(|r| r["file"] == "client/sensor-7.crt")
+        .expect("sensor row");
+    assert_eq!(sensor["status"], "revoked");
+    assert_eq!(sensor["reason"], "keyCompromise");
+    assert!(sensor["days_left"].as_i64().expect("days") <= 30);
+    assert!(rows.iter().filter(|r| r["status"] == "valid").count() == 2);
+
+    let o = pki(
+        &dir,
+        &[
+            "inspect",
+            "--json",
+            dir.join("ca/ca.crl").to_str().expect("utf8"),
+        ],
+    );
+    let crl: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(crl["kind"], "CRL");
+    assert_eq!(crl["revoked"].as_array().expect("revoked").len(), 1);
+    assert_eq!(crl["CRL number"], "2", "init wrote CRL 1, revoke CRL 2");
+
+    let o = pki(&dir, &["revoke", "sensor-7"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("already revoked"), "{}", text(&o));
+
+    let o = pki(
+        &dir,
+        &[
+            "verify",
+            dir.join("client/sensor-7.crt").to_str().expect("utf8"),
+            "--ca",
+            dir.join("ca/ca.crt").to_str().expect("utf8"),
+            "--purpose",
+            "client",
+            "--crl",
+            dir.join("ca/ca.crl").to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("revoked by the CA"), "{}", text(&o));
+
+    for (file, kind) in [
+        ("server/server.key", "private key"),
+        ("client/client.crt", "certificate"),
+    ] {
+        let o = pki(
+            &dir,
+            &["inspect", "--json", dir.join(file).to_str().expect("utf8")],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["kind"], kind);
+    }
+    let key = pki(
+        &dir,
+        &[
+            "inspect",
+            dir.join("server/server.key").to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        !text(&key).contains("PRIVATE"),
+        "inspect never prints key material"
+    );
+}
+
+#[test]
+fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    let pass = fs::read_to_string(dir.join("client/client.p12.pass")).expect("pass");
+    assert_eq!(pass.trim().len(), 32, "a random 128-bit password");
+    let run = |pw: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pki"))
+            .arg("--dir")
+            .arg(&dir)
+            .args(args)
+            .env("PKI_P12_PASSWORD", pw)
+            .output()
+            .expect("run")
+    };
+    let o = run("", &["export-p12", "--force"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("empty PKCS#12 password"), "{}", text(&o));
+    let o = run("s3cret", &["export-p12", "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(
+        "s3cret",
+        &[
+            "inspect",
+            "--json",
+            dir.join("client/client.p12").to_str().expect("utf8"),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["kind"], "PKCS#12");
+    assert_eq!(v["private key"], true);
+    let o = run(
+        "wrong",
+        &[
+            "inspect",
+            dir.join("client/client.p12").to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("password is wrong"), "{}", text(&o));
+}

@@ -1,0 +1,1 @@
+//! The actix-web + OpenSSL server (issue #3): not built yet.

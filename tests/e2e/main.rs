@@ -1,0 +1,6 @@
+//! End-to-end tests: certificates made by the library, judged by parsers and verifiers we did
+//! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki).
+
+mod pki_interop;
+mod pki_profiles;
+mod support;
