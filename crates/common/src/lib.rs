@@ -17,6 +17,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod credentials;
+pub use credentials::{Credentials, CredentialsError};
+
 /// Default folder of the PKI, relative to the working directory (what `make certs` writes).
 pub const DEFAULT_PKI_DIR: &str = "certs";
 
