@@ -3,4 +3,7 @@
 
 mod pki_interop;
 mod pki_profiles;
+mod server_interop;
+mod server_tls;
 mod support;
+mod tls_client;

@@ -1,6 +1,6 @@
 //! Shared fixtures: a fresh PKI in a temp dir, and a way to run outside tools against it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Layout;
@@ -32,6 +32,75 @@ impl TestPki {
         TestPki { _dir: dir, folder }
     }
 
+    /// A certificate signed by this PKI's CA with any spec (expired, wrong profile, ...),
+    /// written next to the PKI as `extra/NAME.{crt,key}`.
+    pub fn make_cert(&self, name: &str, spec: &pki::CertSpec) -> (PathBuf, PathBuf) {
+        let ca = self.folder.authority().expect("ca");
+        let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let subject = pki::Subject::new(spec.profile.default_organization(), name);
+        let req = pki::request::build(&key, &subject).expect("req");
+        let cert = ca.sign(&req, spec).expect("sign");
+        write_pair(&self.layout().root().join("extra"), name, &cert, &key)
+    }
+
+    /// A self-signed client certificate (its own CA), at `extra/NAME.{crt,key}`.
+    pub fn make_self_signed(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let req = pki::request::build(&key, &pki::Subject::new("Mallory", name)).expect("req");
+        let ca = pki::Authority::self_sign(&req, key, pki::Validity::days(30)).expect("self-sign");
+        write_pair(
+            &self.layout().root().join("extra"),
+            name,
+            ca.certificate(),
+            ca.private_key(),
+        )
+    }
+
+    /// A client certificate (digitalSignature, EKU clientAuth) that also says CA:TRUE, signed by
+    /// our CA. The pki crate's profiles cannot make one, so it is built by hand.
+    pub fn make_ca_true_client(&self, name: &str) -> (PathBuf, PathBuf) {
+        use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+        let ca = self.folder.authority().expect("ca");
+        let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let name_ = pki::Subject::new("https Project Device Certificate", name)
+            .to_x509_name()
+            .expect("name");
+        let mut b = openssl::x509::X509::builder().expect("builder");
+        b.set_version(2).expect("v3");
+        let serial = openssl::bn::BigNum::from_u32(0x7e57_0001).expect("bn");
+        b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
+            .expect("serial");
+        b.set_subject_name(&name_).expect("subject");
+        b.set_issuer_name(ca.certificate().subject_name())
+            .expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        let now = pki::authority::now();
+        b.set_not_before(&openssl::asn1::Asn1Time::from_unix(now - 60).expect("t"))
+            .expect("nb");
+        b.set_not_after(&openssl::asn1::Asn1Time::from_unix(now + 86_400).expect("t"))
+            .expect("na");
+        b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+            .expect("bc");
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_cert_sign()
+                .build()
+                .expect("ku"),
+        )
+        .expect("ku");
+        b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku"))
+            .expect("eku");
+        b.sign(ca.private_key(), openssl::hash::MessageDigest::sha256())
+            .expect("sign");
+        write_pair(&self.layout().root().join("extra"), name, &b.build(), &key)
+    }
+
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        (self.layout().client_cert(), self.layout().client_key())
+    }
+
     pub fn layout(&self) -> &Layout {
         self.folder.layout()
     }
@@ -43,6 +112,22 @@ impl TestPki {
             .to_der()
             .expect("der")
     }
+}
+
+fn write_pair(
+    dir: &Path,
+    name: &str,
+    cert: &openssl::x509::X509Ref,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.to_pem().expect("pem")).expect("write cert");
+    std::fs::write(&k, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
+    (c, k)
 }
 
 /// Runs `program args`, returning (success, stdout + stderr).
@@ -61,4 +146,54 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String) {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// A server of ours on an ephemeral loopback port, in its own thread; stopped on drop.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub tls: std::sync::Arc<server::tls::TlsReloader>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(config: server::config::Config) -> TestServer {
+        TestServer::try_start(config).expect("server starts")
+    }
+
+    pub fn try_start(
+        config: server::config::Config,
+    ) -> Result<TestServer, server::error::ServerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match server::start(&config) {
+                    Ok(s) => {
+                        let handle = s.server.handle();
+                        tx.send(Ok((s.addrs[0], s.tls, handle))).expect("send");
+                        let _ = s.server.await;
+                    }
+                    Err(e) => tx.send(Err(e)).expect("send"),
+                }
+            });
+        });
+        let (addr, tls, handle) = rx.recv().expect("server thread")?;
+        Ok(TestServer {
+            addr,
+            tls,
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let stop = self.handle.stop(false);
+        // The stop future completes on the server's own runtime; just wait for the thread.
+        drop(stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

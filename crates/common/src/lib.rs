@@ -165,3 +165,19 @@ impl Layout {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
 }
+
+/// An error and its causes on one line, for a person: `what failed: why`. A cause whose text
+/// the message already contains is not repeated.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

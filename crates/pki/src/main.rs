@@ -139,7 +139,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pki: error: {e:#}");
+            eprintln!("pki: error: {}", common::error_chain(e.as_ref()));
             ExitCode::from(2)
         }
     }

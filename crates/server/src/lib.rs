@@ -1,1 +1,159 @@
-//! The actix-web + OpenSSL server (issue #3): not built yet.
+//! The seed's Flask server, done right: actix-web with an OpenSSL acceptor, one-way or mutual
+//! TLS, on `127.0.0.1:8091` by default.
+//!
+//! - [`config::Config`]: the one config struct (flags, `SERVER_*` variables, `make certs` paths).
+//! - [`tls`]: the acceptor (Mozilla profiles, client-certificate policy, hot reload).
+//! - [`identity`]: the verified client, per connection, and access lists.
+//! - [`routes::configure`]: the routes, shared by `main`, tests and examples.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use server::config::{ClientAuth, Config};
+//! let started = server::start(&Config::for_pki("certs", ClientAuth::Required))?;
+//! println!("listening on {:?}", started.addrs);
+//! started.server.await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::identity::Acl;
+use crate::routes::AppState;
+use crate::tls::TlsReloader;
+
+/// A bound server, not yet awaited.
+pub struct Started {
+    /// The addresses it listens on (the real port when 0 was asked for).
+    pub addrs: Vec<SocketAddr>,
+    /// The server future; await it to serve. Its handle stops it.
+    pub server: actix_web::dev::Server,
+    /// The TLS state, for reloads.
+    pub tls: Arc<TlsReloader>,
+}
+
+/// Loads certificates and users, binds, and returns the server ready to run. Every file problem
+/// is an error naming the file. Call it inside an actix (tokio) runtime.
+pub fn start(config: &Config) -> Result<Started, ServerError> {
+    let users = Arc::new(match &config.users {
+        Some(path) => common::Credentials::load(path)?,
+        None => common::Credentials::default(),
+    });
+    let state = AppState {
+        users,
+        acl: Acl {
+            cns: config.allow_cn.clone(),
+            sans: config.allow_san.clone(),
+        },
+    };
+    let tls = TlsReloader::new(config)?;
+    let acceptor = tls.acceptor()?;
+    let mut http = HttpServer::new(move || App::new().configure(routes::configure(state.clone())))
+        .on_connect(identity::on_connect)
+        .tls_handshake_timeout(config.handshake_timeout())
+        .client_request_timeout(Duration::from_secs(config.request_timeout_secs))
+        .keep_alive(Duration::from_secs(config.keep_alive_secs))
+        .max_connections(config.max_connections)
+        .shutdown_timeout(config.shutdown_timeout_secs);
+    if let Some(n) = config.workers {
+        http = http.workers(n);
+    }
+    let http = http
+        .bind_openssl(config.bind, acceptor)
+        .map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addrs = http.addrs();
+    Ok(Started {
+        addrs,
+        server: http.run(),
+        tls,
+    })
+}
+
+/// Reloads the TLS context on SIGHUP and, every `watch_secs` (0 = never), when a file changed.
+/// A failed reload is logged and the old context keeps serving.
+pub fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
+    let reload = move |tls: &TlsReloader, why: &str| match tls.reload() {
+        Ok(l) => tracing::info!(
+            why,
+            generation = l.generation,
+            certificate = %l.info.subject,
+            serial = %l.info.serial,
+            "TLS context reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(why, error = %e, "reload failed; still serving the previous certificates")
+        }
+    };
+    let on_signal = tls.clone();
+    actix_web::rt::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload by file watch only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            reload(&on_signal, "SIGHUP");
+        }
+    });
+    if watch_secs > 0 {
+        actix_web::rt::spawn(async move {
+            let mut seen = tls.files().fingerprint();
+            let mut tick = tokio::time::interval(Duration::from_secs(watch_secs));
+            loop {
+                tick.tick().await;
+                let now = tls.files().fingerprint();
+                if now != seen {
+                    seen = now;
+                    reload(&tls, "files changed");
+                }
+            }
+        });
+    }
+}
+
+/// What `cargo run -p server` does: start, print one line, reload on SIGHUP, serve until
+/// SIGINT/SIGTERM (in-flight requests finish first).
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let started = start(&config)?;
+    let info = started.tls.current().info.clone();
+    let days = (info.not_after - pki::authority::now()).div_euclid(86_400);
+    let expiry = time::OffsetDateTime::from_unix_timestamp(info.not_after)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default();
+    for addr in &started.addrs {
+        println!(
+            "listening on https://{addr} — {}; certificate {} expires {expiry} ({days} days){}",
+            config.client_auth.describe(),
+            info.subject,
+            info.revoked
+                .map(|n| format!("; CRL with {n} revoked"))
+                .unwrap_or_default(),
+        );
+    }
+    if days < 0 {
+        tracing::error!("the server certificate has EXPIRED: clients will refuse it (run `pki issue server --force`)");
+    } else if days < 30 {
+        tracing::warn!(days, "the server certificate expires soon");
+    }
+    spawn_reloader(started.tls.clone(), config.watch_secs);
+    started.server.await.map_err(|source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    })
+}

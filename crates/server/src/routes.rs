@@ -1,0 +1,182 @@
+//! The seed's routes, and what an operator needs around them. [`configure`] is the one app
+//! factory used by `main`, the tests and the examples.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, ContentType};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::identity::{Acl, Connection};
+use common::Credentials;
+
+/// Largest `/login1` body read; anything longer is refused with 413.
+pub const MAX_FORM_BYTES: usize = 4096;
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The user table of `/login1`.
+    pub users: Arc<Credentials>,
+    /// Who may use the server at all.
+    pub acl: Acl,
+}
+
+/// Registers every route, with the access list and the access log around them.
+pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state.clone())).service(
+            web::scope("")
+                .wrap(from_fn(access_list))
+                .wrap(from_fn(access_log))
+                // Resources answer 405 to a wrong method (a bare route would fall through to 404).
+                .service(web::resource("/login").get(login))
+                .service(web::resource("/login1").post(login1))
+                .service(web::resource("/whoami").get(whoami))
+                .service(web::resource("/healthz").get(healthz))
+                .default_service(web::to(not_found)),
+        );
+    }
+}
+
+/// `GET /login`: the seed's greeting.
+async fn login() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("Hello World!")
+}
+
+/// `POST /login1`: form fields `username`, `password` → JSON `true`/`false`, status 200 either
+/// way (the seed's client expects it).
+async fn login1(
+    req: HttpRequest,
+    mut body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let is_form = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return HttpResponse::UnsupportedMediaType().json(json!({
+            "error": "expected a form body (Content-Type: application/x-www-form-urlencoded)"
+        }));
+    }
+    let too_large = || {
+        HttpResponse::PayloadTooLarge().json(json!({
+            "error": format!("the form is larger than {MAX_FORM_BYTES} bytes")
+        }))
+    };
+    // Refuse on the declared length before reading anything.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
+        return too_large();
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return HttpResponse::BadRequest().json(json!({"error": "the body could not be read"}));
+        };
+        if buf.len() + chunk.len() > MAX_FORM_BYTES {
+            return too_large();
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    // Repeated fields: the first one counts. A missing or unparseable field is a failed login.
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&buf).unwrap_or_default();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(user), Some(password)) = (field("username"), field("password")) else {
+        return HttpResponse::Ok().json(false);
+    };
+    // Hashing is slow on purpose: keep it off the async workers.
+    let users = state.users.clone();
+    let ok = web::block(move || users.verify(&user, &password))
+        .await
+        .unwrap_or(false);
+    HttpResponse::Ok().json(ok)
+}
+
+/// `GET /whoami`: the verified client certificate, or 401 without one.
+async fn whoami(req: HttpRequest) -> HttpResponse {
+    match req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_ref())
+    {
+        Some(id) => HttpResponse::Ok().json(id),
+        None => HttpResponse::Unauthorized()
+            .json(json!({"error": "no client certificate was presented"})),
+    }
+}
+
+/// `GET /healthz`: liveness.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("ok")
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": "no such route"}))
+}
+
+/// 403 for a client not on the access list (checked on every request, resumed sessions too).
+async fn access_list(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let allowed = {
+        let acl = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.acl.clone())
+            .unwrap_or_default();
+        let conn = req.conn_data::<Connection>();
+        acl.allows(conn.and_then(|c| c.client.as_ref()))
+    };
+    if allowed {
+        Ok(next.call(req).await?.map_into_left_body())
+    } else {
+        let res = HttpResponse::Forbidden()
+            .json(json!({"error": "this client certificate is not on the server's access list"}));
+        Ok(req.into_response(res).map_into_right_body())
+    }
+}
+
+/// One line per request: method, path (never the query or body), status, latency, client.
+async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let client = req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_ref())
+        .map_or_else(|| "-".to_owned(), |c| c.subject.clone());
+    let peer = req.peer_addr();
+    let res = next.call(req).await?;
+    tracing::info!(
+        target: "access",
+        %method,
+        path,
+        status = res.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        client,
+        peer = ?peer,
+    );
+    Ok(res)
+}

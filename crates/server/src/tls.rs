@@ -1,0 +1,377 @@
+//! The OpenSSL acceptor: Mozilla's profiles, client-certificate policy, and hot reload.
+//!
+//! actix-web takes one `SslAcceptor` for the life of the server. To reload, that base acceptor
+//! gets a ClientHello callback that moves each new connection onto the newest `SslContext`
+//! (`SSL_set_SSL_CTX`), which carries the current certificate, CA and CRL. Open connections keep
+//! the context they started with. A reload that fails validation leaves the current one in place.
+//!
+//! Resumption must not skip the checks of a full handshake: the session ID context is a hash of
+//! the trust material, so sessions made before a reload (a new CRL, say) do not resume after it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use openssl::hash::{hash, MessageDigest};
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{
+    select_next_proto, AlpnError, ClientHelloResponse, SslAcceptor, SslAcceptorBuilder, SslContext,
+    SslMethod, SslVerifyMode,
+};
+use openssl::x509::store::X509Lookup;
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509Crl, X509StoreContextRef, X509VerifyResult, X509};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::{ClientAuth, Config, TlsProfile};
+use crate::error::ServerError;
+
+/// TLS 1.2 suites of Mozilla's intermediate profile without the DHE ones: ECDHE + AEAD only.
+const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/// Mozilla's groups. OpenSSL's defaults add X448 and P-521, which the profiles leave out.
+const GROUPS: &str = "X25519:P-256:P-384";
+
+/// ALPN, in our order of preference.
+const ALPN: &[u8] = b"\x02h2\x08http/1.1";
+
+/// The files a TLS context is built from.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// CA for client certificates.
+    pub ca: PathBuf,
+    /// CRL, when revocation is checked.
+    pub crl: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files named by `config` (the CRL resolved once, at start-up: a CRL that was in use
+    /// must stay present for a reload to succeed).
+    pub fn from_config(config: &Config) -> TlsFiles {
+        TlsFiles {
+            cert: config.cert_path(),
+            key: config.key_path(),
+            ca: config.ca_path(),
+            crl: config.crl_path(),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Path> {
+        [&self.cert, &self.key, &self.ca]
+            .into_iter()
+            .chain(self.crl.as_ref())
+            .map(PathBuf::as_path)
+    }
+
+    /// Size and modification time of every file: changes when any file is replaced.
+    pub fn fingerprint(&self) -> Vec<Option<(u64, std::time::SystemTime)>> {
+        self.all()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.len(), m.modified().ok()?)))
+            })
+            .collect()
+    }
+}
+
+/// What a context was built from, for the start-up line and logs.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    /// Subject of the server certificate, one-line form.
+    pub subject: String,
+    /// Serial number (hex).
+    pub serial: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Number of revoked serials in the CRL (None without CRL).
+    pub revoked: Option<usize>,
+}
+
+/// One built TLS context and what it holds.
+pub struct Loaded {
+    /// The context new connections are moved onto.
+    pub context: SslContext,
+    /// The server certificate it presents.
+    pub info: CertInfo,
+    /// Which reload made it (0 = start-up).
+    pub generation: u64,
+}
+
+/// Static TLS settings (from the config, not from files).
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    profile: TlsProfile,
+    client_auth: ClientAuth,
+    verify_depth: u32,
+}
+
+/// Holds the current TLS context and rebuilds it from disk on demand.
+pub struct TlsReloader {
+    files: TlsFiles,
+    settings: Settings,
+    current: ArcSwap<Loaded>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for TlsReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReloader")
+            .field("files", &self.files)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsReloader {
+    /// Loads the files of `config`; any problem is an error naming the file.
+    pub fn new(config: &Config) -> Result<Arc<TlsReloader>, ServerError> {
+        let files = TlsFiles::from_config(config);
+        let settings = Settings {
+            profile: config.tls_profile,
+            client_auth: config.client_auth,
+            verify_depth: config.verify_depth,
+        };
+        let (builder, info) = build(&files, settings)?;
+        Ok(Arc::new(TlsReloader {
+            current: ArcSwap::from_pointee(Loaded {
+                context: builder.build().into_context(),
+                info,
+                generation: 0,
+            }),
+            files,
+            settings,
+            generation: AtomicU64::new(0),
+        }))
+    }
+
+    /// The files it reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// The context new connections get.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.load_full()
+    }
+
+    /// Rebuilds the context from disk. On error the current context keeps serving.
+    pub fn reload(&self) -> Result<Arc<Loaded>, ServerError> {
+        let (builder, info) = build(&self.files, self.settings)?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let loaded = Arc::new(Loaded {
+            context: builder.build().into_context(),
+            info,
+            generation,
+        });
+        self.current.store(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The acceptor to give actix-web: built from the current files, and moving every new
+    /// connection onto the newest context.
+    pub fn acceptor(self: &Arc<Self>) -> Result<SslAcceptorBuilder, ServerError> {
+        let (mut builder, _) = build(&self.files, self.settings)?;
+        let me = Arc::clone(self);
+        builder.set_client_hello_callback(move |ssl, _alert| {
+            let loaded = me.current.load();
+            ssl.set_ssl_context(&loaded.context)?;
+            Ok(ClientHelloResponse::SUCCESS)
+        });
+        Ok(builder)
+    }
+}
+
+struct Material {
+    chain: Vec<X509>,
+    key: PKey<Private>,
+    cas: Vec<X509>,
+    crl: Option<(PathBuf, X509Crl)>,
+    digest: Vec<u8>,
+}
+
+fn load(files: &TlsFiles) -> Result<Material, ServerError> {
+    let invalid = |what, path: &Path, detail: String| ServerError::Invalid {
+        what,
+        path: path.to_owned(),
+        detail,
+    };
+    let cert_pem = pki::files::read("server certificate", &files.cert)?;
+    let chain = X509::stack_from_pem(&cert_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "server certificate",
+                &files.cert,
+                "no PEM certificate in it".into(),
+            )
+        })?;
+    let key_pem = pki::files::read("server private key", &files.key)?;
+    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| {
+        invalid(
+            "server private key",
+            &files.key,
+            format!("not a PEM private key ({e})"),
+        )
+    })?;
+    if !chain[0].public_key()?.public_eq(&key) {
+        return Err(invalid(
+            "server private key",
+            &files.key,
+            format!("it is not the key of {}", files.cert.display()),
+        ));
+    }
+    let ca_pem = pki::files::read("CA certificate", &files.ca)?;
+    let cas = X509::stack_from_pem(&ca_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "CA certificate",
+                &files.ca,
+                "no PEM certificate in it".into(),
+            )
+        })?;
+    let mut digest_input = [cert_pem, ca_pem].concat();
+    let crl = match &files.crl {
+        None => None,
+        Some(path) => {
+            let pem = pki::files::read("CRL", path)?;
+            let crl = X509Crl::from_pem(&pem)
+                .map_err(|e| invalid("CRL", path, format!("not a PEM CRL ({e})")))?;
+            let signed = cas.iter().any(|ca| {
+                ca.public_key()
+                    .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
+            });
+            if !signed {
+                return Err(invalid("CRL", path, "not signed by the CA".into()));
+            }
+            digest_input.extend_from_slice(&pem);
+            Some((path.clone(), crl))
+        }
+    };
+    let digest = hash(MessageDigest::sha256(), &digest_input)?.to_vec();
+    Ok(Material {
+        chain,
+        key,
+        cas,
+        crl,
+        digest,
+    })
+}
+
+fn build(
+    files: &TlsFiles,
+    settings: Settings,
+) -> Result<(SslAcceptorBuilder, CertInfo), ServerError> {
+    let m = load(files)?;
+    let mut b = match settings.profile {
+        TlsProfile::Intermediate => {
+            let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+            b.set_cipher_list(TLS12_CIPHERS)?;
+            b
+        }
+        TlsProfile::Modern => SslAcceptor::mozilla_modern_v5(SslMethod::tls_server())?,
+    };
+    b.set_groups_list(GROUPS)?;
+    b.set_certificate(&m.chain[0])?;
+    for extra in &m.chain[1..] {
+        b.add_extra_chain_cert(extra.clone())?;
+    }
+    b.set_private_key(&m.key)?;
+    b.check_private_key()?;
+    b.set_alpn_select_callback(|_, client| select_next_proto(ALPN, client).ok_or(AlpnError::NOACK));
+    // Without a session ID context, OpenSSL refuses to resume sessions when peers are verified.
+    b.set_session_id_context(&m.digest[..32])?;
+
+    let mode = match settings.client_auth {
+        ClientAuth::None => SslVerifyMode::NONE,
+        ClientAuth::Optional => SslVerifyMode::PEER,
+        ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    };
+    if settings.client_auth != ClientAuth::None {
+        for ca in &m.cas {
+            b.cert_store_mut().add_cert(ca.clone())?;
+            b.add_client_ca(ca)?;
+        }
+        if let Some((path, _)) = &m.crl {
+            let lookup = b.cert_store_mut().add_lookup(X509Lookup::file())?;
+            lookup.load_crl_file(path, openssl::ssl::SslFiletype::PEM)?;
+            b.cert_store_mut().set_flags(X509VerifyFlags::CRL_CHECK)?;
+        }
+        b.set_verify_depth(settings.verify_depth);
+    }
+    b.set_verify_callback(mode, verify_client);
+
+    let leaf = &m.chain[0];
+    let info = CertInfo {
+        subject: pki::index::one_line(leaf.subject_name()),
+        serial: pki::authority::serial_hex(leaf)?,
+        not_after: pki::authority::unix_time(leaf.not_after())?,
+        revoked: m
+            .crl
+            .as_ref()
+            .map(|(_, c)| c.get_revoked().map_or(0, |r| r.len())),
+    };
+    Ok((b, info))
+}
+
+/// OpenSSL's chain verification, plus what it lets through: the leaf must carry EKU clientAuth
+/// (OpenSSL accepts a leaf without EKU) and must not be a CA certificate.
+fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
+    let subject = ctx
+        .current_cert()
+        .map(|c| pki::index::one_line(c.subject_name()))
+        .unwrap_or_default();
+    if !preverified {
+        let code = ctx.error().as_raw();
+        tracing::warn!(
+            client = %subject,
+            depth = ctx.error_depth(),
+            reason = pki::verify::explain(code),
+            openssl = format!("{code}: {}", ctx.error().error_string()),
+            "client certificate refused"
+        );
+        return false;
+    }
+    if ctx.error_depth() != 0 {
+        return true;
+    }
+    let Some(der) = ctx.current_cert().and_then(|c| c.to_der().ok()) else {
+        return false;
+    };
+    let refusal = match X509Certificate::from_der(&der) {
+        Err(_) => Some("unparseable certificate"),
+        Ok((_, cert)) => {
+            let client_auth = cert
+                .extended_key_usage()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.value.client_auth);
+            if cert.is_ca() {
+                Some("a CA certificate (CA:TRUE) presented as a client certificate")
+            } else if !client_auth {
+                Some("no extendedKeyUsage clientAuth: not issued for TLS clients")
+            } else {
+                None
+            }
+        }
+    };
+    match refusal {
+        Some(reason) => {
+            // OpenSSL's own codes cannot be set from safe Rust; the log carries the reason.
+            ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+            tracing::warn!(client = %subject, reason, "client certificate refused");
+            false
+        }
+        None => true,
+    }
+}

@@ -1,0 +1,156 @@
+//! The `server` binary as an operator runs it: the start-up line, clear errors, SIGHUP reload,
+//! graceful SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Layout;
+use openssl::ssl::{SslConnector, SslMethod};
+use pki::{Folder, InitOptions};
+
+fn make_pki() -> (tempfile::TempDir, Folder) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let folder = Folder::new(Layout::new(dir.path().join("certs")));
+    folder
+        .init(&InitOptions {
+            p12_password: Some("x".into()),
+            ..InitOptions::default()
+        })
+        .expect("init");
+    (dir, folder)
+}
+
+fn spawn(folder: &Folder, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("--pki-dir")
+        .arg(folder.layout().root())
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--watch-secs",
+            "0",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server")
+}
+
+/// Reads the start-up line and returns it with the port.
+fn startup_line(child: &mut Child) -> (String, u16) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let port = line
+        .split("https://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (line, port)
+}
+
+/// The serial of the certificate the server presents.
+fn served_serial(folder: &Folder, port: u16) -> String {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).expect("builder");
+    b.set_ca_file(folder.layout().ca_cert()).expect("ca");
+    b.set_certificate_chain_file(folder.layout().client_cert())
+        .expect("cert");
+    b.set_private_key_file(folder.layout().client_key(), openssl::ssl::SslFiletype::PEM)
+        .expect("key");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut s = b.build().connect("localhost", tcp).expect("handshake");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let cert = s.ssl().peer_certificate().expect("peer cert");
+    pki::authority::serial_hex(&cert).expect("serial")
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn starts_with_one_line_and_reloads_on_sighup() {
+    let (_dir, folder) = make_pki();
+    let mut child = spawn(&folder, &[]);
+    let (line, port) = startup_line(&mut child);
+    assert!(
+        line.contains("mutual TLS (client certificate required)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("CN=localhost") && line.contains("days"),
+        "{line}"
+    );
+
+    let before = served_serial(&folder, port);
+    let ca = folder.authority().expect("ca");
+    folder
+        .issue(
+            &ca,
+            &pki::Leaf::server("server", pki::SubjectAltName::localhost()),
+            pki::files::Overwrite::Replace,
+        )
+        .expect("reissue");
+    signal(&child, "-HUP");
+    let mut after = before.clone();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        after = served_serial(&folder, port);
+        if after != before {
+            break;
+        }
+    }
+    assert_ne!(after, before, "SIGHUP must load the new certificate");
+
+    // A broken certificate: the reload fails and the server keeps serving the last good one.
+    std::fs::write(folder.layout().server_cert(), "garbage").expect("break");
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(served_serial(&folder, port), after);
+
+    signal(&child, "-TERM");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(log.contains("TLS context reloaded"), "{log}");
+    assert!(
+        log.contains("reload failed") && log.contains("server.crt"),
+        "{log}"
+    );
+    assert!(!log.contains("pwd1"), "no secrets in logs");
+}
+
+#[test]
+fn a_missing_file_is_one_clear_error() {
+    let (_dir, folder) = make_pki();
+    std::fs::remove_file(folder.layout().server_key()).expect("rm key");
+    let out = spawn(&folder, &[]).wait_with_output().expect("wait");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server/server.key") && err.contains("make certs"),
+        "{err}"
+    );
+}
