@@ -1,6 +1,11 @@
 # Thin wrapper over cargo. `make` alone prints this help.
 CARGO ?= cargo
 PKI_DIR ?= certs
+DEMO_PORT ?= 8091
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+# Each recipe runs in one shell, so `make demo` can start and stop its server.
+.ONESHELL:
 
 .PHONY: help certs demo test lint bench clean
 help: ## this help
@@ -9,8 +14,30 @@ help: ## this help
 certs: ## make the CA, server and client certificates under certs/ (keeps existing ones)
 	$(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
 
-demo: ## build, make certs, run the server in mutual TLS and the client against it
-	@echo "make demo: needs the server (issue #3) and client (issue #4), not built yet" >&2; exit 1
+demo: ## build, make certs if missing, run the server in mutual TLS and the client against it
+	@$(CARGO) build --quiet -p pki -p server -p client
+	[ -f $(PKI_DIR)/ca/ca.crt ] || $(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
+	echo; echo "== server: mutual TLS on 127.0.0.1:$(DEMO_PORT)"
+	log=$$(mktemp)
+	$(CARGO) run --quiet -p server -- --pki-dir $(PKI_DIR) --bind 127.0.0.1:$(DEMO_PORT) >"$$log" 2>&1 &
+	server=$$!
+	trap 'kill $$server 2>/dev/null || true; rm -f "$$log"' EXIT
+	# Wait for the server's own start-up line (not just an open port: another process may hold it).
+	for _ in $$(seq 100); do grep -q "listening on" "$$log" && break; kill -0 $$server 2>/dev/null || break; sleep 0.1; done
+	cat "$$log"
+	grep -q "listening on" "$$log" || { echo "the server did not start (is port $(DEMO_PORT) in use? try DEMO_PORT=...)"; exit 1; }
+	client() { $(CARGO) run --quiet -p client -- --pki-dir $(PKI_DIR) --url https://127.0.0.1:$(DEMO_PORT) "$$@"; }
+	echo; echo "== client: the seed's sequence with certs/client/client.crt"
+	client
+	echo; echo "== client: who does the server think we are?"
+	client whoami
+	echo; echo "== client without a certificate: refused, and why (exit code 16 expected)"
+	rc=0; client --no-client-cert || rc=$$?
+	[ $$rc -eq 16 ] || { echo "expected exit code 16, got $$rc"; exit 1; }
+	echo; echo "== stopping the server"
+	kill -TERM $$server; wait $$server || true
+	trap - EXIT
+	echo "demo OK"
 
 test: ## run every test (unit, integration, CLI, interop with openssl/python)
 	$(CARGO) test --workspace

@@ -8,7 +8,8 @@ use crate::support::{run, s, TestPki, TestServer};
 #[test]
 fn curl_with_cacert_cert_and_key() {
     let pki = TestPki::new();
-    let srv = TestServer::start(Config::for_pki(pki.layout().root(), ClientAuth::Required));
+    let srv = TestServer::spawn(Config::for_pki(pki.layout().root(), ClientAuth::Required))
+        .expect("server starts");
     let l = pki.layout();
     let url = |host: &str, path: &str| format!("https://{host}:{}{path}", srv.addr.port());
     let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
@@ -88,7 +89,8 @@ fn curl_with_cacert_cert_and_key() {
 #[test]
 fn python_urllib_with_hostname_checking_on() {
     let pki = TestPki::new();
-    let srv = TestServer::start(Config::for_pki(pki.layout().root(), ClientAuth::Required));
+    let srv = TestServer::spawn(Config::for_pki(pki.layout().root(), ClientAuth::Required))
+        .expect("server starts");
     let l = pki.layout();
     // The seed's client, minus `check_hostname = False`, plus the client certificate it never loaded.
     let script = r#"

@@ -11,7 +11,7 @@ use crate::support::{run, s, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};
 
 fn serve(pki: &TestPki, auth: ClientAuth) -> TestServer {
-    TestServer::start(Config::for_pki(pki.layout().root(), auth))
+    TestServer::spawn(Config::for_pki(pki.layout().root(), auth)).expect("server starts")
 }
 
 fn with_cert<'a>(ca: &'a Path, pair: &'a (std::path::PathBuf, std::path::PathBuf)) -> Opts<'a> {
@@ -298,7 +298,7 @@ fn access_lists_answer_403_to_others() {
         .expect("issue");
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::Required);
     cfg.allow_cn = vec!["sensor-1".into()];
-    let srv = TestServer::start(cfg);
+    let srv = TestServer::spawn(cfg).expect("server starts");
     let ca = pki.layout().ca_cert();
     let r = tc::get(srv.addr, &with_cert(&ca, &pki.client()), "/login").expect("get");
     assert_eq!(r.status, 403, "{}", r.body);
@@ -450,7 +450,7 @@ fn tls_settings_follow_mozilla_profiles() {
 
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::None);
     cfg.tls_profile = TlsProfile::Modern;
-    let modern = TestServer::start(cfg);
+    let modern = TestServer::spawn(cfg).expect("server starts");
     assert!(tc::get(
         modern.addr,
         &Opts {
@@ -512,7 +512,7 @@ fn start_up_errors_name_the_file() {
     let pki = TestPki::new();
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::Required);
     cfg.cert = Some(pki.layout().root().join("nope.crt"));
-    let e = TestServer::try_start(cfg).err().expect("must fail");
+    let e = TestServer::spawn(cfg).err().expect("must fail");
     assert!(
         e.to_string().contains("nope.crt") && e.to_string().contains("make certs"),
         "{e}"
@@ -520,7 +520,7 @@ fn start_up_errors_name_the_file() {
 
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::Required);
     cfg.key = Some(pki.layout().client_key());
-    let e = TestServer::try_start(cfg).err().expect("must fail");
+    let e = TestServer::spawn(cfg).err().expect("must fail");
     assert!(
         e.to_string().contains("client.key") && e.to_string().contains("not the key of"),
         "{e}"

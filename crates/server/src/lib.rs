@@ -85,6 +85,63 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
     })
 }
 
+/// A server running on its own thread (with its own actix runtime); stopped when dropped.
+/// For tests, examples and embedding.
+pub struct Background {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its TLS state, for reloads.
+    pub tls: Arc<TlsReloader>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts `config` on a new thread and waits until it listens.
+    pub fn spawn(config: Config) -> Result<Background, ServerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match start(&config) {
+                    Ok(s) => {
+                        let handle = s.server.handle();
+                        if tx.send(Ok((s.addrs[0], s.tls, handle))).is_ok() {
+                            let _ = s.server.await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        let started = rx.recv().unwrap_or_else(|_| {
+            Err(ServerError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source: std::io::Error::other("the server thread ended before listening"),
+            })
+        });
+        let (addr, tls, handle) = started?;
+        Ok(Background {
+            addr,
+            tls,
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the returned future only waits for completion,
+        // which joining the thread does too.
+        drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Reloads the TLS context on SIGHUP and, every `watch_secs` (0 = never), when a file changed.
 /// A failed reload is logged and the old context keeps serving.
 pub fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {

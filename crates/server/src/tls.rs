@@ -282,6 +282,9 @@ fn build(
         TlsProfile::Modern => SslAcceptor::mozilla_modern_v5(SslMethod::tls_server())?,
     };
     b.set_groups_list(GROUPS)?;
+    // Send only the configured chain: clients hold the root, and OpenSSL would otherwise add it
+    // from the client-verification store to every handshake.
+    b.set_mode(openssl::ssl::SslMode::NO_AUTO_CHAIN);
     b.set_certificate(&m.chain[0])?;
     for extra in &m.chain[1..] {
         b.add_extra_chain_cert(extra.clone())?;

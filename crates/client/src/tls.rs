@@ -1,0 +1,159 @@
+//! The OpenSSL `SslConnector` the client uses: our CA only, TLS 1.2+, hostname verification on,
+//! and optionally a client certificate (PEM pair or PKCS#12).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openssl::pkcs12::Pkcs12;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVersion};
+use openssl::x509::X509;
+
+use crate::error::Failure;
+
+/// Where the client certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No client certificate (one-way TLS).
+    None,
+    /// A PEM certificate (chain) and its key.
+    Pem {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+    },
+    /// A PKCS#12 bundle and its password.
+    Pkcs12 {
+        /// The bundle.
+        path: PathBuf,
+        /// Its password (never logged).
+        password: String,
+    },
+}
+
+/// Everything TLS needs to know.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// The CA the server's certificate must chain to.
+    pub ca: PathBuf,
+    /// The client certificate, if any.
+    pub identity: Identity,
+    /// Verify the server as this name instead of the URL's host (connect to the URL's host).
+    pub server_name: Option<String>,
+    /// Limit for connecting plus the handshake, and for each request.
+    pub timeout: Duration,
+}
+
+/// A loaded client certificate.
+pub struct Loaded {
+    /// Leaf first, then any intermediates.
+    pub chain: Vec<X509>,
+    /// Its private key.
+    pub key: PKey<Private>,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+fn read(what: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| {
+        Failure::local(
+            format!("cannot read {what} {}: {e}", path.display()),
+            "run `make certs`, or point the client at the right file",
+        )
+    })
+}
+
+/// Loads the client certificate of `identity` and checks that the key matches it.
+pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
+    let loaded = match identity {
+        Identity::None => return Ok(None),
+        Identity::Pem { cert, key } => {
+            let chain = X509::stack_from_pem(&read("client certificate", cert)?)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    Failure::local(
+                        format!("{} holds no PEM certificate", cert.display()),
+                        "pass the client's .crt file with --cert",
+                    )
+                })?;
+            let k = PKey::private_key_from_pem(&read("client key", key)?).map_err(|e| {
+                Failure::local(
+                    format!("{} is not a PEM private key ({e})", key.display()),
+                    "pass the client's .key file with --key",
+                )
+            })?;
+            Loaded {
+                chain,
+                key: k,
+                source: format!("{} + {}", cert.display(), key.display()),
+            }
+        }
+        Identity::Pkcs12 { path, password } => {
+            let parsed = Pkcs12::from_der(&read("PKCS#12 bundle", path)?)
+                .and_then(|p| p.parse2(password))
+                .map_err(|_| {
+                    Failure::local(
+                        format!(
+                            "cannot open {}: wrong password, or not a PKCS#12 file",
+                            path.display()
+                        ),
+                        "check CLIENT_P12_PASSWORD (or the client.p12.pass file next to it)",
+                    )
+                })?;
+            let (Some(cert), Some(key)) = (parsed.cert, parsed.pkey) else {
+                return Err(Failure::local(
+                    format!("{} holds no certificate and key", path.display()),
+                    "export it again with `pki export-p12`",
+                ));
+            };
+            Loaded {
+                chain: vec![cert],
+                key,
+                source: path.display().to_string(),
+            }
+        }
+    };
+    let public = loaded.chain[0]
+        .public_key()
+        .map_err(|e| Failure::local(format!("unreadable certificate key ({e})"), ""))?;
+    if !public.public_eq(&loaded.key) {
+        return Err(Failure::local(
+            format!("the key does not match the certificate ({})", loaded.source),
+            "use the .key file made together with that .crt",
+        ));
+    }
+    Ok(Some(loaded))
+}
+
+/// A connector builder with our trust and identity; ALPN as given.
+pub fn builder(options: &TlsOptions, alpn: &[u8]) -> Result<SslConnectorBuilder, Failure> {
+    let internal =
+        |e: openssl::error::ErrorStack| Failure::local(format!("TLS set-up failed: {e}"), "");
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(internal)?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(internal)?;
+    // Trust exactly the given CA, not the system store: this is a private PKI.
+    let cas = X509::stack_from_pem(&read("CA certificate", &options.ca)?)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Failure::local(
+                format!("{} holds no PEM certificate", options.ca.display()),
+                "pass the CA's ca.crt with --ca",
+            )
+        })?;
+    for ca in cas {
+        b.cert_store_mut().add_cert(ca).map_err(internal)?;
+    }
+    if let Some(id) = load_identity(&options.identity)? {
+        b.set_certificate(&id.chain[0]).map_err(internal)?;
+        for extra in &id.chain[1..] {
+            b.add_extra_chain_cert(extra.clone()).map_err(internal)?;
+        }
+        b.set_private_key(&id.key).map_err(internal)?;
+    }
+    b.set_alpn_protos(alpn).map_err(internal)?;
+    Ok(b)
+}

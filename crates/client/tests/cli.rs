@@ -1,0 +1,432 @@
+//! The `client` binary against real servers (ours, Python's, a plain TCP listener, nothing):
+//! each failure class by its exit code and its explanation.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::Layout;
+use pki::files::Overwrite;
+use pki::{CertSpec, Folder, InitOptions, Profile, Validity};
+use server::config::{ClientAuth, Config};
+use server::Background;
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    folder: Folder,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tmp");
+        let folder = Folder::new(Layout::new(dir.path().join("certs")));
+        folder.init(&InitOptions::default()).expect("init");
+        Pki { _dir: dir, folder }
+    }
+    fn dir(&self) -> &Path {
+        self.folder.layout().root()
+    }
+    fn serve(&self, auth: ClientAuth) -> Background {
+        Background::spawn(Config::for_pki(self.dir(), auth)).expect("server")
+    }
+}
+
+fn client(pki: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_client"))
+        .arg("--pki-dir")
+        .arg(pki)
+        .args(["--timeout", "3"])
+        .args(args)
+        .env_remove("CLIENT_P12_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run client")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn url(port: u16) -> String {
+    format!("https://127.0.0.1:{port}")
+}
+
+/// Asserts the exit code and that the explanation contains each of `words`.
+fn expect(o: &Output, code: i32, words: &[&str]) {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(code), "{t}");
+    for w in words {
+        assert!(t.contains(w), "missing {w:?} in: {t}");
+    }
+}
+
+#[test]
+fn the_seed_sequence_whoami_and_login() {
+    let pki = Pki::new();
+    let srv = pki.serve(ClientAuth::Required);
+    let u = url(srv.addr.port());
+    let o = client(pki.dir(), &["--url", &u]);
+    expect(
+        &o,
+        0,
+        &[
+            "GET /login → 200",
+            "Hello World!",
+            "POST /login1 → 200",
+            "true",
+        ],
+    );
+
+    let o = client(pki.dir(), &["--url", &u, "whoami", "--json"]);
+    expect(&o, 0, &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let who: serde_json::Value =
+        serde_json::from_str(v["body"].as_str().expect("body")).expect("whoami json");
+    assert_eq!(who["common_name"], "client");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "--pki-dir",
+            pki.dir().to_str().expect("utf8"),
+            "--url",
+            &u,
+            "login",
+            "--password-env",
+            "PW",
+        ])
+        .env("PW", "pwd1")
+        .output()
+        .expect("login");
+    expect(&o, 0, &["POST /login1 → 200", "true"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "--pki-dir",
+            pki.dir().to_str().expect("utf8"),
+            "--url",
+            &u,
+            "login",
+            "--username",
+            "name",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"wrong\n")
+        .expect("write");
+    let o = child.wait_with_output().expect("wait");
+    expect(&o, 1, &["false"]);
+
+    // The PKCS#12 bundle, its password read from the .pass file next to it.
+    let p12 = pki.folder.layout().client_p12("client");
+    let o = client(
+        pki.dir(),
+        &["--url", &u, "--p12", p12.to_str().expect("utf8"), "whoami"],
+    );
+    expect(&o, 0, &["\"common_name\":\"client\""]);
+}
+
+#[test]
+fn each_failure_class_has_its_exit_code_and_words() {
+    let pki = Pki::new();
+    let srv = pki.serve(ClientAuth::Required);
+    let u = url(srv.addr.port());
+
+    // 16: the server requires a client certificate.
+    let o = client(pki.dir(), &["--url", &u, "--no-client-cert"]);
+    expect(&o, 16, &["requires a client certificate", "alert"]);
+
+    // 13: the server's certificate is from another CA than ours.
+    let other = Pki::new();
+    let other_ca = other.folder.layout().ca_cert();
+    let o = client(
+        pki.dir(),
+        &["--url", &u, "--ca", other_ca.to_str().expect("utf8")],
+    );
+    expect(&o, 13, &["not issued by the CA in", "verify error"]);
+
+    // 14: a name the certificate does not carry.
+    let o = client(pki.dir(), &["--url", &u, "--server-name", "api.example"]);
+    expect(
+        &o,
+        14,
+        &[
+            "is for DNS:localhost, IP:127.0.0.1, IP:::1, not api.example",
+            "--san api.example",
+        ],
+    );
+    // ... and a name it does carry, through --server-name.
+    let o = client(
+        pki.dir(),
+        &["--url", &u, "--server-name", "localhost", "get", "/login"],
+    );
+    expect(&o, 0, &["Hello World!"]);
+
+    // 17: our certificate revoked (the server reloads the new CRL).
+    let ca = pki.folder.authority().expect("ca");
+    pki.folder.revoke(&ca, "client", None).expect("revoke");
+    srv.tls.reload().expect("reload");
+    let o = client(pki.dir(), &["--url", &u]);
+    expect(&o, 17, &["refused our client certificate", "revoked"]);
+
+    // 17: a client certificate from a CA the server does not trust.
+    let o = client(
+        pki.dir(),
+        &[
+            "--url",
+            &u,
+            "--cert",
+            other.folder.layout().client_cert().to_str().expect("utf8"),
+            "--key",
+            other.folder.layout().client_key().to_str().expect("utf8"),
+        ],
+    );
+    expect(&o, 17, &["not issued by a CA the server trusts"]);
+
+    // 2: a key that does not match the certificate: refused before connecting.
+    let o = client(
+        pki.dir(),
+        &[
+            "--url",
+            &u,
+            "--cert",
+            pki.folder.layout().client_cert().to_str().expect("utf8"),
+            "--key",
+            other.folder.layout().client_key().to_str().expect("utf8"),
+        ],
+    );
+    expect(&o, 2, &["does not match the certificate"]);
+}
+
+#[test]
+fn an_expired_server_certificate_is_named_with_its_date() {
+    let pki = Pki::new();
+    let ca = pki.folder.authority().expect("ca");
+    let now = pki::authority::now();
+    let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
+    let req =
+        pki::request::build(&key, &pki::Subject::new("https Project", "localhost")).expect("req");
+    let spec = CertSpec::new(Profile::Server)
+        .names(pki::SubjectAltName::localhost())
+        .validity(Validity::between(now - 40 * 86_400, now - 10 * 86_400));
+    let cert = ca.sign(&req, &spec).expect("sign");
+    let l = pki.folder.layout();
+    pki::files::write(
+        "cert",
+        &l.server_cert(),
+        &cert.to_pem().expect("pem"),
+        pki::files::Secrecy::Public,
+        Overwrite::Replace,
+    )
+    .expect("write");
+    pki::files::write(
+        "key",
+        &l.server_key(),
+        &pki::key::to_pem(&key).expect("pem"),
+        pki::files::Secrecy::Secret,
+        Overwrite::Replace,
+    )
+    .expect("write");
+    let srv = pki.serve(ClientAuth::Required);
+    let o = client(pki.dir(), &["--url", &url(srv.addr.port())]);
+    expect(
+        &o,
+        15,
+        &[
+            "the server's certificate expired on",
+            "pki issue server --force",
+        ],
+    );
+}
+
+#[test]
+fn closed_ports_plain_tcp_and_silent_listeners() {
+    let pki = Pki::new();
+    // 10: nothing listening (bind, learn the port, close).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let o = client(pki.dir(), &["--url", &url(port)]);
+    expect(&o, 10, &["nothing is listening on 127.0.0.1:"]);
+
+    // 12: a plain HTTP listener.
+    let plain = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = plain.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        for s in plain.incoming().take(2).flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let o = client(pki.dir(), &["--url", &url(port)]);
+    expect(
+        &o,
+        12,
+        &["answers in plain HTTP, not TLS", "http://127.0.0.1:"],
+    );
+    let _ = t.join();
+
+    // 11: a listener that never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let o = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args([
+            "--pki-dir",
+            pki.dir().to_str().expect("utf8"),
+            "--timeout",
+            "1",
+            "--url",
+            &url(port),
+        ])
+        .output()
+        .expect("run");
+    expect(&o, 11, &["within 1s"]);
+    drop(silent);
+}
+
+#[test]
+fn json_errors_carry_class_and_exit_code() {
+    let pki = Pki::new();
+    let srv = pki.serve(ClientAuth::Required);
+    let o = client(
+        pki.dir(),
+        &[
+            "--url",
+            &url(srv.addr.port()),
+            "--no-client-cert",
+            "--json",
+            "get",
+            "/login",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(16));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["exit_code"], 16);
+    assert_eq!(v["error"]["class"], "client-cert-required");
+}
+
+#[test]
+fn diagnose_reports_chain_names_and_client_policy() {
+    let pki = Pki::new();
+    let srv = pki.serve(ClientAuth::Required);
+    let o = client(pki.dir(), &["diagnose", &url(srv.addr.port())]);
+    expect(
+        &o,
+        0,
+        &[
+            "TLSv1.3",
+            "ALPN h2",
+            "/O=https Project/CN=localhost",
+            "DNS:localhost, IP:127.0.0.1, IP:::1",
+            "EC P-256",
+            "chains to CA yes",
+            "name matches yes",
+            "the server requires one",
+            "it accepts   /O=https Project Certificate Authority/CN=https Project Root CA",
+            "key matches",
+            "extendedKeyUsage includes clientAuth",
+            "result       OK",
+        ],
+    );
+    let other = Pki::new();
+    let o = client(
+        pki.dir(),
+        &[
+            "diagnose",
+            &url(srv.addr.port()),
+            "--ca",
+            other.folder.layout().ca_cert().to_str().expect("utf8"),
+        ],
+    );
+    expect(&o, 13, &["chains to CA NO", "not issued by the trusted CA"]);
+
+    let one_way = pki.serve(ClientAuth::None);
+    let o = client(
+        pki.dir(),
+        &["diagnose", &url(one_way.addr.port()), "--no-client-cert"],
+    );
+    expect(
+        &o,
+        0,
+        &["the server does not require one", "result       OK"],
+    );
+}
+
+/// Python's `http.server` behind `ssl`: a TLS server we did not write.
+fn python_server(pki: &Pki, mutual: bool) -> (Child, u16) {
+    let l = pki.folder.layout();
+    let script = r#"
+import http.server, ssl, sys
+crt, key, ca, mutual = sys.argv[1:5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        peer = self.connection.getpeercert() or {}
+        cn = dict(x[0] for x in peer.get("subject", ())).get("commonName", "-")
+        body = f"python sees {cn}".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+ctx.load_cert_chain(crt, key)
+ctx.verify_mode = ssl.CERT_REQUIRED if mutual == "1" else ssl.CERT_NONE
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .args([&l.server_cert(), &l.server_key(), &l.ca_cert()])
+        .arg(if mutual { "1" } else { "0" })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port: {line:?}"));
+    (child, port)
+}
+
+#[test]
+fn against_pythons_tls_server_one_way_and_mutual() {
+    let pki = Pki::new();
+    let (mut one_way, port) = python_server(&pki, false);
+    let o = client(
+        pki.dir(),
+        &["--url", &url(port), "--no-client-cert", "get", "/x"],
+    );
+    expect(&o, 0, &["GET /x → 200", "python sees -"]);
+    one_way.kill().ok();
+
+    let (mut mutual, port) = python_server(&pki, true);
+    let o = client(pki.dir(), &["--url", &url(port), "get", "/x"]);
+    expect(&o, 0, &["python sees client"]);
+    let o = client(
+        pki.dir(),
+        &["--url", &url(port), "--no-client-cert", "get", "/x"],
+    );
+    expect(&o, 16, &["requires a client certificate"]);
+    mutual.kill().ok();
+}
