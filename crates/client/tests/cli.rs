@@ -369,11 +369,11 @@ fn diagnose_reports_chain_names_and_client_policy() {
 }
 
 /// Python's `http.server` behind `ssl`: a TLS server we did not write.
-fn python_server(pki: &Pki, mutual: bool) -> (Child, u16) {
+fn python_server(pki: &Pki, mode: &str) -> (Child, u16) {
     let l = pki.folder.layout();
     let script = r#"
 import http.server, ssl, sys
-crt, key, ca, mutual = sys.argv[1:5]
+crt, key, ca, mode = sys.argv[1:5]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         peer = self.connection.getpeercert() or {}
@@ -385,7 +385,11 @@ class H(http.server.BaseHTTPRequestHandler):
 srv = http.server.HTTPServer(("127.0.0.1", 0), H)
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
 ctx.load_cert_chain(crt, key)
-ctx.verify_mode = ssl.CERT_REQUIRED if mutual == "1" else ssl.CERT_NONE
+ctx.verify_mode = ssl.CERT_REQUIRED if mode == "mutual" else ssl.CERT_NONE
+if mode == "old":  # a server stuck on TLS 1.1
+    ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print(srv.server_address[1], flush=True)
 srv.serve_forever()
@@ -393,7 +397,7 @@ srv.serve_forever()
     let mut child = Command::new("python3")
         .args(["-c", script])
         .args([&l.server_cert(), &l.server_key(), &l.ca_cert()])
-        .arg(if mutual { "1" } else { "0" })
+        .arg(mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -412,7 +416,7 @@ srv.serve_forever()
 #[test]
 fn against_pythons_tls_server_one_way_and_mutual() {
     let pki = Pki::new();
-    let (mut one_way, port) = python_server(&pki, false);
+    let (mut one_way, port) = python_server(&pki, "oneway");
     let o = client(
         pki.dir(),
         &["--url", &url(port), "--no-client-cert", "get", "/x"],
@@ -420,7 +424,7 @@ fn against_pythons_tls_server_one_way_and_mutual() {
     expect(&o, 0, &["GET /x → 200", "python sees -"]);
     one_way.kill().ok();
 
-    let (mut mutual, port) = python_server(&pki, true);
+    let (mut mutual, port) = python_server(&pki, "mutual");
     let o = client(pki.dir(), &["--url", &url(port), "get", "/x"]);
     expect(&o, 0, &["python sees client"]);
     let o = client(
@@ -429,4 +433,13 @@ fn against_pythons_tls_server_one_way_and_mutual() {
     );
     expect(&o, 16, &["requires a client certificate"]);
     mutual.kill().ok();
+
+    // 18: a server that stops at TLS 1.1 has nothing in common with us (TLS 1.2+).
+    let (mut old, port) = python_server(&pki, "old");
+    let o = client(
+        pki.dir(),
+        &["--url", &url(port), "--no-client-cert", "get", "/x"],
+    );
+    expect(&o, 18, &["no TLS version or cipher suite in common"]);
+    old.kill().ok();
 }
