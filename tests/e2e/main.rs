@@ -1,6 +1,7 @@
 //! End-to-end tests: certificates made by the library, judged by parsers and verifiers we did
 //! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki).
 
+mod hostile;
 mod pki_interop;
 mod pki_profiles;
 mod server_interop;

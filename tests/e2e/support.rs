@@ -97,6 +97,38 @@ impl TestPki {
         write_pair(&self.layout().root().join("extra"), name, &b.build(), &key)
     }
 
+    /// A client certificate two levels below the root (root → intermediate → leaf), with the
+    /// intermediate in the certificate file. Our root says pathlen:0, so this chain is too deep.
+    pub fn make_deep_chain(&self, name: &str) -> (PathBuf, PathBuf) {
+        let root = self.folder.authority().expect("ca");
+        let ikey = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let ireq =
+            pki::request::build(&ikey, &pki::Subject::new("Intermediate", name)).expect("req");
+        let icert = root
+            .sign(&ireq, &pki::CertSpec::new(pki::Profile::Ca))
+            .expect("sign");
+        let inter = pki::Authority::from_parts(
+            icert.clone(),
+            ikey,
+            (Path::new("i.crt"), Path::new("i.key")),
+        )
+        .expect("intermediate");
+        let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let req = pki::request::build(
+            &key,
+            &pki::Subject::new("https Project Device Certificate", name),
+        )
+        .expect("req");
+        let leaf = inter
+            .sign(&req, &pki::CertSpec::new(pki::Profile::Client))
+            .expect("sign");
+        let (c, k) = write_pair(&self.layout().root().join("extra"), name, &leaf, &key);
+        let mut pem = leaf.to_pem().expect("pem");
+        pem.extend_from_slice(&icert.to_pem().expect("pem"));
+        std::fs::write(&c, pem).expect("chain");
+        (c, k)
+    }
+
     pub fn client(&self) -> (PathBuf, PathBuf) {
         (self.layout().client_cert(), self.layout().client_key())
     }
@@ -150,3 +182,45 @@ pub fn s(p: &Path) -> &str {
 
 /// A server of ours on an ephemeral loopback port, in its own thread; stopped on drop.
 pub type TestServer = server::Background;
+
+/// Everything the servers of this test binary log (tracing), to assert that refusals are logged
+/// with their reason. Installed once per process.
+pub fn server_log() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+fn log_buffer() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = LogWriter(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_env_filter("warn")
+            .try_init();
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing server logs (call before starting servers).
+pub fn capture_logs() {
+    let _ = log_buffer();
+}

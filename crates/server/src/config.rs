@@ -91,6 +91,18 @@ pub struct Config {
     #[arg(long = "allow-san", env = "SERVER_ALLOW_SAN", value_delimiter = ',')]
     pub allow_san: Vec<String>,
 
+    /// Failed logins in a row before a client (certificate, else IP) gets 429 (0: never).
+    #[arg(long, env = "SERVER_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// Seconds a client stays locked out after too many failed logins.
+    #[arg(long, env = "SERVER_LOGIN_LOCKOUT", default_value_t = 60)]
+    pub login_lockout_secs: u64,
+
+    /// Seconds a verified (user, password) is remembered, skipping the slow hash (0: never).
+    #[arg(long, env = "SERVER_LOGIN_CACHE", default_value_t = 60)]
+    pub login_cache_secs: u64,
+
     /// Longest accepted chain below the CA (OpenSSL verify depth).
     #[arg(long, env = "SERVER_VERIFY_DEPTH", default_value_t = 2)]
     pub verify_depth: u32,

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod login;
 pub mod routes;
 pub mod tls;
 
@@ -58,6 +59,13 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
             cns: config.allow_cn.clone(),
             sans: config.allow_san.clone(),
         },
+        brakes: Arc::new(login::Brakes::new(
+            config.login_max_failures,
+            Duration::from_secs(config.login_lockout_secs),
+        )),
+        cache: Arc::new(login::VerifiedCache::new(Duration::from_secs(
+            config.login_cache_secs,
+        ))?),
     };
     let tls = TlsReloader::new(config)?;
     let acceptor = tls.acceptor()?;

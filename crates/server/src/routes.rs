@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::identity::{Acl, Connection};
+use crate::login::{Brakes, VerifiedCache};
 use common::Credentials;
 
 /// Largest `/login1` body read; anything longer is refused with 413.
@@ -25,6 +26,10 @@ pub struct AppState {
     pub users: Arc<Credentials>,
     /// Who may use the server at all.
     pub acl: Acl,
+    /// Failed-login counting per client.
+    pub brakes: Arc<Brakes>,
+    /// Recently verified logins.
+    pub cache: Arc<VerifiedCache>,
 }
 
 /// Registers every route, with the access list and the access log around them.
@@ -58,6 +63,14 @@ async fn login1(
     mut body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    // Brute-force brakes: per certificate, else per address; checked before any work.
+    let who = client_key(&req);
+    if let Some(wait) = state.brakes.locked(&who) {
+        let secs = wait.as_secs() + 1;
+        return HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, secs.to_string()))
+            .json(json!({"error": format!("too many failed logins; retry in {secs} s")}));
+    }
     let is_form = req
         .mime_type()
         .ok()
@@ -102,12 +115,39 @@ async fn login1(
     let (Some(user), Some(password)) = (field("username"), field("password")) else {
         return HttpResponse::Ok().json(false);
     };
-    // Hashing is slow on purpose: keep it off the async workers.
-    let users = state.users.clone();
-    let ok = web::block(move || users.verify(&user, &password))
+    let ok = if state.cache.hit(&user, &password) {
+        true
+    } else {
+        // Hashing is slow on purpose: keep it off the async workers.
+        let (users, cache) = (state.users.clone(), state.cache.clone());
+        web::block(move || {
+            let ok = users.verify(&user, &password);
+            if ok {
+                cache.remember(&user, &password);
+            }
+            ok
+        })
         .await
-        .unwrap_or(false);
+        .unwrap_or(false)
+    };
+    state.brakes.record(&who, ok);
     HttpResponse::Ok().json(ok)
+}
+
+/// Whom failed logins are counted against: the client certificate, else the peer address.
+fn client_key(req: &HttpRequest) -> String {
+    match req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_ref())
+    {
+        Some(id) => format!("cert:{}", id.sha256),
+        None => format!(
+            "ip:{}",
+            req.peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
+        ),
+    }
 }
 
 /// `GET /whoami`: the verified client certificate, or 401 without one.

@@ -330,14 +330,17 @@ fn build(
 /// OpenSSL's chain verification, plus what it lets through: the leaf must carry EKU clientAuth
 /// (OpenSSL accepts a leaf without EKU) and must not be a CA certificate.
 fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
-    let subject = ctx
-        .current_cert()
-        .map(|c| pki::index::one_line(c.subject_name()))
-        .unwrap_or_default();
+    let subject_at = |c: Option<&openssl::x509::X509Ref>| {
+        c.map(|c| pki::index::one_line(c.subject_name()))
+            .unwrap_or_default()
+    };
+    // Name the client (the leaf), whichever certificate of its chain failed.
+    let subject = subject_at(ctx.chain().and_then(|c| c.get(0)).or(ctx.current_cert()));
     if !preverified {
         let code = ctx.error().as_raw();
         tracing::warn!(
             client = %subject,
+            failed_at = %subject_at(ctx.current_cert()),
             depth = ctx.error_depth(),
             reason = pki::verify::explain(code),
             openssl = format!("{code}: {}", ctx.error().error_string()),

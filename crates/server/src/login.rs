@@ -1,0 +1,214 @@
+//! `/login1`'s two guards around the password hash:
+//!
+//! - [`Brakes`]: failed logins counted per client identity (certificate fingerprint, else peer
+//!   IP); past the threshold the client gets 429 with `Retry-After` until the lockout ends, and a
+//!   success resets its count. Unknown users and wrong passwords count the same.
+//! - [`VerifiedCache`]: what Apache's mod_authn_socache does: a verified (user, keyed digest of
+//!   the password) is remembered for a short time, so repeated correct logins skip the slow hash.
+//!   A failure is never remembered and always costs the full hash.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openssl::hash::MessageDigest;
+use openssl::memcmp;
+use openssl::pkey::PKey;
+use openssl::sign::Signer;
+
+/// Most identities tracked at once; past it, expired entries are dropped, then the oldest.
+const MAX_TRACKED: usize = 100_000;
+
+/// Counts failed logins per client identity.
+#[derive(Debug)]
+pub struct Brakes {
+    max_failures: u32,
+    lockout: Duration,
+    state: Mutex<HashMap<String, Strikes>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    last: Instant,
+    locked_until: Option<Instant>,
+}
+
+impl Brakes {
+    /// Locks a client out for `lockout` after `max_failures` failures in a row (0 disables).
+    pub fn new(max_failures: u32, lockout: Duration) -> Brakes {
+        Brakes {
+            max_failures,
+            lockout,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(wait)` while `who` is locked out.
+    pub fn locked(&self, who: &str) -> Option<Duration> {
+        if self.max_failures == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .get(who)
+            .and_then(|s| s.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
+    /// Records the outcome of a password check for `who`.
+    pub fn record(&self, who: &str, success: bool) {
+        if self.max_failures == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if success {
+            state.remove(who);
+            return;
+        }
+        if state.len() >= MAX_TRACKED && !state.contains_key(who) {
+            let lockout = self.lockout;
+            state.retain(|_, s| now.duration_since(s.last) < lockout);
+            if state.len() >= MAX_TRACKED {
+                if let Some(oldest) = state
+                    .iter()
+                    .min_by_key(|(_, s)| s.last)
+                    .map(|(k, _)| k.clone())
+                {
+                    state.remove(&oldest);
+                }
+            }
+        }
+        let entry = state.entry(who.to_owned()).or_insert(Strikes {
+            failures: 0,
+            last: now,
+            locked_until: None,
+        });
+        // A long pause forgives earlier failures.
+        if now.duration_since(entry.last) > self.lockout {
+            *entry = Strikes {
+                failures: 0,
+                last: now,
+                locked_until: None,
+            };
+        }
+        entry.failures += 1;
+        entry.last = now;
+        if entry.failures >= self.max_failures {
+            entry.locked_until = Some(now + self.lockout);
+            entry.failures = 0;
+        }
+    }
+}
+
+/// Remembers recently verified (user, password) pairs as keyed digests.
+pub struct VerifiedCache {
+    key: PKey<openssl::pkey::Private>,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+}
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedCache {
+    /// A cache whose entries live `ttl` (zero disables it), keyed with a fresh random secret so
+    /// a memory dump reveals no password digest that could be attacked offline without it.
+    pub fn new(ttl: Duration) -> Result<VerifiedCache, openssl::error::ErrorStack> {
+        let mut secret = [0u8; 32];
+        openssl::rand::rand_bytes(&mut secret)?;
+        Ok(VerifiedCache {
+            key: PKey::hmac(&secret)?,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn digest(&self, user: &str, password: &str) -> Option<Vec<u8>> {
+        let mut s = Signer::new(MessageDigest::sha256(), &self.key).ok()?;
+        s.update(user.as_bytes()).ok()?;
+        s.update(&[0]).ok()?;
+        s.update(password.as_bytes()).ok()?;
+        s.sign_to_vec().ok()
+    }
+
+    /// True when this exact pair was verified within the TTL (constant-time comparison).
+    pub fn hit(&self, user: &str, password: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let Some(d) = self.digest(user, password) else {
+            return false;
+        };
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(user)
+            .is_some_and(|(stored, at)| at.elapsed() < self.ttl && memcmp::eq(stored, &d))
+    }
+
+    /// Remembers a pair that the full hash just verified.
+    pub fn remember(&self, user: &str, password: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Some(d) = self.digest(user, password) {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if entries.len() >= MAX_TRACKED {
+                let ttl = self.ttl;
+                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            }
+            entries.insert(user.to_owned(), (d, Instant::now()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_after_the_threshold_and_a_success_resets() {
+        let b = Brakes::new(3, Duration::from_secs(60));
+        b.record("a", false);
+        b.record("a", false);
+        assert!(b.locked("a").is_none());
+        b.record("a", true);
+        b.record("a", false);
+        b.record("a", false);
+        assert!(b.locked("a").is_none(), "the success reset the count");
+        b.record("a", false);
+        let wait = b.locked("a").expect("locked");
+        assert!(wait > Duration::from_secs(58));
+        assert!(b.locked("b").is_none(), "per identity");
+    }
+
+    #[test]
+    fn disabled_brakes_never_lock() {
+        let b = Brakes::new(0, Duration::from_secs(60));
+        for _ in 0..100 {
+            b.record("a", false);
+        }
+        assert!(b.locked("a").is_none());
+    }
+
+    #[test]
+    fn cache_hits_only_the_verified_pair() {
+        let c = VerifiedCache::new(Duration::from_secs(60)).expect("cache");
+        assert!(!c.hit("name", "pwd1"));
+        c.remember("name", "pwd1");
+        assert!(c.hit("name", "pwd1"));
+        assert!(!c.hit("name", "pwd2"));
+        assert!(!c.hit("other", "pwd1"));
+        let off = VerifiedCache::new(Duration::ZERO).expect("cache");
+        off.remember("name", "pwd1");
+        assert!(!off.hit("name", "pwd1"));
+    }
+}
