@@ -40,6 +40,41 @@ pub enum Overwrite {
     Replace,
 }
 
+/// Environment variable of the fault-injection points used by the crash tests:
+/// `crash-before-rename[:N]` aborts the process after the N-th (default first) temp file is
+/// written and synced but before it is renamed into place; `enospc` fails every write as a
+/// full disk would.
+pub const FAILPOINT_ENV: &str = "PKI_FAILPOINT";
+
+fn failpoint(name: &str) -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    let Some(v) = std::env::var_os(FAILPOINT_ENV) else {
+        return false;
+    };
+    let v = v.to_string_lossy();
+    let (point, nth) = v.split_once(':').unwrap_or((&v, "1"));
+    point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth.parse().unwrap_or(1)
+}
+
+/// Removes temporary files a crashed run left in `dir` (`.pki-*.tmp`): they may hold a key.
+/// Returns what was removed. (One `pki` process per folder at a time is assumed.)
+pub fn remove_stale_temps(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".pki-") && n.ends_with(".tmp"))
+        })
+        .filter(|p| fs::remove_file(p).is_ok())
+        .collect()
+}
+
 /// True when something (a file, a folder, or a symlink, even dangling) is at `path`.
 pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()
@@ -89,12 +124,20 @@ pub fn write(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(err)?;
+    if std::env::var_os(FAILPOINT_ENV).is_some_and(|v| v == "enospc") {
+        return Err(err(std::io::Error::from_raw_os_error(28)));
+    }
     tmp.write_all(bytes).map_err(err)?;
     // Set the final mode explicitly: umask never widens or narrows it.
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(secrecy.mode()))
         .map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
+    if failpoint("crash-before-rename") {
+        // Keep the temp file on disk, as a real crash would.
+        let _ = tmp.keep();
+        std::process::abort();
+    }
     match overwrite {
         Overwrite::Replace => tmp.persist(path).map_err(|e| err(e.error))?,
         Overwrite::Never => tmp.persist_noclobber(path).map_err(|e| {

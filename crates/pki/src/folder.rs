@@ -115,6 +115,8 @@ pub struct InitReport {
     pub created: Vec<PathBuf>,
     /// Files that were there and left untouched.
     pub kept: Vec<PathBuf>,
+    /// Temporary files of an interrupted run, removed.
+    pub removed: Vec<PathBuf>,
 }
 
 /// A PKI folder.
@@ -204,9 +206,18 @@ impl Folder {
         Ok(ca)
     }
 
+    /// Removes what an interrupted run left (`.pki-*.tmp`) in every folder of the layout.
+    pub fn remove_stale_temps(&self) -> Vec<PathBuf> {
+        [Role::Ca, Role::Server, Role::Client]
+            .into_iter()
+            .flat_map(|r| files::remove_stale_temps(&self.layout.dir(r)))
+            .collect()
+    }
+
     /// Issues a leaf certificate with a fresh key and records it in the index.
     /// Refuses to replace existing files unless `overwrite`.
     pub fn issue(&self, ca: &Authority, leaf: &Leaf, overwrite: Overwrite) -> Result<X509> {
+        self.remove_stale_temps();
         let role = leaf.profile.role();
         let key_path = self.layout.leaf_key(role, &leaf.name);
         let cert_path = self.layout.leaf_cert(role, &leaf.name);
@@ -264,6 +275,7 @@ impl Folder {
     pub fn init(&self, opts: &InitOptions) -> Result<InitReport> {
         let mut report = InitReport::default();
         let l = &self.layout;
+        report.removed = self.remove_stale_temps();
         let overwrite = if opts.force {
             Overwrite::Replace
         } else {
@@ -317,6 +329,16 @@ impl Folder {
                 }
                 (true, true, false) => {
                     let cert = load_cert("certificate", &cert_path)?;
+                    let key = key::load("private key", &key_path)?;
+                    if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
+                        return Err(Error::Refused(format!(
+                            "{} does not match {} (an interrupted `issue --force`?): reissue with \
+                             `pki issue {} --force`",
+                            key_path.display(),
+                            cert_path.display(),
+                            leaf.profile
+                        )));
+                    }
                     let signed = cert
                         .verify(&*ca.certificate().public_key().step("x509 -pubkey")?)
                         .unwrap_or(false);

@@ -170,6 +170,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 opts.server_names = sans;
             }
             let report = folder.init(&opts).context("pki init")?;
+            for p in &report.removed {
+                println!("removed {} (left by an interrupted run)", p.display());
+            }
             if report.created.is_empty() {
                 println!(
                     "{} is complete; nothing changed (use --force to regenerate everything)",

@@ -154,3 +154,38 @@ fn a_missing_file_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
+    let (_dir, folder) = make_pki();
+    let mut child = spawn(&folder, &[]);
+    let (_, port) = startup_line(&mut child);
+
+    // A request in flight: headers sent, half of the body still to come.
+    let mut b = SslConnector::builder(SslMethod::tls_client()).expect("builder");
+    b.set_ca_file(folder.layout().ca_cert()).expect("ca");
+    b.set_certificate_chain_file(folder.layout().client_cert())
+        .expect("cert");
+    b.set_private_key_file(folder.layout().client_key(), openssl::ssl::SslFiletype::PEM)
+        .expect("key");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut s = b.build().connect("localhost", tcp).expect("handshake");
+    s.write_all(b"POST /login1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nusername=name")
+        .expect("write head");
+    std::thread::sleep(Duration::from_millis(200));
+
+    signal(&child, "-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    // New connections are refused while the old one finishes.
+    let refused = TcpStream::connect(("127.0.0.1", port)).is_err();
+    s.write_all(b"&password=pwd1").expect("write rest");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("true"),
+        "{out}"
+    );
+    assert!(refused, "a new connection was accepted after SIGTERM");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+}
