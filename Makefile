@@ -2,12 +2,14 @@
 CARGO ?= cargo
 PKI_DIR ?= certs
 DEMO_PORT ?= 8091
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := login_form credentials inspect identity
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test lint bench clean
+.PHONY: help certs demo test lint bench fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -48,6 +50,25 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 bench: ## handshake and request benchmarks against nginx (release build)
 	@echo "make bench: not built yet (issue #6)" >&2; exit 1
+
+fuzz: ## fuzz each parser of untrusted input for FUZZ_SECS seconds (cargo-fuzz, libFuzzer + ASan)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	# Seeds: a fresh PKI's files (PEM and DER), a form, a users file.
+	seeds=$$(mktemp -d)
+	$(CARGO) run --quiet -p pki -- --dir $$seeds/pki init >/dev/null
+	mkdir -p fuzz/corpus/{login_form,credentials,inspect,identity}
+	cp $$seeds/pki/*/*.crt $$seeds/pki/ca/ca.crl fuzz/corpus/inspect/
+	openssl x509 -in $$seeds/pki/client/client.crt -outform DER -out fuzz/corpus/identity/client.der
+	printf 'username=name&password=pwd1' > fuzz/corpus/login_form/seed
+	printf '# users\nname:%s\n' '$$2y$$05$$abcdefghijklmnopqrstuuNxSTtqL0mC6oOaKvvHgX.Yw1a1k2fVC' > fuzz/corpus/credentials/seed
+	rm -rf $$seeds
+	# Stable rustc takes the sanitizer flags cargo-fuzz passes only with RUSTC_BOOTSTRAP.
+	cd fuzz
+	for t in $(FUZZ_TARGETS); do
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=2048 2>&1 | tee /tmp/fuzz-$$t.log | grep -E "^Done|ERROR|panicked" || true
+	  grep -q "^Done" /tmp/fuzz-$$t.log || { echo "fuzz target $$t failed"; tail -30 /tmp/fuzz-$$t.log; exit 1; }
+	  echo "fuzz $$t: $$(grep '^Done' /tmp/fuzz-$$t.log)"
+	done
 
 clean: ## remove build output (certs/ is kept: it holds your CA)
 	$(CARGO) clean

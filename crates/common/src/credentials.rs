@@ -16,6 +16,19 @@ pub const SEED_USER: (&str, &str) = (
     "$argon2id$v=19$m=19456,t=2,p=1$4Ewz+1LGhFirdnMTfTv3bQ$3sCU5AAaW6Vz5bq0TRxbUswxWu+EUnbAjyZmQ9wSYKU",
 );
 
+/// `username` and `password` from a `/login1` form body. Repeated fields: the first one counts.
+/// `None` when either is missing or the body is not a form (a failed login, not an error).
+pub fn parse_login_form(body: &[u8]) -> Option<(String, String)> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    Some((field("username")?, field("password")?))
+}
+
 /// Why a credentials file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -205,5 +218,29 @@ mod tests {
             let e = Credentials::parse(text, Path::new("u")).expect_err("must fail");
             assert!(e.to_string().contains(want), "{text:?}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::parse_login_form;
+
+    #[test]
+    fn first_field_wins_and_missing_is_none() {
+        let p = |s: &str| parse_login_form(s.as_bytes());
+        assert_eq!(
+            p("username=name&password=pwd1"),
+            Some(("name".into(), "pwd1".into()))
+        );
+        assert_eq!(
+            p("password=a&username=u&password=b"),
+            Some(("u".into(), "a".into()))
+        );
+        assert_eq!(
+            p("username=%6e%61me&password=p+w"),
+            Some(("name".into(), "p w".into()))
+        );
+        assert_eq!(p("username=name"), None);
+        assert_eq!(p(""), None);
     }
 }

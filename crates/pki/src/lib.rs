@@ -36,6 +36,7 @@ pub mod authority;
 pub mod error;
 pub mod files;
 pub mod folder;
+pub mod identity;
 pub mod index;
 pub mod inspect;
 pub mod key;

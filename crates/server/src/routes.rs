@@ -104,15 +104,7 @@ async fn login1(
         }
         buf.extend_from_slice(&chunk);
     }
-    // Repeated fields: the first one counts. A missing or unparseable field is a failed login.
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&buf).unwrap_or_default();
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let (Some(user), Some(password)) = (field("username"), field("password")) else {
+    let Some((user, password)) = common::credentials::parse_login_form(&buf) else {
         return HttpResponse::Ok().json(false);
     };
     let ok = if state.cache.hit(&user, &password) {
