@@ -103,6 +103,10 @@ pub struct Config {
     #[arg(long, env = "SERVER_LOGIN_CACHE", default_value_t = 60)]
     pub login_cache_secs: u64,
 
+    /// Password hashes run at once [default: half the cores, at least 1].
+    #[arg(long, env = "SERVER_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+
     /// Longest accepted chain below the CA (OpenSSL verify depth).
     #[arg(long, env = "SERVER_VERIFY_DEPTH", default_value_t = 2)]
     pub verify_depth: u32,

@@ -66,6 +66,11 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
         cache: Arc::new(login::VerifiedCache::new(Duration::from_secs(
             config.login_cache_secs,
         ))?),
+        hash_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.hash_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+            }),
+        )),
     };
     let tls = TlsReloader::new(config)?;
     let acceptor = tls.acceptor()?;

@@ -30,6 +30,9 @@ pub struct AppState {
     pub brakes: Arc<Brakes>,
     /// Recently verified logins.
     pub cache: Arc<VerifiedCache>,
+    /// Password hashes allowed to run at once: a login flood queues here instead of taking
+    /// every core from the event loops that serve everything else.
+    pub hash_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registers every route, with the access list and the access log around them.
@@ -110,7 +113,10 @@ async fn login1(
     let ok = if state.cache.hit(&user, &password) {
         true
     } else {
-        // Hashing is slow on purpose: keep it off the async workers.
+        // Hashing is slow on purpose: keep it off the async workers, a few at a time.
+        let Ok(_slot) = state.hash_slots.acquire().await else {
+            return HttpResponse::ServiceUnavailable().finish();
+        };
         let (users, cache) = (state.users.clone(), state.cache.clone());
         web::block(move || {
             let ok = users.verify(&user, &password);
