@@ -19,6 +19,10 @@ use common::Credentials;
 /// Largest `/login1` body read; anything longer is refused with 413.
 pub const MAX_FORM_BYTES: usize = 4096;
 
+/// Largest request head (header names and values) served; beyond it, 431. nginx allows about
+/// as much (4 × 8 KiB); actix-http itself cuts heads at 128 KiB.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// What handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -41,6 +45,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
         cfg.app_data(web::Data::new(state.clone())).service(
             web::scope("")
                 .wrap(from_fn(access_list))
+                .wrap(from_fn(header_limit))
                 .wrap(from_fn(access_log))
                 // Resources answer 405 to a wrong method (a bare route would fall through to 404).
                 .service(web::resource("/login").get(login))
@@ -66,24 +71,6 @@ async fn login1(
     mut body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    // Brute-force brakes: per certificate, else per address; checked before any work.
-    let who = client_key(&req);
-    if let Some(wait) = state.brakes.locked(&who) {
-        let secs = wait.as_secs() + 1;
-        return HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, secs.to_string()))
-            .json(json!({"error": format!("too many failed logins; retry in {secs} s")}));
-    }
-    let is_form = req
-        .mime_type()
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
-    if !is_form {
-        return HttpResponse::UnsupportedMediaType().json(json!({
-            "error": "expected a form body (Content-Type: application/x-www-form-urlencoded)"
-        }));
-    }
     let too_large = || {
         HttpResponse::PayloadTooLarge().json(json!({
             "error": format!("the form is larger than {MAX_FORM_BYTES} bytes")
@@ -97,6 +84,8 @@ async fn login1(
     if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
         return too_large();
     }
+    // Read the (small) body before any other answer: closing on unread bytes would turn the
+    // answer into a TCP reset the client may never see.
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
@@ -106,6 +95,24 @@ async fn login1(
             return too_large();
         }
         buf.extend_from_slice(&chunk);
+    }
+    let is_form = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return HttpResponse::UnsupportedMediaType().json(json!({
+            "error": "expected a form body (Content-Type: application/x-www-form-urlencoded)"
+        }));
+    }
+    // Brute-force brakes: per certificate, else per address; checked before any hashing.
+    let who = client_key(&req);
+    if let Some(wait) = state.brakes.locked(&who) {
+        let secs = wait.as_secs() + 1;
+        return HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, secs.to_string()))
+            .json(json!({"error": format!("too many failed logins; retry in {secs} s")}));
     }
     let Some((user, password)) = common::credentials::parse_login_form(&buf) else {
         return HttpResponse::Ok().json(false);
@@ -169,6 +176,27 @@ async fn healthz() -> HttpResponse {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(json!({"error": "no such route"}))
+}
+
+/// 431 for a request head larger than [`MAX_HEADER_BYTES`].
+async fn header_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size <= MAX_HEADER_BYTES {
+        Ok(next.call(req).await?.map_into_left_body())
+    } else {
+        let res = HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            .json(
+                json!({"error": format!("request headers larger than {MAX_HEADER_BYTES} bytes")}),
+            );
+        Ok(req.into_response(res).map_into_right_body())
+    }
 }
 
 /// 403 for a client not on the access list (checked on every request, resumed sessions too).
