@@ -179,32 +179,18 @@ fn each_failure_class_has_its_exit_code_and_words() {
     let o = client(pki.dir(), &["--url", &u]);
     expect(&o, 17, &["refused our client certificate", "revoked"]);
 
+    let with_pair = |cert: &Path, key: &Path| {
+        let (cert, key) = (cert.to_str().expect("utf8"), key.to_str().expect("utf8"));
+        client(pki.dir(), &["--url", &u, "--cert", cert, "--key", key])
+    };
+    let (ours, theirs) = (pki.folder.layout(), other.folder.layout());
+
     // 17: a client certificate from a CA the server does not trust.
-    let o = client(
-        pki.dir(),
-        &[
-            "--url",
-            &u,
-            "--cert",
-            other.folder.layout().client_cert().to_str().expect("utf8"),
-            "--key",
-            other.folder.layout().client_key().to_str().expect("utf8"),
-        ],
-    );
+    let o = with_pair(&theirs.client_cert(), &theirs.client_key());
     expect(&o, 17, &["not issued by a CA the server trusts"]);
 
     // 2: a key that does not match the certificate: refused before connecting.
-    let o = client(
-        pki.dir(),
-        &[
-            "--url",
-            &u,
-            "--cert",
-            pki.folder.layout().client_cert().to_str().expect("utf8"),
-            "--key",
-            other.folder.layout().client_key().to_str().expect("utf8"),
-        ],
-    );
+    let o = with_pair(&ours.client_cert(), &theirs.client_key());
     expect(&o, 2, &["does not match the certificate"]);
 }
 

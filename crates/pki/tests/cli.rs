@@ -5,44 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+use support::{snapshot, text};
+
 fn pki(dir: &Path, args: &[&str]) -> Output {
-    // umask 000: the keys must still come out 0600.
-    Command::new("sh")
-        .arg("-c")
-        .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_pki"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("PKI_P12_PASSWORD")
-        .output()
-        .expect("run pki")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Every regular file under `dir` with its bytes, sorted by path.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), fs::read(&p).expect("read")));
-            }
-        }
-    }
-    out.sort();
-    out
+    support::run(dir, &[], args)
 }
 
 fn mode(p: &Path) -> u32 {

@@ -56,8 +56,8 @@ fn startup_line(child: &mut Child) -> (String, u16) {
     (line, port)
 }
 
-/// The serial of the certificate the server presents.
-fn served_serial(folder: &Folder, port: u16) -> String {
+/// A mutual-TLS connection to the server as the PKI's client.
+fn connect(folder: &Folder, port: u16) -> openssl::ssl::SslStream<TcpStream> {
     let mut b = SslConnector::builder(SslMethod::tls_client()).expect("builder");
     b.set_ca_file(folder.layout().ca_cert()).expect("ca");
     b.set_certificate_chain_file(folder.layout().client_cert())
@@ -65,7 +65,12 @@ fn served_serial(folder: &Folder, port: u16) -> String {
     b.set_private_key_file(folder.layout().client_key(), openssl::ssl::SslFiletype::PEM)
         .expect("key");
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut s = b.build().connect("localhost", tcp).expect("handshake");
+    b.build().connect("localhost", tcp).expect("handshake")
+}
+
+/// The serial of the certificate the server presents.
+fn served_serial(folder: &Folder, port: u16) -> String {
+    let mut s = connect(folder, port);
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .expect("write");
     let mut out = String::new();
@@ -162,14 +167,7 @@ fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let (_, port) = startup_line(&mut child);
 
     // A request in flight: headers sent, half of the body still to come.
-    let mut b = SslConnector::builder(SslMethod::tls_client()).expect("builder");
-    b.set_ca_file(folder.layout().ca_cert()).expect("ca");
-    b.set_certificate_chain_file(folder.layout().client_cert())
-        .expect("cert");
-    b.set_private_key_file(folder.layout().client_key(), openssl::ssl::SslFiletype::PEM)
-        .expect("key");
-    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut s = b.build().connect("localhost", tcp).expect("handshake");
+    let mut s = connect(&folder, port);
     s.write_all(b"POST /login1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\nusername=name")
         .expect("write head");
     std::thread::sleep(Duration::from_millis(200));
