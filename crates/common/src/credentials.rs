@@ -71,7 +71,10 @@ impl Hash {
             Ok(Hash::Argon2(s.to_owned()))
         } else if ["$2y$", "$2b$", "$2a$"].iter().any(|p| s.starts_with(p)) {
             // A cheap structural check: cost and 53 characters of salt+hash.
-            let ok = s.len() == 60 && s[4..6].parse::<u32>().is_ok_and(|c| (4..=31).contains(&c));
+            // ASCII first: slicing a multi-byte character would panic (found by fuzzing).
+            let ok = s.len() == 60
+                && s.is_ascii()
+                && s[4..6].parse::<u32>().is_ok_and(|c| (4..=31).contains(&c));
             if ok {
                 Ok(Hash::Bcrypt(s.to_owned()))
             } else {
@@ -214,6 +217,8 @@ mod tests {
             ("# c\nalice\n", "line 2: expected user:hash"),
             ("alice:$2y$05$short\n", "malformed bcrypt"),
             ("# nothing\n", "defines no user"),
+            // The fuzzer's find: 60 bytes, but multi-byte characters where the cost goes.
+            ("n:$2y$A\u{2000}\u{2000}\u{2000}\u{2000}klmnoptrstuuNxSTtqLmC06oOaKvvHgX.Yw1a1k2fVC\n", "malformed bcrypt"),
         ] {
             let e = Credentials::parse(text, Path::new("u")).expect_err("must fail");
             assert!(e.to_string().contains(want), "{text:?}: {e}");
