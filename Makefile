@@ -3,13 +3,16 @@ CARGO ?= cargo
 PKI_DIR ?= certs
 DEMO_PORT ?= 8091
 FUZZ_SECS ?= 60
+# `make bench BENCH_PROFILE=dev` skips the release build (CI does: it only checks the harness).
+BENCH_PROFILE ?= release
+BENCH_BIN = $${CARGO_TARGET_DIR:-target}/$(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
 FUZZ_TARGETS := login_form credentials inspect identity
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test lint bench fuzz clean
+.PHONY: help certs demo test lint bench bench-quick fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -48,8 +51,13 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: ## handshake and request benchmarks against nginx (release build)
-	@echo "make bench: not built yet (issue #6)" >&2; exit 1
+bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU, RSS (~6 min)
+	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
+	$(BENCH_BIN)/bench compare --server-bin $(BENCH_BIN)/server
+
+bench-quick: ## the CI-sized benchmark (under a minute after the build)
+	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
+	$(BENCH_BIN)/bench compare --quick --server-bin $(BENCH_BIN)/server
 
 fuzz: ## fuzz each parser of untrusted input for FUZZ_SECS seconds (cargo-fuzz, libFuzzer + ASan)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -1,0 +1,609 @@
+//! The load generator: `c` connections on a tokio runtime, bounded by a request count and a
+//! deadline, reporting rates, latency percentiles, errors by class, and its own CPU use.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+
+use crate::http::{read_response, HttpError, RequestKind};
+use crate::stats::Latency;
+use crate::tls::{Backend, Connected, Connector, TlsFiles};
+
+/// How connections are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A new TCP connection and a full TLS handshake for every request.
+    NewConn,
+    /// A new TCP connection for every request, resuming the worker's previous TLS session.
+    Resume,
+    /// One connection per worker, many requests on it (HTTP/1.1 keep-alive, no pipelining).
+    Keepalive,
+}
+
+/// Hard cap on a run when no `-d` is given: without `-n` either, and as a ceiling with `-n`.
+pub const DEFAULT_SECS: u64 = 10;
+/// Ceiling of a run bounded by `-n` only.
+pub const MAX_SECS_WITH_COUNT: u64 = 300;
+
+/// Everything one load run needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Where to connect (loopback only).
+    pub addr: SocketAddr,
+    /// Host name or IP checked against the server certificate, and sent as `Host`.
+    pub host: String,
+    /// Trust anchor and optional client identity.
+    pub files: TlsFiles,
+    /// TLS library of the client.
+    pub backend: Backend,
+    /// Connections at once.
+    pub concurrency: usize,
+    /// Total requests (all connections together), if bounded by count.
+    pub requests: Option<u64>,
+    /// How long to run, if bounded by time.
+    pub duration: Option<Duration>,
+    /// Connection use.
+    pub mode: Mode,
+    /// Request sent.
+    pub request: RequestKind,
+    /// tokio worker threads.
+    pub threads: usize,
+    /// Longest a request (with its handshake) may take before it counts as a timeout.
+    pub timeout: Duration,
+    /// Print a progress line on stderr every second.
+    pub progress: bool,
+}
+
+impl LoadConfig {
+    /// The run's time bound: `-d`, else a cap so that every run stops by itself.
+    pub fn time_bound(&self) -> Duration {
+        match (self.duration, self.requests) {
+            (Some(d), _) => d,
+            (None, Some(_)) => Duration::from_secs(MAX_SECS_WITH_COUNT),
+            (None, None) => Duration::from_secs(DEFAULT_SECS),
+        }
+    }
+}
+
+/// Parses `https://HOST:PORT[/...]` into the socket address and the host name. Only loopback
+/// addresses are accepted: this tool floods whatever it points at.
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .context("the URL must start with https://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    // `[::1]:8443`, `127.0.0.1:8443`, `localhost` (port 443).
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').context("unclosed [ in the URL")?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .with_context(|| format!("bad port {p:?} in {url}"))?,
+        None => 443,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    let Some(addr) = addrs.iter().copied().find(|a| a.ip().is_loopback()) else {
+        bail!("{host} is not a loopback address: the load generator only targets this machine");
+    };
+    Ok((addr, host.to_owned()))
+}
+
+/// Failed requests, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// TCP connect failed (refused, reset, out of ports).
+    pub connect: u64,
+    /// The TLS handshake failed (certificate refused either way, protocol error).
+    pub tls: u64,
+    /// An answer other than the expected one (status not 200, login not `true`).
+    pub http_status: u64,
+    /// The request with its handshake took longer than `--timeout`.
+    pub timeout: u64,
+    /// The connection broke after the handshake, or the answer was not HTTP/1.1 we can read.
+    pub io: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.tls + self.http_status + self.timeout + self.io
+    }
+
+    fn add(&mut self, o: &Errors) {
+        self.connect += o.connect;
+        self.tls += o.tls;
+        self.http_status += o.http_status;
+        self.timeout += o.timeout;
+        self.io += o.io;
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    /// Connection use.
+    pub mode: Mode,
+    /// Request sent.
+    pub request: RequestKind,
+    /// TLS library of the client.
+    pub backend: Backend,
+    /// Connections at once.
+    pub concurrency: usize,
+    /// Load generator threads.
+    pub threads: usize,
+    /// Seconds from the start of measurement (all keep-alive connections up) to the end.
+    pub elapsed_s: f64,
+    /// Requests answered as expected.
+    pub requests: u64,
+    /// TLS handshakes completed (including those of keep-alive set-up and reconnects).
+    pub handshakes: u64,
+    /// Handshakes completed during the measured window.
+    pub handshakes_measured: u64,
+    /// Of those, resumed ones.
+    pub resumed: u64,
+    /// Requests per second.
+    pub requests_per_s: f64,
+    /// Handshakes per second (measured window).
+    pub handshakes_per_s: f64,
+    /// Resumed / all handshakes of the window (0 when there were none).
+    pub resumed_ratio: f64,
+    /// Latency of answered requests (with connect and handshake in new-conn and resume modes).
+    pub latency: Option<Latency>,
+    /// Failures by class.
+    pub errors: Errors,
+    /// CPU seconds the load generator used in the window.
+    pub loadgen_cpu_s: f64,
+    /// Those in cores: 1.0 = one core busy the whole time.
+    pub loadgen_cores: f64,
+    /// Cores of the machine.
+    pub machine_cores: usize,
+    /// Cores busy machine-wide in the window (every process: server, load generator, others).
+    pub machine_busy_cores: f64,
+}
+
+impl LoadResult {
+    /// The human-readable summary `bench load` prints.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{:?} {:?} over {} connection(s), {} thread(s), {:?} client, {:.2} s\n\
+             requests:   {} ok, {:.1} req/s\n\
+             handshakes: {} in the window, {:.1} /s, resumed {:.1}%\n",
+            self.mode,
+            self.request,
+            self.concurrency,
+            self.threads,
+            self.backend,
+            self.elapsed_s,
+            self.requests,
+            self.requests_per_s,
+            self.handshakes_measured,
+            self.handshakes_per_s,
+            self.resumed_ratio * 100.0
+        );
+        match &self.latency {
+            Some(l) => s.push_str(&format!(
+                "latency:    p50 {} µs, p90 {} µs, p99 {} µs, max {} µs\n",
+                l.p50_us, l.p90_us, l.p99_us, l.max_us
+            )),
+            None => s.push_str("latency:    no answered request\n"),
+        }
+        let e = &self.errors;
+        s.push_str(&format!(
+            "errors:     {} (connect {}, tls {}, http-status {}, timeout {}, io {})\n\
+             load generator CPU: {:.2} s = {:.2} of {} cores; machine busy {:.2} cores (all processes)\n",
+            e.total(),
+            e.connect,
+            e.tls,
+            e.http_status,
+            e.timeout,
+            e.io,
+            self.loadgen_cpu_s,
+            self.loadgen_cores,
+            self.machine_cores,
+            self.machine_busy_cores
+        ));
+        s
+    }
+}
+
+/// Called at the edges of the measured window, e.g. to read a server's CPU time.
+pub trait Hooks: Sync {
+    /// The window starts (keep-alive connections are up).
+    fn started(&self) {}
+    /// The window ended (every worker stopped).
+    fn stopped(&self) {}
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// State shared by the workers.
+struct Shared {
+    cfg: LoadConfig,
+    connector: Connector,
+    request: Vec<u8>,
+    /// Requests not yet claimed (i64::MAX when unbounded).
+    budget: AtomicI64,
+    /// Measurement start and hard stop, set once all workers are ready.
+    window: OnceLock<(Instant, Instant)>,
+    ready: Barrier,
+    go: Barrier,
+    stop: AtomicBool,
+    // Live counters for the progress line.
+    ok: AtomicU64,
+    handshakes: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Shared {
+    fn claim(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+            && self.budget.fetch_sub(1, Ordering::Relaxed) > 0
+            && self.window.get().is_some_and(|w| Instant::now() < w.1)
+    }
+
+    fn hard_stop(&self) -> Instant {
+        self.window
+            .get()
+            .map_or_else(|| Instant::now() + self.cfg.timeout, |w| w.1)
+    }
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies_us: Vec<u32>,
+    requests: u64,
+    handshakes: u64,
+    handshakes_measured: u64,
+    resumed: u64,
+    errors: Errors,
+}
+
+/// Why one request failed.
+enum Failure {
+    Connect,
+    Tls,
+    Status,
+    Io,
+}
+
+impl WorkerStats {
+    fn fail(&mut self, shared: &Shared, f: Failure) {
+        match f {
+            Failure::Connect => self.errors.connect += 1,
+            Failure::Tls => self.errors.tls += 1,
+            Failure::Status => self.errors.http_status += 1,
+            Failure::Io => self.errors.io += 1,
+        }
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handshake_done(&mut self, shared: &Shared, resumed: bool, measured: bool) {
+        self.handshakes += 1;
+        shared.handshakes.fetch_add(1, Ordering::Relaxed);
+        if measured {
+            self.handshakes_measured += 1;
+            self.resumed += u64::from(resumed);
+        }
+    }
+}
+
+async fn connect(shared: &Shared, connector: &Connector) -> Result<Connected, Failure> {
+    let tcp = TcpStream::connect(shared.cfg.addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
+    // Requests are small and answered at once: do not let Nagle hold them back.
+    let _ = tcp.set_nodelay(true);
+    connector
+        .handshake(tcp, &shared.cfg.host)
+        .await
+        .map_err(|_| Failure::Tls)
+}
+
+/// Sends the request and reads the answer. `Ok(true)` when the server keeps the connection.
+async fn exchange(
+    shared: &Shared,
+    conn: &mut Connected,
+    buf: &mut Vec<u8>,
+) -> Result<bool, Failure> {
+    conn.stream
+        .write_all(&shared.request)
+        .await
+        .map_err(|_| Failure::Io)?;
+    let head = read_response(&mut conn.stream, buf)
+        .await
+        .map_err(|e| match e {
+            HttpError::Io(_) | HttpError::Protocol(_) => Failure::Io,
+        })?;
+    if !shared
+        .cfg
+        .request
+        .accepts(head.status, &buf[head.head_len..])
+    {
+        return Err(Failure::Status);
+    }
+    Ok(!head.close)
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+async fn worker(shared: Arc<Shared>) -> WorkerStats {
+    let mut st = WorkerStats::default();
+    let connector = shared.connector.for_worker();
+    let mut buf = Vec::with_capacity(1024);
+    let keepalive = shared.cfg.mode == Mode::Keepalive;
+    let mut conn: Option<Connected> = None;
+    if keepalive {
+        // Connections are made before the window opens, so keep-alive rates are not diluted
+        // by the handshakes of the set-up.
+        match tokio::time::timeout(shared.cfg.timeout, connect(&shared, &connector)).await {
+            Ok(Ok(c)) => {
+                st.handshake_done(&shared, c.resumed, false);
+                conn = Some(c);
+            }
+            Ok(Err(f)) => st.fail(&shared, f),
+            Err(_) => st.errors.timeout += 1,
+        }
+    }
+    shared.ready.wait().await;
+    shared.go.wait().await;
+    while shared.claim() {
+        let t0 = Instant::now();
+        let limit = (t0 + shared.cfg.timeout).min(shared.hard_stop());
+        let step = async {
+            let mut handshake = None;
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => {
+                    let c = connect(&shared, &connector).await?;
+                    handshake = Some(c.resumed);
+                    c
+                }
+            };
+            let kept = exchange(&shared, &mut c, &mut buf).await;
+            Ok::<_, Failure>((handshake, c, kept))
+        };
+        match tokio::time::timeout_at(limit.into(), step).await {
+            Ok(Ok((handshake, mut c, kept))) => {
+                if let Some(resumed) = handshake {
+                    st.handshake_done(&shared, resumed, true);
+                }
+                match kept {
+                    Ok(keep) => {
+                        st.requests += 1;
+                        st.latencies_us.push(micros(t0.elapsed()));
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                        if keepalive && keep {
+                            conn = Some(c);
+                        } else if !keepalive {
+                            // The server closes first (we asked for `Connection: close`): wait
+                            // for its close so the TIME_WAIT is on its side, not on our ports.
+                            let _ = tokio::time::timeout_at(
+                                limit.into(),
+                                tokio::io::copy(&mut c.stream, &mut tokio::io::sink()),
+                            )
+                            .await;
+                        }
+                    }
+                    Err(f) => st.fail(&shared, f),
+                }
+            }
+            Ok(Err(f)) => {
+                let refused = matches!(f, Failure::Connect);
+                st.fail(&shared, f);
+                if refused {
+                    // Nothing listening: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Err(_) => {
+                if Instant::now() >= shared.hard_stop() {
+                    break; // cut by the end of the run, not slow
+                }
+                st.errors.timeout += 1;
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    st
+}
+
+async fn progress(shared: Arc<Shared>) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    let (mut ok0, mut hs0) = (0, 0);
+    for second in 1.. {
+        tick.tick().await;
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let ok = shared.ok.load(Ordering::Relaxed);
+        let hs = shared.handshakes.load(Ordering::Relaxed);
+        eprintln!(
+            "[{second:>3}s] {:>8} req/s {:>8} handshakes/s   total {ok} ok, {} errors",
+            ok - ok0,
+            hs - hs0,
+            shared.failed.load(Ordering::Relaxed)
+        );
+        (ok0, hs0) = (ok, hs);
+    }
+}
+
+/// Runs one load test to its end (count, time or both) and returns what it measured. Builds
+/// its own tokio runtime; `hooks` are called at the edges of the measured window.
+pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
+    if cfg.concurrency == 0 || cfg.threads == 0 {
+        bail!("-c and --threads must be at least 1");
+    }
+    if !cfg.addr.ip().is_loopback() {
+        bail!("{} is not a loopback address", cfg.addr);
+    }
+    let resume = cfg.mode == Mode::Resume;
+    let connector = Connector::new(cfg.backend, &cfg.files, resume)?;
+    let close = cfg.mode != Mode::Keepalive;
+    let host_header = format!("{}:{}", cfg.host, cfg.addr.port());
+    let shared = Arc::new(Shared {
+        request: cfg.request.bytes(&host_header, close),
+        connector,
+        budget: AtomicI64::new(
+            cfg.requests
+                .map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        ),
+        window: OnceLock::new(),
+        ready: Barrier::new(cfg.concurrency + 1),
+        go: Barrier::new(cfg.concurrency + 1),
+        stop: AtomicBool::new(false),
+        ok: AtomicU64::new(0),
+        handshakes: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        cfg: cfg.clone(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let (stats, start, end, cpu, busy) = rt.block_on(async {
+        let workers: Vec<_> = (0..cfg.concurrency)
+            .map(|_| tokio::spawn(worker(shared.clone())))
+            .collect();
+        shared.ready.wait().await;
+        hooks.started();
+        let cpu0 = crate::procfs::self_cpu_seconds();
+        let busy0 = crate::procfs::machine_busy_seconds();
+        let start = Instant::now();
+        let _ = shared.window.set((start, start + cfg.time_bound()));
+        let ticker = cfg.progress.then(|| tokio::spawn(progress(shared.clone())));
+        shared.go.wait().await;
+        let mut all = WorkerStats::default();
+        for w in workers {
+            if let Ok(st) = w.await {
+                all.latencies_us.extend(st.latencies_us);
+                all.requests += st.requests;
+                all.handshakes += st.handshakes;
+                all.handshakes_measured += st.handshakes_measured;
+                all.resumed += st.resumed;
+                all.errors.add(&st.errors);
+            }
+        }
+        let end = Instant::now();
+        let cpu = crate::procfs::self_cpu_seconds() - cpu0;
+        let busy = crate::procfs::machine_busy_seconds() - busy0;
+        shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        hooks.stopped();
+        (all, start, end, cpu, busy)
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+
+    let mut stats = stats;
+    let elapsed = (end - start).as_secs_f64().max(1e-9);
+    Ok(LoadResult {
+        mode: cfg.mode,
+        request: cfg.request,
+        backend: cfg.backend,
+        concurrency: cfg.concurrency,
+        threads: cfg.threads,
+        elapsed_s: elapsed,
+        requests: stats.requests,
+        handshakes: stats.handshakes,
+        handshakes_measured: stats.handshakes_measured,
+        resumed: stats.resumed,
+        requests_per_s: stats.requests as f64 / elapsed,
+        handshakes_per_s: stats.handshakes_measured as f64 / elapsed,
+        resumed_ratio: if stats.handshakes_measured == 0 {
+            0.0
+        } else {
+            stats.resumed as f64 / stats.handshakes_measured as f64
+        },
+        latency: Latency::from_samples(&mut stats.latencies_us),
+        errors: stats.errors,
+        loadgen_cpu_s: cpu,
+        loadgen_cores: cpu / elapsed,
+        machine_cores: cores,
+        machine_busy_cores: busy / elapsed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (a, h) = parse_url("https://127.0.0.1:8091").expect("ok");
+        assert_eq!((a.port(), h.as_str()), (8091, "127.0.0.1"));
+        let (a, h) = parse_url("https://localhost:9/login").expect("ok");
+        assert!(a.ip().is_loopback());
+        assert_eq!((a.port(), h.as_str()), (9, "localhost"));
+        let (a, _) = parse_url("https://[::1]:8443").expect("ok");
+        assert_eq!(a.port(), 8443);
+        assert!(parse_url("http://127.0.0.1:1").is_err());
+        assert!(parse_url("https://192.0.2.1:443").is_err());
+    }
+
+    #[test]
+    fn every_run_is_bounded_in_time() {
+        let cfg = LoadConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            host: "127.0.0.1".into(),
+            files: TlsFiles {
+                ca: "ca.crt".into(),
+                cert: None,
+                key: None,
+            },
+            backend: Backend::Openssl,
+            concurrency: 1,
+            requests: None,
+            duration: None,
+            mode: Mode::Keepalive,
+            request: RequestKind::GetLogin,
+            threads: 1,
+            timeout: Duration::from_secs(5),
+            progress: false,
+        };
+        assert_eq!(cfg.time_bound(), Duration::from_secs(DEFAULT_SECS));
+        let counted = LoadConfig {
+            requests: Some(10),
+            ..cfg.clone()
+        };
+        assert_eq!(
+            counted.time_bound(),
+            Duration::from_secs(MAX_SECS_WITH_COUNT)
+        );
+        let timed = LoadConfig {
+            duration: Some(Duration::from_secs(2)),
+            ..cfg
+        };
+        assert_eq!(timed.time_bound(), Duration::from_secs(2));
+    }
+}

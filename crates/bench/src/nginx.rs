@@ -1,0 +1,200 @@
+//! nginx, the reference: its configuration for one run, and finding (or installing) it.
+//!
+//! The configuration matches our server where it matters for the figures: same certificate,
+//! key, CA and CRL files; TLS 1.2 + 1.3 with Mozilla's intermediate ECDHE+AEAD suites and
+//! groups; the same routes answering the same bodies; the same number of workers; listening on
+//! 127.0.0.1 only; no access log (our server runs with `RUST_LOG=warn`, so no access log either).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// TLS 1.2 suites, the same list as our server's (`crates/server/src/tls.rs`).
+pub const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/// Key-exchange groups, our server's `X25519:P-256:P-384` in nginx's spelling.
+pub const GROUPS: &str = "X25519:prime256v1:secp384r1";
+
+/// What one nginx run serves.
+#[derive(Debug, Clone)]
+pub struct NginxSite {
+    /// Folder for the config, pid file, error log and temp paths.
+    pub dir: PathBuf,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// worker_processes (= our `--workers`).
+    pub workers: usize,
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// CA for client certificates (mutual runs).
+    pub ca: PathBuf,
+    /// CRL checked in mutual runs, like ours does when `ca/ca.crl` exists.
+    pub crl: Option<PathBuf>,
+    /// `ssl_verify_client on`.
+    pub mutual: bool,
+}
+
+/// nginx.conf for `site`. Runs in the foreground (`daemon off`) so the driver owns the master.
+pub fn render(site: &NginxSite) -> String {
+    let d = site.dir.display();
+    let mutual = if site.mutual {
+        let crl = site
+            .crl
+            .as_ref()
+            .map(|c| format!("\n        ssl_crl {};", c.display()))
+            .unwrap_or_default();
+        format!(
+            "        ssl_verify_client on;\n        ssl_client_certificate {};\n        \
+             ssl_verify_depth 2;{crl}\n",
+            site.ca.display()
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "# Written by `bench compare` for one run; see bench/README.md.
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    # Our server keeps a connection for any number of requests; nginx's default closes after
+    # 1000, which would add a handshake every 1000 requests to its keep-alive figures.
+    keepalive_requests 1000000;
+    keepalive_timeout 30s;
+
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers {ciphers};
+        ssl_ecdh_curve {groups};
+        ssl_prefer_server_ciphers off;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 10m;
+{mutual}
+        location = /login {{
+            default_type text/plain;
+            return 200 \"Hello World!\";
+        }}
+        location = /login1 {{
+            # A fixed answer: nginx's reference does no password hashing.
+            default_type application/json;
+            return 200 \"true\";
+        }}
+    }}
+}}
+",
+        workers = site.workers,
+        port = site.port,
+        cert = site.cert.display(),
+        key = site.key.display(),
+        ciphers = TLS12_CIPHERS,
+        groups = GROUPS,
+    )
+}
+
+/// nginx on the PATH (or in /usr/sbin, which a non-root PATH may lack).
+pub fn find() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+/// nginx, installed with `bench/install-nginx.sh` (Debian's package, not started) if missing.
+pub fn ensure(root: &Path) -> Result<PathBuf> {
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    let script = root.join("bench/install-nginx.sh");
+    eprintln!("bench: nginx is missing; running {}", script.display());
+    let status = Command::new("bash")
+        .arg(&script)
+        .status()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
+    }
+    find().context("nginx is still not on the PATH after the install")
+}
+
+/// `nginx -v`, e.g. `nginx/1.22.1`.
+pub fn version(nginx: &Path) -> String {
+    Command::new(nginx)
+        .arg("-v")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .trim_start_matches("nginx version: ")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(mutual: bool) -> NginxSite {
+        NginxSite {
+            dir: "/tmp/b".into(),
+            port: 18443,
+            workers: 2,
+            cert: "/p/server/server.crt".into(),
+            key: "/p/server/server.key".into(),
+            ca: "/p/ca/ca.crt".into(),
+            crl: Some("/p/ca/ca.crl".into()),
+            mutual,
+        }
+    }
+
+    #[test]
+    fn mutual_config() {
+        let c = render(&site(true));
+        assert!(c.contains("listen 127.0.0.1:18443 ssl;"));
+        assert!(c.contains("worker_processes 2;"));
+        assert!(c.contains("ssl_verify_client on;"));
+        assert!(c.contains("ssl_client_certificate /p/ca/ca.crt;"));
+        assert!(c.contains("ssl_crl /p/ca/ca.crl;"));
+        assert!(c.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
+        assert!(c.contains("ssl_session_cache shared:SSL:10m;"));
+        assert!(c.contains("return 200 \"Hello World!\";"));
+        assert!(c.contains("return 200 \"true\";"));
+        assert!(c.contains("access_log off;"));
+        assert!(c.contains("pid /tmp/b/nginx.pid;"));
+        assert!(c.contains("daemon off;"));
+        // Balanced braces: nginx would refuse the file otherwise.
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn one_way_config_has_no_client_verification() {
+        let c = render(&site(false));
+        assert!(!c.contains("ssl_verify_client"));
+        assert!(!c.contains("ssl_crl"));
+        // Only loopback: never a bare port or 0.0.0.0.
+        assert_eq!(c.matches("listen ").count(), 1);
+        assert!(!c.contains("0.0.0.0"));
+    }
+}
