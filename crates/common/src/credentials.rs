@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use argon2::{PasswordHash, PasswordVerifier};
+use argon2::PasswordHash;
 
 /// The seed's user `name` with password `pwd1`, as an argon2id hash (m=19 MiB, t=2, p=1).
 pub const SEED_USER: (&str, &str) = (
@@ -89,16 +89,53 @@ impl Hash {
         }
     }
 
-    fn verify(&self, password: &str) -> bool {
+    fn verify(&self, password: &str, scratch: &mut Scratch) -> bool {
         match self {
-            Hash::Argon2(phc) => PasswordHash::new(phc).is_ok_and(|h| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            }),
+            Hash::Argon2(phc) => verify_argon2(phc, password, scratch),
             Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
         }
     }
+}
+
+/// Working memory for argon2 (19 MiB with the default parameters), kept by one hashing thread
+/// and reused for every check: allocating it per check leaves each thread's malloc arena holding
+/// that much, which under a login flood added up to hundreds of MiB.
+#[derive(Debug, Default)]
+pub struct Scratch(Vec<argon2::Block>);
+
+/// Recomputes an argon2 PHC hash in `scratch` and compares in constant time.
+fn verify_argon2(phc: &str, password: &str, scratch: &mut Scratch) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(hash.algorithm),
+        argon2::Params::try_from(&hash),
+    ) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if scratch.0.len() < blocks {
+        scratch.0.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    argon2::Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut scratch.0[..blocks])
+        .is_ok()
+        // `Output`'s equality is constant-time.
+        && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// A table of users and password hashes.
@@ -166,10 +203,15 @@ impl Credentials {
     /// it off the async workers. An unknown user is checked against a decoy hash, so timing does
     /// not tell which users exist.
     pub fn verify(&self, user: &str, password: &str) -> bool {
+        self.verify_with(user, password, &mut Scratch::default())
+    }
+
+    /// [`Credentials::verify`] reusing a hashing thread's working memory.
+    pub fn verify_with(&self, user: &str, password: &str, scratch: &mut Scratch) -> bool {
         match self.users.get(user) {
-            Some(hash) => hash.verify(password),
+            Some(hash) => hash.verify(password, scratch),
             None => {
-                let _ = self.decoy.verify(password);
+                let _ = self.decoy.verify(password, scratch);
                 false
             }
         }

@@ -53,8 +53,14 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
         Some(path) => common::Credentials::load(path)?,
         None => common::Credentials::default(),
     });
+    let cache = Arc::new(login::VerifiedCache::new(Duration::from_secs(
+        config.login_cache_secs,
+    ))?);
+    let hash_threads = config.hash_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    });
     let state = AppState {
-        users,
+        hasher: login::Hasher::new(users, cache.clone(), hash_threads),
         acl: Acl {
             cns: config.allow_cn.clone(),
             sans: config.allow_san.clone(),
@@ -63,14 +69,7 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
             config.login_max_failures,
             Duration::from_secs(config.login_lockout_secs),
         )),
-        cache: Arc::new(login::VerifiedCache::new(Duration::from_secs(
-            config.login_cache_secs,
-        ))?),
-        hash_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.hash_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-            }),
-        )),
+        cache,
     };
     let tls = TlsReloader::new(config)?;
     let acceptor = tls.acceptor()?;

@@ -3,6 +3,8 @@
 //! - [`Brakes`]: failed logins counted per client identity (certificate fingerprint, else peer
 //!   IP); past the threshold the client gets 429 with `Retry-After` until the lockout ends, and a
 //!   success resets its count. Unknown users and wrong passwords count the same.
+//! - [`Hasher`]: a few dedicated threads that run the slow password hash, each reusing its
+//!   argon2 working memory, so a login flood costs bounded CPU and memory.
 //! - [`VerifiedCache`]: what Apache's mod_authn_socache does: a verified (user, keyed digest of
 //!   the password) is remembered for a short time, so repeated correct logins skip the slow hash.
 //!   A failure is never remembered and always costs the full hash.
@@ -15,6 +17,60 @@ use openssl::hash::MessageDigest;
 use openssl::memcmp;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
+
+/// Logins waiting for a hashing thread before new ones get 503.
+const HASH_QUEUE: usize = 1024;
+
+type Job = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// Dedicated password-hashing threads (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl Hasher {
+    /// `threads` hashing threads checking against `users`; a verified pair goes into `cache`.
+    /// The threads end when the last `Hasher` clone is dropped.
+    pub fn new(
+        users: std::sync::Arc<common::Credentials>,
+        cache: std::sync::Arc<VerifiedCache>,
+        threads: usize,
+    ) -> Hasher {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(HASH_QUEUE);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for n in 0..threads.max(1) {
+            let (rx, users, cache) = (rx.clone(), users.clone(), cache.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("hash-{n}"))
+                .spawn(move || {
+                    let mut scratch = common::credentials::Scratch::default();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((user, password, reply)) = job else {
+                            return;
+                        };
+                        let ok = users.verify_with(&user, &password, &mut scratch);
+                        if ok {
+                            cache.remember(&user, &password);
+                        }
+                        let _ = reply.send(ok);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
+        Hasher { jobs: tx }
+    }
+
+    /// Checks a password on a hashing thread. `None` when the queue is full (answer 503).
+    pub async fn verify(&self, user: String, password: String) -> Option<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs.try_send((user, password, tx)).ok()?;
+        rx.await.ok()
+    }
+}
 
 /// Most identities tracked at once; past it, expired entries are dropped, then the oldest.
 const MAX_TRACKED: usize = 100_000;

@@ -13,8 +13,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::identity::{Acl, Connection};
-use crate::login::{Brakes, VerifiedCache};
-use common::Credentials;
+use crate::login::{Brakes, Hasher, VerifiedCache};
 
 /// Largest `/login1` body read; anything longer is refused with 413.
 pub const MAX_FORM_BYTES: usize = 4096;
@@ -26,17 +25,15 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// What handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The user table of `/login1`.
-    pub users: Arc<Credentials>,
     /// Who may use the server at all.
     pub acl: Acl,
     /// Failed-login counting per client.
     pub brakes: Arc<Brakes>,
     /// Recently verified logins.
     pub cache: Arc<VerifiedCache>,
-    /// Password hashes allowed to run at once: a login flood queues here instead of taking
-    /// every core from the event loops that serve everything else.
-    pub hash_slots: Arc<tokio::sync::Semaphore>,
+    /// The password-hashing threads: a login flood queues there instead of taking every core
+    /// (and a hash's memory per request) from the event loops that serve everything else.
+    pub hasher: Hasher,
 }
 
 /// Registers every route, with the access list and the access log around them.
@@ -120,20 +117,15 @@ async fn login1(
     let ok = if state.cache.hit(&user, &password) {
         true
     } else {
-        // Hashing is slow on purpose: keep it off the async workers, a few at a time.
-        let Ok(_slot) = state.hash_slots.acquire().await else {
-            return HttpResponse::ServiceUnavailable().finish();
-        };
-        let (users, cache) = (state.users.clone(), state.cache.clone());
-        web::block(move || {
-            let ok = users.verify(&user, &password);
-            if ok {
-                cache.remember(&user, &password);
+        // Hashing is slow on purpose: it runs on the hashing threads, never here.
+        match state.hasher.verify(user, password).await {
+            Some(ok) => ok,
+            None => {
+                return HttpResponse::ServiceUnavailable()
+                    .insert_header((header::RETRY_AFTER, "1"))
+                    .json(json!({"error": "too many logins in progress; retry shortly"}))
             }
-            ok
-        })
-        .await
-        .unwrap_or(false)
+        }
     };
     state.brakes.record(&who, ok);
     HttpResponse::Ok().json(ok)
