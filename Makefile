@@ -12,7 +12,7 @@ SHELL := bash
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test lint bench bench-quick fuzz clean
+.PHONY: help certs demo test lint bench bench-quick soak fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -58,6 +58,10 @@ bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU
 bench-quick: ## the CI-sized benchmark (under a minute after the build)
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --quick --server-bin $(BENCH_BIN)/server
+
+soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
+	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki
+	bench/soak.sh $(BENCH_BIN)
 
 fuzz: ## fuzz each parser of untrusted input for FUZZ_SECS seconds (cargo-fuzz, libFuzzer + ASan)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
