@@ -12,7 +12,7 @@ SHELL := bash
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test lint bench bench-quick soak fuzz clean
+.PHONY: help certs demo test lint bench bench-quick bench-vendored soak fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -58,6 +58,12 @@ bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU
 bench-quick: ## the CI-sized benchmark (under a minute after the build)
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --quick --server-bin $(BENCH_BIN)/server
+
+bench-vendored: ## bench with our server linked to OpenSSL 3.6 built from source (feature vendored-openssl)
+	CARGO_TARGET_DIR=target/vendored $(CARGO) build --quiet --release -p server --features vendored-openssl
+	$(CARGO) build --quiet --release -p bench
+	target/release/bench compare --server-bin target/vendored/release/server \
+	  --only hs-ec-oneway,hs-ec-mutual,hs-rsa-oneway,hs-rsa-mutual,resume-ec-mutual,ka-64
 
 soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki

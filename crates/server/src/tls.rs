@@ -294,6 +294,9 @@ fn build(
     b.set_alpn_select_callback(|_, client| select_next_proto(ALPN, client).ok_or(AlpnError::NOACK));
     // Without a session ID context, OpenSSL refuses to resume sessions when peers are verified.
     b.set_session_id_context(&m.digest[..32])?;
+    // One TLS 1.3 ticket per handshake, not OpenSSL's two: each carries the client's
+    // certificate, and a client resumes one connection at a time.
+    b.set_num_tickets(1)?;
 
     let mode = match settings.client_auth {
         ClientAuth::None => SslVerifyMode::NONE,
