@@ -58,8 +58,8 @@ impl CertSummary {
             subject: name(cert.subject_name()),
             issuer: name(cert.issuer_name()),
             names,
-            not_before: date(nb),
-            not_after: date(na),
+            not_before: pki::inspect::date(nb),
+            not_after: pki::inspect::date(na),
             days_left: (na - pki::authority::now()).div_euclid(86_400),
             key: cert
                 .public_key()
@@ -72,18 +72,6 @@ impl CertSummary {
 
 fn name(n: &X509NameRef) -> String {
     pki::index::one_line(n)
-}
-
-fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// What one handshake showed.

@@ -331,7 +331,8 @@ pub fn is_ca(der: &[u8]) -> bool {
     X509Certificate::from_der(der).is_ok_and(|(_, c)| c.is_ca())
 }
 
-fn date(t: i64) -> String {
+/// A Unix time as `YYYY-MM-DD hh:mm:ss UTC`, the form every report of the workspace uses.
+pub fn date(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {
