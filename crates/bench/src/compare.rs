@@ -124,6 +124,13 @@ pub struct Figure {
     pub conns: usize,
     /// What the rate counts.
     pub unit: Unit,
+    /// Load run at the same time, not measured: (request, connections). For "GET /login while
+    /// POST /login1 is flooded".
+    #[serde(skip)]
+    pub background: Option<(RequestKind, usize)>,
+    /// Extra flags for our server in this figure.
+    #[serde(skip)]
+    pub server_args: &'static [&'static str],
 }
 
 /// Connections for the handshake figures: enough to keep both server workers busy; more only
@@ -142,6 +149,8 @@ pub fn figures() -> Vec<Figure> {
         request: RequestKind::GetLogin,
         conns: HS_CONNS,
         unit: Unit::Handshakes,
+        background: None,
+        server_args: &[],
     };
     let ka = |id, title, conns, request, unit| Figure {
         id,
@@ -152,7 +161,11 @@ pub fn figures() -> Vec<Figure> {
         request,
         conns,
         unit,
+        background: None,
+        server_args: &[],
     };
+    // Every login pays the full hash (no cache, no lockout): the flood is CPU-heavy on purpose.
+    const HASH_EVERY_LOGIN: &[&str] = &["--login-cache-secs", "0", "--login-max-failures", "0"];
     vec![
         hs(
             "hs-ec-oneway",
@@ -224,6 +237,27 @@ pub fn figures() -> Vec<Figure> {
             RequestKind::PostLogin1,
             Unit::Logins,
         ),
+        Figure {
+            server_args: HASH_EVERY_LOGIN,
+            ..ka(
+                "get-idle-4",
+                "GET /login, 4 connections, idle (p99 baseline)",
+                4,
+                RequestKind::GetLogin,
+                Unit::Requests,
+            )
+        },
+        Figure {
+            server_args: HASH_EVERY_LOGIN,
+            background: Some((RequestKind::PostLogin1, 64)),
+            ..ka(
+                "get-flood-4",
+                "GET /login, 4 connections, while 64 connections flood POST /login1",
+                4,
+                RequestKind::GetLogin,
+                Unit::Requests,
+            )
+        },
     ]
 }
 
@@ -556,6 +590,7 @@ impl Ctx {
                     ])
                     .args(["--workers", &self.args.workers.to_string()])
                     .args(["--watch-secs", "0"])
+                    .args(fig.server_args)
                     // No per-request log lines: nginx runs with access_log off.
                     .env("RUST_LOG", "warn")
                     .stdin(Stdio::null())
@@ -634,7 +669,24 @@ impl Ctx {
             pid: server.pid(),
             at: Mutex::new((0.0, 0.0)),
         };
+        // The background load starts first and outlasts the measured window.
+        let background = fig.background.map(|(request, concurrency)| {
+            let bg = LoadConfig {
+                request,
+                concurrency,
+                duration: Some(Duration::from_secs_f64(self.secs + 1.0)),
+                threads: 1,
+                ..cfg.clone()
+            };
+            std::thread::spawn(move || load::run(&bg, &load::NoHooks))
+        });
+        if background.is_some() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let r = load::run(&cfg, &meter)?;
+        if let Some(bg) = background {
+            let _ = bg.join();
+        }
         let peak_rss_kib = procfs::tree_peak_rss_kib(server.pid());
         server.stop();
         let (cpu0, cpu1) = *meter
