@@ -568,7 +568,7 @@ pub struct Report {
 /// settings; TLS 1.2 without a certificate (to read the server's certificate request); and, for
 /// a TLS 1.3-only server, TLS 1.3 without a certificate.
 pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> {
-    let local = local_checks(options)?;
+    let (local, cas) = local_checks(options)?;
     let hs = handshake(ep, options, None)?;
     if hs.failure.as_ref().is_some_and(|f| {
         matches!(
@@ -587,10 +587,6 @@ pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> 
             local,
         });
     }
-    let cas = std::fs::read(&options.ca)
-        .ok()
-        .and_then(|p| X509::stack_from_pem(&p).ok())
-        .unwrap_or_default();
     let (chain_check, name_check) = match hs.peer_chain.split_first() {
         None => (
             Err("the server sent no certificate".into()),
@@ -672,15 +668,11 @@ pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> 
 }
 
 /// Our own files: the CA loads, the key matches the certificate, EKU clientAuth, expiry.
-fn local_checks(options: &TlsOptions) -> Result<Vec<String>, Failure> {
+fn local_checks(options: &TlsOptions) -> Result<(Vec<String>, Vec<X509>), Failure> {
     let mut out = Vec::new();
-    let cas = std::fs::read(&options.ca).map_err(|e| {
-        Failure::local(
-            format!("cannot read CA certificate {}: {e}", options.ca.display()),
-            "run `make certs` or pass --ca",
-        )
-    })?;
-    let n = X509::stack_from_pem(&cas).map(|s| s.len()).unwrap_or(0);
+    let cas = pki::folder::load_certs("CA certificate", &options.ca)
+        .map_err(|e| tls::local_file(e, "run `make certs` or pass --ca"))?;
+    let n = cas.len();
     out.push(format!(
         "CA file {}: {n} certificate(s)",
         options.ca.display()
@@ -716,7 +708,7 @@ fn local_checks(options: &TlsOptions) -> Result<Vec<String>, Failure> {
             });
         }
     }
-    Ok(out)
+    Ok((out, cas))
 }
 
 impl std::fmt::Display for Report {

@@ -1,7 +1,7 @@
 //! The OpenSSL `SslConnector` the client uses: our CA only, TLS 1.2+, hostname verification on,
 //! and optionally a client certificate (PEM pair or PKCS#12).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use openssl::pkcs12::Pkcs12;
@@ -55,13 +55,9 @@ pub struct Loaded {
     pub source: String,
 }
 
-fn read(what: &str, path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| {
-        Failure::local(
-            format!("cannot read {what} {}: {e}", path.display()),
-            "run `make certs`, or point the client at the right file",
-        )
-    })
+/// A PKI file problem as a local failure (exit code 2), with a hint for the client's flags.
+pub(crate) fn local_file(e: pki::Error, hint: &str) -> Failure {
+    Failure::local(common::error_chain(&e), hint)
 }
 
 /// Loads the client certificate of `identity` and checks that the key matches it.
@@ -69,21 +65,10 @@ pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
     let loaded = match identity {
         Identity::None => return Ok(None),
         Identity::Pem { cert, key } => {
-            let chain = X509::stack_from_pem(&read("client certificate", cert)?)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    Failure::local(
-                        format!("{} holds no PEM certificate", cert.display()),
-                        "pass the client's .crt file with --cert",
-                    )
-                })?;
-            let k = PKey::private_key_from_pem(&read("client key", key)?).map_err(|e| {
-                Failure::local(
-                    format!("{} is not a PEM private key ({e})", key.display()),
-                    "pass the client's .key file with --key",
-                )
-            })?;
+            let chain = pki::folder::load_certs("client certificate", cert)
+                .map_err(|e| local_file(e, "pass the client's .crt file with --cert"))?;
+            let k = pki::key::load("client key", key)
+                .map_err(|e| local_file(e, "pass the client's .key file with --key"))?;
             Loaded {
                 chain,
                 key: k,
@@ -91,7 +76,9 @@ pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
             }
         }
         Identity::Pkcs12 { path, password } => {
-            let parsed = Pkcs12::from_der(&read("PKCS#12 bundle", path)?)
+            let der = pki::files::read("PKCS#12 bundle", path)
+                .map_err(|e| local_file(e, "pass the bundle with --p12"))?;
+            let parsed = Pkcs12::from_der(&der)
                 .and_then(|p| p.parse2(password))
                 .map_err(|_| {
                     Failure::local(
@@ -135,15 +122,8 @@ pub fn builder(options: &TlsOptions, alpn: &[u8]) -> Result<SslConnectorBuilder,
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(internal)?;
     // Trust exactly the given CA, not the system store: this is a private PKI.
-    let cas = X509::stack_from_pem(&read("CA certificate", &options.ca)?)
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            Failure::local(
-                format!("{} holds no PEM certificate", options.ca.display()),
-                "pass the CA's ca.crt with --ca",
-            )
-        })?;
+    let cas = pki::folder::load_certs("CA certificate", &options.ca)
+        .map_err(|e| local_file(e, "pass the CA's ca.crt with --ca"))?;
     for ca in cas {
         b.cert_store_mut().add_cert(ca).map_err(internal)?;
     }

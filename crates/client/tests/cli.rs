@@ -89,30 +89,20 @@ fn the_seed_sequence_whoami_and_login() {
         serde_json::from_str(v["body"].as_str().expect("body")).expect("whoami json");
     assert_eq!(who["common_name"], "client");
 
-    let o = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args([
-            "--pki-dir",
-            pki.dir().to_str().expect("utf8"),
-            "--url",
-            &u,
-            "login",
-            "--password-env",
-            "PW",
-        ])
+    let login = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_client"));
+        c.arg("--pki-dir")
+            .arg(pki.dir())
+            .args(["--url", &u, "login"])
+            .args(extra);
+        c
+    };
+    let o = login(&["--password-env", "PW"])
         .env("PW", "pwd1")
         .output()
         .expect("login");
     expect(&o, 0, &["POST /login1 → 200", "true"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args([
-            "--pki-dir",
-            pki.dir().to_str().expect("utf8"),
-            "--url",
-            &u,
-            "login",
-            "--username",
-            "name",
-        ])
+    let mut child = login(&["--username", "name"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

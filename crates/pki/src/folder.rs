@@ -610,6 +610,20 @@ pub fn load_cert(what: &'static str, path: &std::path::Path) -> Result<X509> {
     })
 }
 
+/// Reads every PEM certificate of a file (a chain, or a bundle of CAs), refusing a file that
+/// holds none; errors name the file.
+pub fn load_certs(what: &'static str, path: &std::path::Path) -> Result<Vec<X509>> {
+    let pem = files::read(what, path)?;
+    X509::stack_from_pem(&pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::Malformed {
+            what,
+            path: path.to_owned(),
+            detail: "no PEM certificate in it".into(),
+        })
+}
+
 /// 128 random bits as 32 hex digits.
 fn random_password() -> Result<String> {
     let mut buf = [0u8; 16];

@@ -295,16 +295,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             host,
             crl,
         } => {
-            let pem = pki::files::read("certificate", &cert)?;
-            let mut chain = openssl::x509::X509::stack_from_pem(&pem)
-                .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
-            if chain.is_empty() {
-                bail!("{} holds no PEM certificate", cert.display());
-            }
+            let mut chain = pki::folder::load_certs("certificate", &cert)?;
             let leaf = chain.remove(0);
-            let ca_pem = pki::files::read("CA certificate", &ca)?;
-            let cas = openssl::x509::X509::stack_from_pem(&ca_pem)
-                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+            let cas = pki::folder::load_certs("CA certificate", &ca)?;
             let options = pki::verify::Options {
                 purpose,
                 host,

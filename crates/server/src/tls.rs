@@ -203,25 +203,8 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
         path: path.to_owned(),
         detail,
     };
-    let cert_pem = pki::files::read("server certificate", &files.cert)?;
-    let chain = X509::stack_from_pem(&cert_pem)
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                "server certificate",
-                &files.cert,
-                "no PEM certificate in it".into(),
-            )
-        })?;
-    let key_pem = pki::files::read("server private key", &files.key)?;
-    let key = PKey::private_key_from_pem(&key_pem).map_err(|e| {
-        invalid(
-            "server private key",
-            &files.key,
-            format!("not a PEM private key ({e})"),
-        )
-    })?;
+    let chain = pki::folder::load_certs("server certificate", &files.cert)?;
+    let key = pki::key::load("server private key", &files.key)?;
     if !chain[0].public_key()?.public_eq(&key) {
         return Err(invalid(
             "server private key",
@@ -229,18 +212,12 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
             format!("it is not the key of {}", files.cert.display()),
         ));
     }
-    let ca_pem = pki::files::read("CA certificate", &files.ca)?;
-    let cas = X509::stack_from_pem(&ca_pem)
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                "CA certificate",
-                &files.ca,
-                "no PEM certificate in it".into(),
-            )
-        })?;
-    let mut digest_input = [cert_pem, ca_pem].concat();
+    let cas = pki::folder::load_certs("CA certificate", &files.ca)?;
+    // What the session ID context is derived from: sessions never outlive a change of it.
+    let mut digest_input = Vec::new();
+    for c in chain.iter().chain(&cas) {
+        digest_input.extend_from_slice(&c.to_der()?);
+    }
     let crl = match &files.crl {
         None => None,
         Some(path) => {
