@@ -12,7 +12,7 @@ SHELL := bash
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test lint bench bench-quick bench-vendored soak fuzz clean
+.PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored soak fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -44,8 +44,24 @@ demo: ## build, make certs if missing, run the server in mutual TLS and the clie
 	trap - EXIT
 	echo "demo OK"
 
-test: ## run every test (unit, integration, CLI, interop with openssl/python)
+test: ## run every test (unit, integration, CLI, interop with openssl/python, Chromium if installed)
 	$(CARGO) test --workspace
+	# The browser tests are #[ignore]d in a plain `cargo test`: they need Chromium, NSS's tools,
+	# and root (Chromium reads its certificate policy only from /etc).
+	if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v pk12util >/dev/null \
+	   && [ "$$(id -u)" = 0 ]; then
+	  $(CARGO) test --test e2e browser -- --ignored
+	else
+	  echo "SKIPPED: the browser tests (tests/e2e/browser.rs) need chromium, chromium-driver and libnss3-tools, as root: make browser-deps"
+	  [ -z "$${REQUIRE_BROWSER:-}" ] || { echo "REQUIRE_BROWSER is set: failing"; exit 1; }
+	fi
+
+browser-deps: ## install Debian's Chromium, chromedriver and NSS tools for the browser tests (root)
+	command -v chromedriver >/dev/null && command -v pk12util >/dev/null || {
+	  apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver libnss3-tools >/dev/null
+	}
+	chromium --version 2>/dev/null
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check

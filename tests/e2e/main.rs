@@ -1,7 +1,9 @@
 //! End-to-end tests: certificates made by the library, judged by parsers and verifiers we did
-//! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki).
+//! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki, Chromium).
 
+mod browser;
 mod hostile;
+mod pages;
 mod pki_interop;
 mod pki_profiles;
 mod server_interop;

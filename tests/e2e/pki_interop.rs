@@ -165,6 +165,54 @@ fn openssl_reads_the_pkcs12_with_its_password_only() {
     assert!(!ok, "a wrong password must fail: {out}");
 }
 
+/// The bundle's encryption, as OpenSSL reports it: AES-256/PBKDF2 with a SHA-256 MAC by default,
+/// SHA-1/3DES with `--legacy` (for importers that predate PBES2).
+#[test]
+fn pkcs12_is_aes_by_default_and_3des_when_legacy() {
+    let pki = TestPki::new();
+    let ca = pki.folder.authority().expect("ca");
+    for (encryption, expect, refuse) in [
+        (
+            pki::P12Encryption::Modern,
+            ["PBES2, PBKDF2, AES-256-CBC", "MAC: sha256"],
+            "3DES",
+        ),
+        (
+            pki::P12Encryption::Legacy,
+            ["pbeWithSHA1And3-KeyTripleDES-CBC", "MAC: sha1"],
+            "PBES2",
+        ),
+    ] {
+        let p12 = pki
+            .folder
+            .export_p12(
+                &ca,
+                "client",
+                "test-pass",
+                encryption,
+                pki::files::Overwrite::Replace,
+            )
+            .expect("export");
+        let (ok, out) = run(
+            "openssl",
+            &[
+                "pkcs12",
+                "-info",
+                "-in",
+                s(&p12),
+                "-passin",
+                "pass:test-pass",
+                "-noout",
+            ],
+        );
+        assert!(ok, "{encryption:?}: {out}");
+        for e in expect {
+            assert!(out.contains(e), "{encryption:?}: expected {e:?} in {out}");
+        }
+        assert!(!out.contains(refuse), "{encryption:?}: {out}");
+    }
+}
+
 /// Python loads what the seed's Flask server could not (EE_KEY_TOO_SMALL), and completes a
 /// mutual-TLS handshake with VERIFY_X509_STRICT on both sides (Python 3.13's default).
 #[test]

@@ -526,3 +526,64 @@ fn start_up_errors_name_the_file() {
         "{e}"
     );
 }
+
+/// Clients that send their request right behind their Finished (curl, browsers) must read the
+/// alert, not a reset: the server lingers on a refused connection until the client is done.
+#[test]
+fn a_client_that_writes_first_still_reads_why_it_was_refused() {
+    let pki = TestPki::new();
+    let srv = serve(&pki, ClientAuth::Required);
+    let ca = pki.layout().ca_cert();
+    let stranger = TestPki::new();
+    let foreign = stranger.client();
+    for round in 0..20 {
+        for (pair, alert) in [
+            (None, "alert certificate required"),
+            (Some(&foreign), "alert unknown ca"),
+        ] {
+            let o = Opts {
+                ca: Some(&ca),
+                cert: pair.map(|(c, k)| (c.as_path(), k.as_path())),
+                version: V13,
+                ..Opts::default()
+            };
+            let err = tc::refusal_after_write(srv.addr, &o);
+            assert!(
+                err.contains(alert),
+                "round {round}: expected {alert:?}, got: {err}"
+            );
+        }
+    }
+}
+
+/// A refused client that never closes is not kept: the server closes after its linger time.
+#[test]
+fn a_refused_connection_is_closed_even_if_the_client_stays() {
+    use std::io::{Read, Write};
+    let pki = TestPki::new();
+    let srv = serve(&pki, ClientAuth::Required);
+    // Raw TCP: a TLS 1.2 ClientHello the server cannot answer (no shared cipher), then silence.
+    let mut tcp = std::net::TcpStream::connect(srv.addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let hello = b"\x16\x03\x01\x00\x2d\x01\x00\x00\x29\x03\x03\
+                  AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\x00\x00\x02\x00\x05\x01\x00";
+    tcp.write_all(hello).expect("write");
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!(
+                "expected an orderly close, got {e} after {:?}",
+                start.elapsed()
+            ),
+        }
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "closed after {:?}",
+        start.elapsed()
+    );
+}

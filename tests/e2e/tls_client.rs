@@ -23,6 +23,8 @@ pub struct Opts<'a> {
 
 pub struct Reply {
     pub status: u16,
+    /// Status line and headers.
+    pub head: String,
     pub body: String,
     pub alpn: Option<Vec<u8>>,
     pub version: String,
@@ -86,13 +88,14 @@ pub fn request(addr: SocketAddr, o: &Opts<'_>, request: &str) -> Result<Reply, S
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("not HTTP: {text:?}"))?;
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
     let ssl = s.ssl();
     Ok(Reply {
         status,
+        head,
         body,
         alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
         version: ssl.version_str().to_owned(),
@@ -142,6 +145,28 @@ pub fn refusal(addr: SocketAddr, o: &Opts<'_>) -> String {
     s.get_ref()
         .set_read_timeout(Some(Duration::from_secs(3)))
         .ok();
+    let mut buf = [0u8; 1];
+    match s.read(&mut buf) {
+        Err(e) => format!("read: {e}"),
+        Ok(0) => "closed without alert".into(),
+        Ok(_) => panic!("the server sent data: it accepted the client"),
+    }
+}
+
+/// Like [`refusal`], but the way curl and browsers behave: the request is written right after
+/// the client's side of the handshake, before the server's verdict can have arrived. The alert
+/// must still be what the client reads (the server lingers instead of resetting).
+pub fn refusal_after_write(addr: SocketAddr, o: &Opts<'_>) -> String {
+    let mut s = match connect(addr, o) {
+        Err(e) => return e,
+        Ok(s) => s,
+    };
+    s.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .ok();
+    if let Err(e) = s.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n") {
+        return format!("write: {e}");
+    }
     let mut buf = [0u8; 1];
     match s.read(&mut buf) {
         Err(e) => format!("read: {e}"),

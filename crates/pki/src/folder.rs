@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
@@ -22,6 +24,19 @@ pub const CRL_DAYS: u32 = 30;
 
 /// Environment variable holding the PKCS#12 password (`init`, `export-p12`).
 pub const P12_PASSWORD_ENV: &str = "PKI_P12_PASSWORD";
+
+/// How a PKCS#12 bundle is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum P12Encryption {
+    /// PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC, SHA-256 MAC (`openssl pkcs12 -export` since
+    /// 3.0). Chromium and Firefox (NSS), current Windows and macOS, Python and Java read it.
+    #[default]
+    Modern,
+    /// PKCS#12 PBE with SHA-1 and 3DES, SHA-1 MAC (`openssl pkcs12 -legacy`, without its RC2):
+    /// for importers that predate PBES2, such as older macOS Keychains and Windows releases.
+    /// Weak: use it only where Modern is refused.
+    Legacy,
+}
 
 /// The certificate to issue for a leaf: profile, file name and what goes inside.
 #[derive(Debug, Clone)]
@@ -403,6 +418,7 @@ impl Folder {
                 &ca,
                 common::DEFAULT_CLIENT_NAME,
                 &password,
+                P12Encryption::Modern,
                 Overwrite::Replace,
             )?;
             report.created.push(p12);
@@ -513,12 +529,14 @@ impl Folder {
         Ok(crl)
     }
 
-    /// Writes `client/NAME.p12` (key, certificate and CA) protected by `password`.
+    /// Writes `client/NAME.p12` (key, certificate and CA) protected by `password`, encrypted
+    /// as `encryption` says.
     pub fn export_p12(
         &self,
         ca: &Authority,
         name: &str,
         password: &str,
+        encryption: P12Encryption,
         overwrite: Overwrite,
     ) -> Result<PathBuf> {
         if password.is_empty() {
@@ -540,12 +558,22 @@ impl Folder {
         chain
             .push(ca.certificate().to_owned())
             .step("pkcs12 -export")?;
-        // OpenSSL 3 defaults: AES-256-CBC with PBKDF2, which current browsers and Python read.
+        // Set explicitly rather than taken from the linked OpenSSL, whose defaults changed in 3.0.
+        let (cipher, mac) = match encryption {
+            P12Encryption::Modern => (Nid::AES_256_CBC, MessageDigest::sha256()),
+            P12Encryption::Legacy => (
+                Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC,
+                MessageDigest::sha1(),
+            ),
+        };
         let p12 = Pkcs12::builder()
             .name(name)
             .pkey(&key)
             .cert(&cert)
             .ca(chain)
+            .key_algorithm(cipher)
+            .cert_algorithm(cipher)
+            .mac_md(mac)
             .build2(password)
             .step("pkcs12 -export")?;
         let out = self.layout.client_p12(name);

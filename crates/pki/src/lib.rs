@@ -46,7 +46,7 @@ pub mod verify;
 
 pub use authority::{Authority, CertSpec, Validity};
 pub use error::{Error, Result};
-pub use folder::{Folder, InitOptions, Leaf};
+pub use folder::{Folder, InitOptions, Leaf, P12Encryption};
 pub use key::KeyAlgorithm;
 pub use profile::{Profile, SubjectAltName};
 pub use request::Subject;

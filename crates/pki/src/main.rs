@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use pki::files::Overwrite;
 use pki::index::Reason;
 use pki::verify::Purpose;
-use pki::{Folder, InitOptions, KeyAlgorithm, Leaf, SubjectAltName};
+use pki::{Folder, InitOptions, KeyAlgorithm, Leaf, P12Encryption, SubjectAltName};
 
 /// A private CA: the seed's `openssl genrsa / req / x509 -req` steps, with modern defaults.
 #[derive(Parser)]
@@ -61,6 +61,9 @@ enum Command {
         /// The client's file name.
         #[arg(long, default_value = common::DEFAULT_CLIENT_NAME)]
         name: String,
+        /// SHA-1/3DES encryption for old importers (default: AES-256 with PBKDF2).
+        #[arg(long)]
+        legacy: bool,
         /// Replace an existing bundle.
         #[arg(long)]
         force: bool,
@@ -262,7 +265,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ca = folder.authority()?;
             println!("wrote {}", folder.write_crl(&ca)?.display());
         }
-        Command::ExportP12 { name, force } => {
+        Command::ExportP12 {
+            name,
+            legacy,
+            force,
+        } => {
             let password = match std::env::var(pki::folder::P12_PASSWORD_ENV) {
                 Ok(p) => p,
                 Err(_) => {
@@ -276,7 +283,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             let ca = folder.authority()?;
-            let out = folder.export_p12(&ca, &name, &password, overwrite(force))?;
+            let encryption = if legacy {
+                P12Encryption::Legacy
+            } else {
+                P12Encryption::Modern
+            };
+            let out = folder.export_p12(&ca, &name, &password, encryption, overwrite(force))?;
             println!("wrote {}", out.display());
         }
         Command::Inspect { file, json } => {

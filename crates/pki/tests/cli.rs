@@ -347,6 +347,19 @@ fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["kind"], "PKCS#12");
     assert_eq!(v["private key"], true);
+    // --legacy: a bundle old importers read, still behind the password.
+    let o = run("s3cret", &["export-p12", "--force", "--legacy"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = std::process::Command::new("openssl")
+        .args(["pkcs12", "-info", "-noout", "-passin", "pass:s3cret", "-in"])
+        .arg(dir.join("client/client.p12"))
+        .output()
+        .expect("openssl");
+    assert!(
+        text(&o).contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
+        "{}",
+        text(&o)
+    );
     let o = run(
         "wrong",
         &[

@@ -1,10 +1,8 @@
 //! Who the client is: taken once per connection from the verified certificate, then handed to
 //! handlers as plain data (they never touch OpenSSL types). Access lists are a pure function of it.
 
-use std::any::Any;
-
 use actix_web::dev::Extensions;
-use actix_web::rt::net::TcpStream;
+use openssl::ssl::SslRef;
 
 /// The verified client certificate, as JSON for `/whoami` (parsed in the pki crate, where it
 /// can be fuzzed without the web stack).
@@ -22,11 +20,7 @@ pub struct Connection {
 }
 
 /// The `on_connect` hook: reads the verified leaf (not the last certificate the client sent).
-pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    let Some(tls) = conn.downcast_ref::<actix_tls::accept::openssl::TlsStream<TcpStream>>() else {
-        return;
-    };
-    let ssl = tls.ssl();
+pub fn on_connect(ssl: &SslRef, ext: &mut Extensions) {
     // The verified chain starts with the leaf; a resumed session keeps only the peer certificate,
     // which was verified when the session was made.
     let client = match ssl.verified_chain().and_then(|c| c.iter().next()) {

@@ -5,6 +5,7 @@
 //! - [`tls`]: the acceptor (Mozilla profiles, client-certificate policy, hot reload).
 //! - [`identity`]: the verified client, per connection, and access lists.
 //! - [`routes::configure`]: the routes, shared by `main`, tests and examples.
+//! - [`pages`]: the browser's page, HTML answers and the cross-site guard.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -20,7 +21,9 @@
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod linger;
 pub mod login;
+pub mod pages;
 pub mod routes;
 pub mod tls;
 
@@ -28,11 +31,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_http::{HttpService, Protocol};
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
+use actix_tls::accept::openssl::{Acceptor, TlsStream};
+use actix_tls::accept::TlsError;
+use actix_web::dev::{AppConfig, Extensions};
+use actix_web::rt::net::TcpStream;
+use actix_web::App;
 
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::identity::Acl;
+use crate::linger::Lingering;
 use crate::routes::AppState;
 use crate::tls::TlsReloader;
 
@@ -70,31 +80,92 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
             Duration::from_secs(config.login_lockout_secs),
         )),
         cache,
+        client_auth: config.client_auth,
     };
     let tls = TlsReloader::new(config)?;
-    let acceptor = tls.acceptor()?;
-    let mut http = HttpServer::new(move || App::new().configure(routes::configure(state.clone())))
-        .on_connect(identity::on_connect)
-        .tls_handshake_timeout(config.handshake_timeout())
-        .client_request_timeout(Duration::from_secs(config.request_timeout_secs))
-        .keep_alive(Duration::from_secs(config.keep_alive_secs))
-        .max_connections(config.max_connections)
+    let acceptor = tls.acceptor()?.build();
+    let bind_error = |source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    };
+    let listener = listen(config.bind, BACKLOG).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+
+    let mut builder = actix_server::Server::build()
+        .backlog(BACKLOG)
+        .max_concurrent_connections(config.max_connections)
         .shutdown_timeout(config.shutdown_timeout_secs);
     if let Some(n) = config.workers {
-        http = http.workers(n);
+        builder = builder.workers(n);
     }
-    let http = http
-        .bind_openssl(config.bind, acceptor)
-        .map_err(|source| ServerError::Bind {
-            addr: config.bind,
-            source,
-        })?;
-    let addrs = http.addrs();
+    let shutdown = builder.graceful_shutdown_signal();
+    let timeouts = Timeouts {
+        handshake: config.handshake_timeout(),
+        request: Duration::from_secs(config.request_timeout_secs),
+        keep_alive: Duration::from_secs(config.keep_alive_secs),
+    };
+    // What actix-web's `HttpServer::bind_openssl` assembles, with one difference: the socket is
+    // wrapped before the TLS layer sees it, so a refused handshake closes gracefully (linger.rs).
+    let builder = builder
+        .listen("https", listener, move || {
+            let app = App::new().configure(routes::configure(state.clone()));
+            let shutdown = shutdown.clone();
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(timeouts.keep_alive)
+                .client_request_timeout(timeouts.request)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .on_connect_ext(|io: &TlsStream<Lingering>, ext: &mut Extensions| {
+                    identity::on_connect(io.ssl(), ext)
+                })
+                .finish(map_config(app, move |_| {
+                    AppConfig::__priv_test_new(true, addr.to_string(), addr)
+                }));
+            let mut tls = Acceptor::new(acceptor.clone());
+            tls.set_handshake_timeout(timeouts.handshake);
+            fn_service(|tcp: TcpStream| async move { Ok(Lingering::new(tcp)) })
+                .and_then(tls.map_err(TlsError::into_service_error))
+                .map(|io: TlsStream<Lingering>| {
+                    io.get_ref().established();
+                    let proto = match io.ssl().selected_alpn_protocol() {
+                        Some(b"h2") => Protocol::Http2,
+                        _ => Protocol::Http1,
+                    };
+                    let peer = io.get_ref().tcp().peer_addr().ok();
+                    (io, proto, peer)
+                })
+                .and_then(http.map_err(TlsError::Service))
+        })
+        .map_err(bind_error)?;
     Ok(Started {
-        addrs,
-        server: http.run(),
+        addrs: vec![addr],
+        server: builder.run(),
         tls,
     })
+}
+
+/// Pending connections the kernel queues per listener (actix-web's default).
+const BACKLOG: u32 = 1024;
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    handshake: Duration,
+    request: Duration,
+    keep_alive: Duration,
+}
+
+/// A listening socket with `SO_REUSEADDR` (a restart need not wait for TIME_WAIT to pass).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 /// A server running on its own thread (with its own actix runtime); stopped when dropped.

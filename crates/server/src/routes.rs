@@ -7,13 +7,16 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::json;
 
+use crate::config::ClientAuth;
 use crate::identity::{Acl, Connection};
 use crate::login::{Brakes, Hasher, VerifiedCache};
+use crate::pages;
 
 /// Largest `/login1` body read; anything longer is refused with 413.
 pub const MAX_FORM_BYTES: usize = 4096;
@@ -34,17 +37,22 @@ pub struct AppState {
     /// The password-hashing threads: a login flood queues there instead of taking every core
     /// (and a hash's memory per request) from the event loops that serve everything else.
     pub hasher: Hasher,
+    /// Whether client certificates are asked for (the page says why there is none).
+    pub client_auth: ClientAuth,
 }
 
-/// Registers every route, with the access list and the access log around them.
+/// Registers every route, with the access list, the cross-site guard and the access log
+/// around them.
 pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state.clone())).service(
             web::scope("")
+                .wrap(from_fn(pages::cross_site_guard))
                 .wrap(from_fn(access_list))
                 .wrap(from_fn(header_limit))
                 .wrap(from_fn(access_log))
                 // Resources answer 405 to a wrong method (a bare route would fall through to 404).
+                .service(web::resource("/").get(index))
                 .service(web::resource("/login").get(login))
                 .service(web::resource("/login1").post(login1))
                 .service(web::resource("/whoami").get(whoami))
@@ -61,35 +69,114 @@ async fn login() -> HttpResponse {
         .body("Hello World!")
 }
 
+/// `GET /`: the browser's page (see [`crate::pages`]).
+async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    pages::index(&req, state.client_auth)
+}
+
+/// What a `/login1` request came to; answered as JSON or, to a browser, as a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The form was read and the password checked (or the form lacked a field: `false`).
+    Checked {
+        /// The user name from the form.
+        user: String,
+        /// Whether the password was right.
+        ok: bool,
+    },
+    /// The body exceeded [`MAX_FORM_BYTES`].
+    TooLarge,
+    /// The body could not be read.
+    Unreadable,
+    /// The body was not `application/x-www-form-urlencoded`.
+    NotAForm,
+    /// Too many failed logins from this client; retry in `secs`.
+    Locked {
+        /// Seconds until the next try is allowed.
+        secs: u64,
+    },
+    /// Every hashing thread's queue is full.
+    Busy,
+}
+
+impl LoginOutcome {
+    fn status(&self) -> StatusCode {
+        match self {
+            LoginOutcome::Checked { .. } => StatusCode::OK,
+            LoginOutcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            LoginOutcome::Unreadable => StatusCode::BAD_REQUEST,
+            LoginOutcome::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            LoginOutcome::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            LoginOutcome::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The outcome in plain words.
+    fn message(&self) -> String {
+        match self {
+            LoginOutcome::Checked { user, ok: true } => format!("Signed in as {user}."),
+            LoginOutcome::Checked { ok: false, .. } => "Wrong user name or password.".into(),
+            LoginOutcome::TooLarge => format!("the form is larger than {MAX_FORM_BYTES} bytes"),
+            LoginOutcome::Unreadable => "the body could not be read".into(),
+            LoginOutcome::NotAForm => {
+                "expected a form body (Content-Type: application/x-www-form-urlencoded)".into()
+            }
+            LoginOutcome::Locked { secs } => format!("too many failed logins; retry in {secs} s"),
+            LoginOutcome::Busy => "too many logins in progress; retry shortly".into(),
+        }
+    }
+
+    /// The answer: the seed's bare `true`/`false` to API clients, a page to a browser.
+    fn respond(&self, html: bool) -> HttpResponse {
+        let mut res = match (self, html) {
+            (LoginOutcome::Checked { ok, .. }, false) => HttpResponse::Ok().json(ok),
+            (LoginOutcome::Checked { ok, .. }, true) => {
+                let title = if *ok { "Signed in" } else { "Not signed in" };
+                pages::message(self.status(), title, &self.message(), *ok)
+            }
+            (_, false) => HttpResponse::build(self.status()).json(json!({"error": self.message()})),
+            (_, true) => pages::message(self.status(), "Refused", &self.message(), false),
+        };
+        let retry = match self {
+            LoginOutcome::Locked { secs } => Some(secs.to_string()),
+            LoginOutcome::Busy => Some("1".into()),
+            _ => None,
+        };
+        let headers = res.headers_mut();
+        if let Some(retry) = retry.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
+            headers.insert(header::RETRY_AFTER, retry);
+        }
+        headers.insert(header::VARY, header::HeaderValue::from_static("accept"));
+        res
+    }
+}
+
 /// `POST /login1`: form fields `username`, `password` → JSON `true`/`false`, status 200 either
-/// way (the seed's client expects it).
-async fn login1(
-    req: HttpRequest,
-    mut body: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let too_large = || {
-        HttpResponse::PayloadTooLarge().json(json!({
-            "error": format!("the form is larger than {MAX_FORM_BYTES} bytes")
-        }))
-    };
+/// way (the seed's client expects it); a browser asking for HTML gets a result page.
+async fn login1(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    check_login(&req, body, &state)
+        .await
+        .respond(pages::wants_html(&req))
+}
+
+async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState) -> LoginOutcome {
     // Refuse on the declared length before reading anything.
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-        return too_large();
+        return LoginOutcome::TooLarge;
     }
     // Read the (small) body before any other answer: closing on unread bytes would turn the
     // answer into a TCP reset the client may never see.
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
-            return HttpResponse::BadRequest().json(json!({"error": "the body could not be read"}));
+            return LoginOutcome::Unreadable;
         };
         if buf.len() + chunk.len() > MAX_FORM_BYTES {
-            return too_large();
+            return LoginOutcome::TooLarge;
         }
         buf.extend_from_slice(&chunk);
     }
@@ -99,36 +186,32 @@ async fn login1(
         .flatten()
         .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
     if !is_form {
-        return HttpResponse::UnsupportedMediaType().json(json!({
-            "error": "expected a form body (Content-Type: application/x-www-form-urlencoded)"
-        }));
+        return LoginOutcome::NotAForm;
     }
     // Brute-force brakes: per certificate, else per address; checked before any hashing.
-    let who = client_key(&req);
+    let who = client_key(req);
     if let Some(wait) = state.brakes.locked(&who) {
-        let secs = wait.as_secs() + 1;
-        return HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, secs.to_string()))
-            .json(json!({"error": format!("too many failed logins; retry in {secs} s")}));
+        return LoginOutcome::Locked {
+            secs: wait.as_secs() + 1,
+        };
     }
     let Some((user, password)) = common::credentials::parse_login_form(&buf) else {
-        return HttpResponse::Ok().json(false);
+        return LoginOutcome::Checked {
+            user: String::new(),
+            ok: false,
+        };
     };
     let ok = if state.cache.hit(&user, &password) {
         true
     } else {
         // Hashing is slow on purpose: it runs on the hashing threads, never here.
-        match state.hasher.verify(user, password).await {
+        match state.hasher.verify(user.clone(), password).await {
             Some(ok) => ok,
-            None => {
-                return HttpResponse::ServiceUnavailable()
-                    .insert_header((header::RETRY_AFTER, "1"))
-                    .json(json!({"error": "too many logins in progress; retry shortly"}))
-            }
+            None => return LoginOutcome::Busy,
         }
     };
     state.brakes.record(&who, ok);
-    HttpResponse::Ok().json(ok)
+    LoginOutcome::Checked { user, ok }
 }
 
 /// Whom failed logins are counted against: the client certificate, else the peer address.
