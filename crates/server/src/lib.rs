@@ -123,6 +123,8 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
                     identity::on_connect(io.ssl(), ext)
                 })
                 .finish(map_config(app, move |_| {
+                    // actix-web keeps AppConfig's constructor crate-private; this is the public,
+                    // doc-hidden one actix-test uses (the version is pinned by Cargo.lock).
                     AppConfig::__priv_test_new(true, addr.to_string(), addr)
                 }));
             let mut tls = Acceptor::new(acceptor.clone());
