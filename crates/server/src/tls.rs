@@ -267,6 +267,10 @@ fn build(
     // Send only the configured chain: clients hold the root, and OpenSSL would otherwise add it
     // from the client-verification store to every handshake.
     b.set_mode(openssl::ssl::SslMode::NO_AUTO_CHAIN);
+    // Read whatever the socket holds in one call: otherwise OpenSSL reads each record's 5-byte
+    // header and then its body, two recvfrom per record (actix and h2 read until Pending, so
+    // nothing buffered is left unread).
+    b.set_read_ahead(true);
     b.set_certificate(&m.chain[0])?;
     for extra in &m.chain[1..] {
         b.add_extra_chain_cert(extra.clone())?;
