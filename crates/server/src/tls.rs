@@ -329,12 +329,15 @@ fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
         c.map(|c| pki::index::one_line(c.subject_name()))
             .unwrap_or_default()
     };
-    // Name the client (the leaf), whichever certificate of its chain failed.
-    let subject = subject_at(ctx.chain().and_then(|c| c.get(0)).or(ctx.current_cert()));
+    // Name the client (the leaf), whichever certificate of its chain failed; formatted only for
+    // a refusal, not on every call (once per certificate of every handshake).
+    let client = |ctx: &X509StoreContextRef| {
+        subject_at(ctx.chain().and_then(|c| c.get(0)).or(ctx.current_cert()))
+    };
     if !preverified {
         let code = ctx.error().as_raw();
         tracing::warn!(
-            client = %subject,
+            client = %client(ctx),
             failed_at = %subject_at(ctx.current_cert()),
             depth = ctx.error_depth(),
             reason = pki::verify::explain(code),
@@ -370,7 +373,7 @@ fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
         Some(reason) => {
             // OpenSSL's own codes cannot be set from safe Rust; the log carries the reason.
             ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
-            tracing::warn!(client = %subject, reason, "client certificate refused");
+            tracing::warn!(client = %client(ctx), reason, "client certificate refused");
             false
         }
         None => true,
