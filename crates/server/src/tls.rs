@@ -17,7 +17,7 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
     select_next_proto, AlpnError, ClientHelloResponse, SslAcceptor, SslAcceptorBuilder, SslContext,
-    SslMethod, SslOptions, SslVerifyMode,
+    SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
 };
 use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509VerifyFlags;
@@ -34,11 +34,6 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 /// Mozilla's groups. OpenSSL's defaults add X448 and P-521, which the profiles leave out.
 const GROUPS: &str = "X25519:P-256:P-384";
-
-/// Sessions kept for resumption, oldest out (OpenSSL's default is 20,480). Measured: about
-/// 6.5 KiB per session from a full mutual handshake (it holds the parsed client certificate),
-/// about 1 KiB per resumption (which shares it): at most ~26 MiB.
-const SESSION_CACHE_SIZE: i32 = 4096;
 
 /// ALPN, in our order of preference.
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
@@ -116,6 +111,7 @@ struct Settings {
     profile: TlsProfile,
     client_auth: ClientAuth,
     verify_depth: u32,
+    session_cache: u32,
 }
 
 /// Holds the current TLS context and rebuilds it from disk on demand.
@@ -143,6 +139,7 @@ impl TlsReloader {
             profile: config.tls_profile,
             client_auth: config.client_auth,
             verify_depth: config.verify_depth,
+            session_cache: config.session_cache,
         };
         let (builder, info) = build(&files, settings)?;
         Ok(Arc::new(TlsReloader {
@@ -282,13 +279,17 @@ fn build(
     b.set_session_id_context(&m.digest[..32])?;
     // One TLS 1.3 ticket per handshake, not OpenSSL's two: a client resumes one connection at
     // a time.
-    b.set_num_tickets(1)?;
+    b.set_num_tickets(usize::from(settings.session_cache > 0))?;
     // Resume from a server-side session cache (the ticket is a session ID), not from stateless
     // tickets: OpenSSL 3.0 decrypts a ticket into a new session and re-parses the client
     // certificate in it through its provider decoders, which cost more than the rest of a
     // resumed mutual handshake. The cache keeps the parsed session; it is bounded, oldest out.
     b.set_options(SslOptions::NO_TICKET);
-    b.set_session_cache_size(SESSION_CACHE_SIZE);
+    if settings.session_cache == 0 {
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    } else {
+        b.set_session_cache_size(i32::try_from(settings.session_cache).unwrap_or(i32::MAX));
+    }
 
     let mode = match settings.client_auth {
         ClientAuth::None => SslVerifyMode::NONE,
