@@ -14,7 +14,7 @@ SHELL := bash
 
 .PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored soak fuzz clean
 help: ## this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 certs: ## make the CA, server and client certificates under certs/ (keeps existing ones)
 	$(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
