@@ -876,6 +876,12 @@ fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// How to rebuild our server's binary.
+const REBUILD: &str = "cargo build --release -p server";
+/// How `make bench-vendored` builds the third server's.
+const REBUILD_ALT: &str =
+    "CARGO_TARGET_DIR=target/vendored cargo build --release -p server --features vendored-openssl";
+
 /// Newest modification time of the files under `path`.
 fn newest(path: &Path) -> Option<std::time::SystemTime> {
     let meta = std::fs::metadata(path).ok()?;
@@ -891,7 +897,7 @@ fn newest(path: &Path) -> Option<std::time::SystemTime> {
 
 /// A warning when our server's sources changed after its binary was built (`bench compare`
 /// builds nothing; `make bench` builds first).
-pub fn stale_binary(root: &Path, bin: &Path) -> Option<String> {
+pub fn stale_binary(root: &Path, bin: &Path, rebuild: &str) -> Option<String> {
     let built = std::fs::metadata(bin).ok()?.modified().ok()?;
     let sources = ["crates/server/src", "crates/common/src", "crates/pki/src"]
         .iter()
@@ -900,7 +906,7 @@ pub fn stale_binary(root: &Path, bin: &Path) -> Option<String> {
     (sources > built).then(|| {
         format!(
             "{} is older than the sources in crates/server, crates/common or crates/pki: these \
-             figures may not be those of the commit named above (rebuild: `cargo build --release -p server`)",
+             figures may not be those of the commit named above (rebuild: `{rebuild}`)",
             bin.display()
         )
     })
@@ -982,7 +988,7 @@ fn alt_server(args: &CompareArgs, figs: &[Figure], bin: &Path) -> Result<AltServ
     }
     let root = workspace_root();
     let openssl = linked_openssl(bin);
-    let stale = stale_binary(&root, bin);
+    let stale = stale_binary(&root, bin, REBUILD_ALT);
     if let Some(w) = &stale {
         eprintln!("bench: warning: {w}");
     }
@@ -1034,7 +1040,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             server_bin.display()
         );
     }
-    if let Some(w) = stale_binary(&root, &server_bin) {
+    if let Some(w) = stale_binary(&root, &server_bin, REBUILD) {
         eprintln!("bench: warning: {w}");
     }
     let alt = match &args.alt_server_bin {
@@ -1148,7 +1154,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         loadgen_threads: ctx.threads,
         loadgen_tls: args.tls,
         machine: Machine {
-            stale_server_binary: stale_binary(&root, &ctx.server_bin),
+            stale_server_binary: stale_binary(&root, &ctx.server_bin, REBUILD),
             ..machine(&root, nginx.as_deref())
         },
         crypto,
@@ -1158,8 +1164,8 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     };
     let paths = report::write(&report, &out_dir)?;
     println!("{}", report::render_table(&report));
-    if let Some(t) = report::render_alt_table(&report) {
-        println!("{t}");
+    if let (Some(alt), Some(t)) = (&report.alt, report::render_alt_table(&report)) {
+        println!("alt = {}\n\n{t}", alt.label);
     }
     for p in paths {
         println!("wrote {}", p.display());
