@@ -75,11 +75,12 @@ bench-quick: ## the CI-sized benchmark (under a minute after the build)
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --quick --server-bin $(BENCH_BIN)/server
 
-bench-vendored: ## bench with our server linked to OpenSSL 3.6 built from source (feature vendored-openssl)
+bench-vendored: ## ours, ours linked to OpenSSL 3.6 (feature vendored-openssl) and nginx side by side (~7 min)
+	$(CARGO) build --quiet --release -p server -p bench
 	CARGO_TARGET_DIR=target/vendored $(CARGO) build --quiet --release -p server --features vendored-openssl
-	$(CARGO) build --quiet --release -p bench
-	target/release/bench compare --server-bin target/vendored/release/server \
-	  --only hs-ec-oneway,hs-ec-mutual,hs-rsa-oneway,hs-rsa-mutual,resume-ec-mutual,ka-64
+	bin=$${CARGO_TARGET_DIR:-target}/release
+	$$bin/bench compare --server-bin $$bin/server --alt-server-bin target/vendored/release/server \
+	  --only hs-ec-oneway,hs-ec-mutual,hs-rsa-oneway,hs-rsa-mutual,resume-ec-oneway,resume-ec-mutual,ka-64
 
 soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki

@@ -14,7 +14,7 @@ use crate::http::RequestKind;
 use crate::load::{self, Errors, Hooks, LoadConfig, Mode};
 use crate::nginx::{self, NginxSite};
 use crate::procfs;
-use crate::report::{self, Crypto, Machine, Report};
+use crate::report::{self, AltServer, Crypto, Machine, Report};
 use crate::stats::{Latency, Spread};
 use crate::tls::{Backend, TlsFiles};
 
@@ -53,6 +53,23 @@ pub struct CompareArgs {
     /// Run our server only (no nginx, no ratios).
     #[arg(long)]
     pub no_nginx: bool,
+    /// A third server measured beside ours and nginx on the `--alt-only` figures: another build
+    /// of our server (e.g. `--features vendored-openssl`), started with the same flags as ours.
+    #[arg(long, value_name = "PATH")]
+    pub alt_server_bin: Option<PathBuf>,
+    /// Name of the third server in the report [default: "ours, vendored OpenSSL"]; the OpenSSL
+    /// version found in its binary, if any, is appended.
+    #[arg(long, value_name = "TEXT", requires = "alt_server_bin")]
+    pub alt_label: Option<String>,
+    /// Figures the third server runs [default: the full-handshake, resumed and ka-64 figures];
+    /// only those also selected by `--only`/`--quick` run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FIGURE_IDS",
+        requires = "alt_server_bin"
+    )]
+    pub alt_only: Vec<String>,
 }
 
 /// Key type of the benchmark PKI.
@@ -264,14 +281,42 @@ pub fn figures() -> Vec<Figure> {
 /// The figures of `--quick`.
 pub const QUICK: &[&str] = &["hs-ec-oneway", "hs-ec-mutual", "ka-64"];
 
+/// The figures the third server (`--alt-server-bin`) runs without `--alt-only`: those a
+/// different TLS library changes most (full and resumed handshakes), and keep-alive at 64.
+pub const ALT_DEFAULT: &[&str] = &[
+    "hs-ec-oneway",
+    "hs-ec-mutual",
+    "hs-rsa-oneway",
+    "hs-rsa-mutual",
+    "resume-ec-oneway",
+    "resume-ec-mutual",
+    "ka-64",
+];
+
+/// Name of the third server without `--alt-label`.
+pub const ALT_LABEL: &str = "ours, vendored OpenSSL";
+
 /// Which server a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerKind {
     /// target/release/server.
     Ours,
+    /// `--alt-server-bin`: another build of our server, same flags.
+    Alt,
     /// nginx with the generated config.
     Nginx,
+}
+
+impl ServerKind {
+    /// Short name in tables and progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Ours => "ours",
+            ServerKind::Alt => "alt",
+            ServerKind::Nginx => "nginx",
+        }
+    }
 }
 
 /// One run of one server on one figure.
@@ -367,7 +412,7 @@ impl ServerStats {
     }
 }
 
-/// One figure, both servers.
+/// One figure, every server that ran it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FigureResult {
     /// What was measured.
@@ -376,29 +421,51 @@ pub struct FigureResult {
     pub ours: Option<ServerStats>,
     /// nginx.
     pub nginx: Option<ServerStats>,
+    /// The third server (`--alt-server-bin`), on the figures it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alt: Option<ServerStats>,
+}
+
+/// A median that servers are compared on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// The figure's rate.
+    Rate,
+    /// Server CPU per operation.
+    CpuPerOp,
+    /// Peak RSS.
+    PeakRss,
 }
 
 impl FigureResult {
+    /// The runs of one server, if it ran this figure.
+    pub fn stats(&self, kind: ServerKind) -> Option<&ServerStats> {
+        match kind {
+            ServerKind::Ours => self.ours.as_ref(),
+            ServerKind::Alt => self.alt.as_ref(),
+            ServerKind::Nginx => self.nginx.as_ref(),
+        }
+    }
+    /// `a / b` of the medians of `metric`.
+    pub fn ratio_of(&self, metric: Metric, a: ServerKind, b: ServerKind) -> Option<f64> {
+        let m = |s: &ServerStats| match metric {
+            Metric::Rate => s.rate.median,
+            Metric::CpuPerOp => s.cpu_per_op_us.median,
+            Metric::PeakRss => s.peak_rss_kib.median,
+        };
+        ratio(m(self.stats(a)?), m(self.stats(b)?))
+    }
     /// Ours / nginx of the median rates (> 1: we are faster).
     pub fn rate_ratio(&self) -> Option<f64> {
-        ratio(
-            self.ours.as_ref()?.rate.median,
-            self.nginx.as_ref()?.rate.median,
-        )
+        self.ratio_of(Metric::Rate, ServerKind::Ours, ServerKind::Nginx)
     }
     /// Ours / nginx of the median CPU per operation (< 1: we spend less).
     pub fn cpu_ratio(&self) -> Option<f64> {
-        ratio(
-            self.ours.as_ref()?.cpu_per_op_us.median,
-            self.nginx.as_ref()?.cpu_per_op_us.median,
-        )
+        self.ratio_of(Metric::CpuPerOp, ServerKind::Ours, ServerKind::Nginx)
     }
     /// Ours / nginx of the median peak RSS.
     pub fn rss_ratio(&self) -> Option<f64> {
-        ratio(
-            self.ours.as_ref()?.peak_rss_kib.median,
-            self.nginx.as_ref()?.peak_rss_kib.median,
-        )
+        self.ratio_of(Metric::PeakRss, ServerKind::Ours, ServerKind::Nginx)
     }
 }
 
@@ -557,6 +624,7 @@ struct Ctx {
     secs: f64,
     threads: usize,
     server_bin: PathBuf,
+    alt_bin: Option<PathBuf>,
     nginx: Option<PathBuf>,
     work: tempfile::TempDir,
     ec: Pki,
@@ -574,13 +642,17 @@ impl Ctx {
     fn start(&self, kind: ServerKind, fig: &Figure, port: u16) -> Result<Running> {
         let layout = self.pki(fig.key)?.layout();
         match kind {
-            ServerKind::Ours => {
-                let log = self.work.path().join("ours.log");
+            ServerKind::Ours | ServerKind::Alt => {
+                let bin = match kind {
+                    ServerKind::Alt => self.alt_bin.as_ref().context("no --alt-server-bin")?,
+                    _ => &self.server_bin,
+                };
+                let log = self.work.path().join(format!("{}.log", kind.name()));
                 let out = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&log)?;
-                let child = Command::new(&self.server_bin)
+                let child = Command::new(bin)
                     .arg("--pki-dir")
                     .arg(layout.root())
                     .args(["--bind", &format!("127.0.0.1:{port}")])
@@ -597,7 +669,7 @@ impl Ctx {
                     .stdout(out.try_clone()?)
                     .stderr(out)
                     .spawn()
-                    .with_context(|| format!("cannot start {}", self.server_bin.display()))?;
+                    .with_context(|| format!("cannot start {}", bin.display()))?;
                 Ok(Running { child, kind, log })
             }
             ServerKind::Nginx => {
@@ -751,12 +823,64 @@ pub fn crypto_ceiling(cores: usize) -> Option<Crypto> {
     })
 }
 
+/// The OpenSSL version a server binary carries, e.g. `OpenSSL 3.6.3`, found the way `strings`
+/// would: the text `OpenSSL X.Y.Z` that OpenSSL compiles in (`OPENSSL_VERSION_TEXT`). Only a
+/// statically linked OpenSSL (the `vendored` feature) is in the binary; `None` otherwise.
+pub fn linked_openssl(bin: &Path) -> Option<String> {
+    openssl_version_in(&std::fs::read(bin).ok()?)
+}
+
+/// The first `OpenSSL X.Y.Z` (three dot-separated numbers, then a space or NUL) in `bytes`.
+pub fn openssl_version_in(bytes: &[u8]) -> Option<String> {
+    const TAG: &[u8] = b"OpenSSL ";
+    let mut from = 0;
+    while let Some(at) = bytes[from..].windows(TAG.len()).position(|w| w == TAG) {
+        let start = from + at + TAG.len();
+        let rest = &bytes[start..bytes.len().min(start + 24)];
+        let len = rest
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+            .unwrap_or(rest.len());
+        let version = &rest[..len];
+        let parts: Vec<&[u8]> = version.split(|b| *b == b'.').collect();
+        let ended = matches!(rest.get(len), Some(b' ' | 0));
+        if ended && parts.len() == 3 && parts.iter().all(|p| !p.is_empty()) {
+            return Some(format!("OpenSSL {}", String::from_utf8_lossy(version)));
+        }
+        from = start;
+    }
+    None
+}
+
+/// The label of the third server: `label` (default [`ALT_LABEL`]) with the OpenSSL version of
+/// its binary appended when known and not already in the label.
+pub fn alt_label(label: Option<&str>, openssl: Option<&str>) -> String {
+    let label = label.unwrap_or(ALT_LABEL);
+    match openssl {
+        Some(v) if !label.contains(v) => format!("{label} ({v})"),
+        _ => label.to_owned(),
+    }
+}
+
+/// The order of the servers in repetition `rep`: rotated by one each time, so that over as many
+/// repetitions as servers each runs once in every position, and drift favours none (with two
+/// servers: swapped every repetition).
+pub fn run_order(servers: usize, rep: usize) -> Vec<usize> {
+    (0..servers).map(|i| (i + rep) % servers).collect()
+}
+
 fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
+
+/// How to rebuild our server's binary.
+const REBUILD: &str = "cargo build --release -p server";
+/// How `make bench-vendored` builds the third server's.
+const REBUILD_ALT: &str =
+    "CARGO_TARGET_DIR=target/vendored cargo build --release -p server --features vendored-openssl";
 
 /// Newest modification time of the files under `path`.
 fn newest(path: &Path) -> Option<std::time::SystemTime> {
@@ -773,7 +897,7 @@ fn newest(path: &Path) -> Option<std::time::SystemTime> {
 
 /// A warning when our server's sources changed after its binary was built (`bench compare`
 /// builds nothing; `make bench` builds first).
-pub fn stale_binary(root: &Path, bin: &Path) -> Option<String> {
+pub fn stale_binary(root: &Path, bin: &Path, rebuild: &str) -> Option<String> {
     let built = std::fs::metadata(bin).ok()?.modified().ok()?;
     let sources = ["crates/server/src", "crates/common/src", "crates/pki/src"]
         .iter()
@@ -782,7 +906,7 @@ pub fn stale_binary(root: &Path, bin: &Path) -> Option<String> {
     (sources > built).then(|| {
         format!(
             "{} is older than the sources in crates/server, crates/common or crates/pki: these \
-             figures may not be those of the commit named above (rebuild: `cargo build --release -p server`)",
+             figures may not be those of the commit named above (rebuild: `{rebuild}`)",
             bin.display()
         )
     })
@@ -821,6 +945,60 @@ fn machine(root: &Path, nginx: Option<&Path>) -> Machine {
             .ok()
             .and_then(|t| t.split_whitespace().next().map(str::to_owned)),
     }
+}
+
+/// Checks the third server's options against the figures that will run, and describes it.
+fn alt_server(args: &CompareArgs, figs: &[Figure], bin: &Path) -> Result<AltServer> {
+    if !bin.is_file() {
+        bail!(
+            "--alt-server-bin {} is missing: build it first (e.g. `CARGO_TARGET_DIR=target/vendored \
+             cargo build --release -p server --features vendored-openssl`)",
+            bin.display()
+        );
+    }
+    let all = figures();
+    let unknown: Vec<&str> = args
+        .alt_only
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !all.iter().any(|f| f.id == *id))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "--alt-only: no figure {}; ids: {}",
+            unknown.join(", "),
+            all.iter().map(|f| f.id).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let wanted: Vec<&str> = if args.alt_only.is_empty() {
+        ALT_DEFAULT.to_vec()
+    } else {
+        args.alt_only.iter().map(String::as_str).collect()
+    };
+    let ids: Vec<String> = figs
+        .iter()
+        .filter(|f| wanted.contains(&f.id))
+        .map(|f| f.id.to_owned())
+        .collect();
+    if ids.is_empty() {
+        bail!(
+            "--alt-server-bin: none of its figures ({}) is among those selected to run",
+            wanted.join(", ")
+        );
+    }
+    let root = workspace_root();
+    let openssl = linked_openssl(bin);
+    let stale = stale_binary(&root, bin, REBUILD_ALT);
+    if let Some(w) = &stale {
+        eprintln!("bench: warning: {w}");
+    }
+    Ok(AltServer {
+        label: alt_label(args.alt_label.as_deref(), openssl.as_deref()),
+        bin: bin.to_owned(),
+        openssl,
+        figures: ids,
+        stale_binary: stale,
+    })
 }
 
 /// Runs the comparison and writes the report. Returns the path of the Markdown file.
@@ -862,9 +1040,13 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             server_bin.display()
         );
     }
-    if let Some(w) = stale_binary(&root, &server_bin) {
+    if let Some(w) = stale_binary(&root, &server_bin, REBUILD) {
         eprintln!("bench: warning: {w}");
     }
+    let alt = match &args.alt_server_bin {
+        None => None,
+        Some(bin) => Some(alt_server(args, &figs, bin)?),
+    };
     let nginx = if args.no_nginx {
         None
     } else {
@@ -898,35 +1080,40 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         secs,
         threads: args.threads.unwrap_or(cores),
         server_bin,
+        alt_bin: args.alt_server_bin.clone(),
         work: tempfile::Builder::new().prefix("bench-run-").tempdir()?,
         nginx: nginx.clone(),
         ec,
         rsa,
     };
-    let kinds: Vec<ServerKind> = if nginx.is_some() {
-        vec![ServerKind::Ours, ServerKind::Nginx]
-    } else {
-        vec![ServerKind::Ours]
+    let kinds_of = |fig: &Figure| -> Vec<ServerKind> {
+        let mut k = vec![ServerKind::Ours];
+        if alt
+            .as_ref()
+            .is_some_and(|a| a.figures.iter().any(|id| id == fig.id))
+        {
+            k.push(ServerKind::Alt);
+        }
+        if nginx.is_some() {
+            k.push(ServerKind::Nginx);
+        }
+        k
     };
-    let total = figs.len() * reps * kinds.len();
+    let total: usize = figs.iter().map(|f| reps * kinds_of(f).len()).sum();
     let mut done = 0;
     let mut results = Vec::new();
     for fig in &figs {
+        let kinds = kinds_of(fig);
         let mut by_kind: Vec<Vec<Sample>> = vec![Vec::new(); kinds.len()];
         for rep in 0..reps {
-            // Alternate which server goes first, so drift (heat, other load) favours neither.
-            let order: Vec<usize> = if rep % 2 == 0 {
-                (0..kinds.len()).collect()
-            } else {
-                (0..kinds.len()).rev().collect()
-            };
-            for i in order {
+            // Rotate which server goes first, so drift (heat, other load) favours none.
+            for i in run_order(kinds.len(), rep) {
                 done += 1;
                 let s = ctx.run_once(kinds[i], fig, rep)?;
                 eprintln!(
                     "[{done:>2}/{total}] {:<17} {:<5} #{}: {:>9.1} {:<13} {:>8.1} {:<17} errors {}; cores: server {:.2}, load generator {:.2}, other {:.2}",
                     fig.id,
-                    format!("{:?}", kinds[i]).to_lowercase(),
+                    kinds[i].name(),
                     rep + 1,
                     s.rate,
                     fig.unit.rate_label(),
@@ -940,11 +1127,21 @@ pub fn run(args: &CompareArgs) -> Result<()> {
                 by_kind[i].push(s);
             }
         }
-        let mut stats = by_kind.into_iter().map(ServerStats::of);
+        let mut stats: Vec<(ServerKind, Option<ServerStats>)> = kinds
+            .into_iter()
+            .zip(by_kind.into_iter().map(ServerStats::of))
+            .collect();
+        let mut take = |kind: ServerKind| {
+            stats
+                .iter_mut()
+                .find(|(k, _)| *k == kind)
+                .and_then(|(_, s)| s.take())
+        };
         results.push(FigureResult {
             figure: fig.clone(),
-            ours: stats.next().flatten(),
-            nginx: stats.next().flatten(),
+            ours: take(ServerKind::Ours),
+            nginx: take(ServerKind::Nginx),
+            alt: take(ServerKind::Alt),
         });
     }
     let now = time::OffsetDateTime::now_utc();
@@ -957,15 +1154,19 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         loadgen_threads: ctx.threads,
         loadgen_tls: args.tls,
         machine: Machine {
-            stale_server_binary: stale_binary(&root, &ctx.server_bin),
+            stale_server_binary: stale_binary(&root, &ctx.server_bin, REBUILD),
             ..machine(&root, nginx.as_deref())
         },
         crypto,
+        alt,
         figures: results,
         duration_s: t0.elapsed().as_secs_f64(),
     };
     let paths = report::write(&report, &out_dir)?;
     println!("{}", report::render_table(&report));
+    if let (Some(alt), Some(t)) = (&report.alt, report::render_alt_table(&report)) {
+        println!("alt = {}\n\n{t}", alt.label);
+    }
     for p in paths {
         println!("wrote {}", p.display());
     }
@@ -986,6 +1187,110 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), all.len());
+    }
+
+    #[test]
+    fn alt_defaults_exist() {
+        let all = figures();
+        for id in ALT_DEFAULT {
+            assert!(all.iter().any(|f| f.id == *id), "{id}");
+        }
+        // --quick's figures all run the third server by default.
+        assert!(QUICK.iter().all(|q| ALT_DEFAULT.contains(q)));
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CompareArgs, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("compare").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn alt_options() {
+        let a = parse(&[
+            "--alt-server-bin",
+            "target/vendored/release/server",
+            "--alt-only",
+            "hs-ec-mutual,ka-64",
+            "--alt-label",
+            "ours, OpenSSL 3.6",
+        ])
+        .expect("parse");
+        assert_eq!(a.alt_only, ["hs-ec-mutual", "ka-64"]);
+        assert_eq!(a.alt_label.as_deref(), Some("ours, OpenSSL 3.6"));
+        assert!(parse(&[]).expect("parse").alt_server_bin.is_none());
+        // Label and figures of a third server need the server.
+        assert!(parse(&["--alt-only", "ka-64"]).is_err());
+        assert!(parse(&["--alt-label", "x"]).is_err());
+    }
+
+    #[test]
+    fn alt_figures_are_checked() {
+        let bin = tempfile::NamedTempFile::new().expect("temp file");
+        let path = bin.path().to_string_lossy().into_owned();
+        let figs: Vec<Figure> = figures()
+            .into_iter()
+            .filter(|f| QUICK.contains(&f.id))
+            .collect();
+        let alt = alt_server(
+            &parse(&["--alt-server-bin", &path]).expect("parse"),
+            &figs,
+            bin.path(),
+        )
+        .expect("default figures");
+        assert_eq!(alt.figures, QUICK);
+        assert_eq!(alt.label, ALT_LABEL);
+        assert_eq!(alt.openssl, None);
+        let a = parse(&["--alt-server-bin", &path, "--alt-only", "ka-64,ka-1"]).expect("parse");
+        let alt = alt_server(&a, &figs, bin.path()).expect("ka-64 runs");
+        assert_eq!(alt.figures, ["ka-64"]);
+        let a = parse(&["--alt-server-bin", &path, "--alt-only", "ka-1"]).expect("parse");
+        assert!(
+            alt_server(&a, &figs, bin.path()).is_err(),
+            "none of them runs"
+        );
+        let a = parse(&["--alt-server-bin", &path, "--alt-only", "nope"]).expect("parse");
+        let e = alt_server(&a, &figs, bin.path()).expect_err("unknown id");
+        assert!(e.to_string().contains("no figure nope"), "{e}");
+        let missing = Path::new("/nonexistent/server");
+        assert!(alt_server(&a, &figs, missing).is_err());
+    }
+
+    #[test]
+    fn openssl_version_of_a_binary() {
+        let bin = b"\0junk OpenSSL 3 wants RSA >= 2048\0OpenSSL 3.6\0x OpenSSL 3.6.3 9 Jun 2026\0";
+        assert_eq!(openssl_version_in(bin).as_deref(), Some("OpenSSL 3.6.3"));
+        assert_eq!(
+            openssl_version_in(b"OpenSSL 1.1.1w\0").as_deref(),
+            None,
+            "a letter suffix is not X.Y.Z followed by a space"
+        );
+        assert_eq!(openssl_version_in(b"no version here"), None);
+        assert_eq!(openssl_version_in(b"OpenSSL 3.0.19"), None, "cut off");
+        assert_eq!(
+            alt_label(None, Some("OpenSSL 3.6.3")),
+            "ours, vendored OpenSSL (OpenSSL 3.6.3)"
+        );
+        assert_eq!(alt_label(Some("aws-lc"), None), "aws-lc");
+        assert_eq!(
+            alt_label(Some("ours, OpenSSL 3.6.3"), Some("OpenSSL 3.6.3")),
+            "ours, OpenSSL 3.6.3"
+        );
+    }
+
+    #[test]
+    fn order_rotates() {
+        assert_eq!(run_order(2, 0), [0, 1]);
+        assert_eq!(run_order(2, 1), [1, 0]);
+        assert_eq!(run_order(3, 0), [0, 1, 2]);
+        assert_eq!(run_order(3, 1), [1, 2, 0]);
+        assert_eq!(run_order(3, 2), [2, 0, 1]);
+        assert_eq!(run_order(1, 5), [0]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::compare::{FigureResult, ServerStats, Unit};
+use crate::compare::{FigureResult, Metric, ServerKind, ServerStats, Unit};
 use crate::http::RequestKind;
 use crate::load::Mode;
 use crate::stats::Spread;
@@ -47,6 +47,21 @@ pub struct Crypto {
     pub cores: usize,
 }
 
+/// The third server of a run (`--alt-server-bin`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AltServer {
+    /// Its name in the report, with the OpenSSL version of its binary when found.
+    pub label: String,
+    /// Its binary.
+    pub bin: PathBuf,
+    /// `OpenSSL X.Y.Z` found in the binary (a statically linked OpenSSL), if any.
+    pub openssl: Option<String>,
+    /// The figures it ran.
+    pub figures: Vec<String>,
+    /// Set when its binary is older than our server's sources.
+    pub stale_binary: Option<String>,
+}
+
 /// Everything `bench compare` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -68,6 +83,9 @@ pub struct Report {
     pub machine: Machine,
     /// `openssl speed`, when it ran.
     pub crypto: Option<Crypto>,
+    /// The third server, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alt: Option<AltServer>,
     /// Every figure.
     pub figures: Vec<FigureResult>,
     /// Wall time of the whole comparison, s.
@@ -174,14 +192,50 @@ pub fn render_table(r: &Report) -> String {
     s
 }
 
+/// The third server's table: its rate, CPU per operation and peak RSS on the figures it ran,
+/// each with its ratio to nginx and to ours. `None` without a third server.
+pub fn render_alt_table(r: &Report) -> Option<String> {
+    r.alt.as_ref()?;
+    let mut s = String::from(
+        "| figure | alt | alt/nginx | alt/ours | alt CPU/op | CPU alt/nginx | CPU alt/ours | alt peak RSS | RSS alt/nginx | RSS alt/ours |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for f in &r.figures {
+        let Some(st) = &f.alt else { continue };
+        let vs = |m, other| opt_ratio(f.ratio_of(m, ServerKind::Alt, other));
+        let _ = writeln!(
+            s,
+            "| {} ({}) | {} | **{}** | {} | {} µs | {} | {} | {} | {} | {} |",
+            f.figure.id,
+            f.figure.unit.rate_label(),
+            spread(&st.rate),
+            vs(Metric::Rate, ServerKind::Nginx),
+            vs(Metric::Rate, ServerKind::Ours),
+            num(st.cpu_per_op_us.median),
+            vs(Metric::CpuPerOp, ServerKind::Nginx),
+            vs(Metric::CpuPerOp, ServerKind::Ours),
+            mib(st.peak_rss_kib.median),
+            vs(Metric::PeakRss, ServerKind::Nginx),
+            vs(Metric::PeakRss, ServerKind::Ours),
+        );
+    }
+    Some(s)
+}
+
+/// Every server of a figure that ran it, by its short name, in table order.
+fn servers(f: &FigureResult) -> impl Iterator<Item = (&'static str, &ServerStats)> {
+    [ServerKind::Ours, ServerKind::Alt, ServerKind::Nginx]
+        .into_iter()
+        .filter_map(|k| f.stats(k).map(|st| (k.name(), st)))
+}
+
 fn details_table(r: &Report) -> String {
     let mut s = String::from(
         "| figure | server | p50 | p99 | resumed | errors | server cores | load generator cores | peak RSS |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in &r.figures {
-        for (name, st) in [("ours", &f.ours), ("nginx", &f.nginx)] {
-            let Some(st) = st else { continue };
+        for (name, st) in servers(f) {
             let us = |x: &Option<Spread>| {
                 x.map_or("–".into(), |x| format!("{} µs", num(x.median.round())))
             };
@@ -253,9 +307,14 @@ fn crypto_section(r: &Report) -> String {
                 format!("{:.1}%", x.rate.median / ceiling * 100.0)
             })
         };
+        let alt = if r.alt.is_some() {
+            format!(" {} |", pct(&f.alt))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             rows,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} |{alt} {} |",
             f.figure.id,
             num(ceiling),
             pct(&f.ours),
@@ -263,9 +322,16 @@ fn crypto_section(r: &Report) -> String {
         );
     }
     if !rows.is_empty() {
-        s.push_str(
-            "| figure | ceiling | ours, share of it | nginx, share of it |\n|---|---:|---:|---:|\n",
-        );
+        if r.alt.is_some() {
+            s.push_str(
+                "| figure | ceiling | ours, share of it | alt, share of it | nginx, share of it |\n\
+                 |---|---:|---:|---:|---:|\n",
+            );
+        } else {
+            s.push_str(
+                "| figure | ceiling | ours, share of it | nginx, share of it |\n|---|---:|---:|---:|\n",
+            );
+        }
         s.push_str(&rows);
     }
     s
@@ -286,8 +352,7 @@ fn loadgen_section(r: &Report) -> String {
     let mut disturbed = Vec::new();
     let mut rows = 0;
     for f in &r.figures {
-        for (name, st) in [("ours", &f.ours), ("nginx", &f.nginx)] {
-            let Some(st) = st else { continue };
+        for (name, st) in servers(f) {
             let busy =
                 (st.server_cores.median + st.loadgen_cores.median + st.other_cores.median) / cores;
             rows += 1;
@@ -503,9 +568,8 @@ pub fn render_markdown(r: &Report, svg_name: &str) -> String {
     let mut s = format!(
         "# Our server vs nginx, {}{}\n\n\
          {} cores ({}), Linux {}, {}, {}; commit {}; load average before the run {}.\n\
-         Each figure: {} run(s) of {} s per server, the two servers alternating (first one, then the other, \
-         the order swapped every repetition); each run starts the server afresh. Figures are medians, \
-         with (min–max) over the runs. Both servers: {} workers; load generator: {} threads, {:?} client \
+         Each figure: {} run(s) of {} s per server, {}; each run starts the server afresh. Figures are \
+         medians, with (min–max) over the runs. {}: {} workers; load generator: {} threads, {:?} client \
          (rustls for resumption in any case). Total time {:.0} s.\n\n",
         r.started_utc,
         if r.quick { " (quick)" } else { "" },
@@ -518,6 +582,14 @@ pub fn render_markdown(r: &Report, svg_name: &str) -> String {
         m.load_average.as_deref().unwrap_or("?"),
         r.reps,
         r.secs_per_run,
+        if r.alt.is_some() {
+            "the servers taking turns in every repetition, the order rotated by one each time \
+             (ours, alt, nginx; then alt, nginx, ours; …)"
+        } else {
+            "the two servers alternating (first one, then the other, the order swapped every \
+             repetition)"
+        },
+        if r.alt.is_some() { "Every server" } else { "Both servers" },
         r.workers,
         r.loadgen_threads,
         r.loadgen_tls,
@@ -526,6 +598,9 @@ pub fn render_markdown(r: &Report, svg_name: &str) -> String {
     if let Some(stale) = &m.stale_server_binary {
         let _ = writeln!(s, "**Warning: {stale}**\n");
     }
+    if let Some(stale) = r.alt.as_ref().and_then(|a| a.stale_binary.as_ref()) {
+        let _ = writeln!(s, "**Warning (alt): {stale}**\n");
+    }
     s.push_str("## Rates and server CPU per operation\n\n");
     s.push_str(&render_table(r));
     s.push_str(
@@ -533,8 +608,29 @@ pub fn render_markdown(r: &Report, svg_name: &str) -> String {
          or request (user + system time of every server process and thread over the run, divided \
          by the handshakes or requests completed in it).\n\n",
     );
+    if let (Some(alt), Some(table)) = (&r.alt, render_alt_table(r)) {
+        let _ = write!(
+            s,
+            "## Third server: {}\n\n\
+             `{}`, started with the same flags as ours, on {}: in each repetition it ran in turn \
+             with ours and nginx, in the same conditions.\n\n",
+            alt.label,
+            alt.bin.display(),
+            alt.figures.join(", ")
+        );
+        s.push_str(&table);
+        s.push_str(
+            "\nalt/nginx and alt/ours > 1: it serves more; CPU and RSS ratios < 1: it spends less. \
+             Latency, errors and cores: rows `alt` in the tables below.\n\n",
+        );
+    }
     s.push_str("## Chart\n\n");
     let _ = writeln!(s, "![keep-alive requests/s vs connections]({svg_name})\n");
+    if r.alt.is_some() {
+        s.push_str(
+            "The chart shows ours and nginx only; the third server is in the table above.\n\n",
+        );
+    }
     s.push_str("## Latency, errors, CPU, memory (medians)\n\n");
     s.push_str(&details_table(r));
     s.push_str("\n## Peak memory\n\n");
@@ -641,6 +737,7 @@ mod tests {
                     sample(ServerKind::Ours, 32000.0),
                 ]),
                 nginx: ServerStats::of(vec![sample(ServerKind::Nginx, 40000.0)]),
+                alt: None,
                 figure: f,
             })
             .collect();
@@ -667,9 +764,31 @@ mod tests {
                 rsa2048_sign_per_s: 1600.0,
                 cores: 2,
             }),
+            alt: None,
             figures: figs,
             duration_s: 42.0,
         }
+    }
+
+    /// The report with a third server on `hs-ec-mutual` and `ka-64`.
+    fn report_with_alt() -> Report {
+        let mut r = report();
+        for f in &mut r.figures {
+            if f.figure.id == "hs-ec-mutual" || f.figure.id == "ka-64" {
+                let mut s = sample(ServerKind::Alt, 48000.0);
+                s.cpu_per_op_us = 12.0;
+                s.peak_rss_kib = 30720;
+                f.alt = ServerStats::of(vec![s]);
+            }
+        }
+        r.alt = Some(AltServer {
+            label: "ours, vendored OpenSSL (OpenSSL 3.6.3)".into(),
+            bin: "target/vendored/release/server".into(),
+            openssl: Some("OpenSSL 3.6.3".into()),
+            figures: vec!["hs-ec-mutual".into(), "ka-64".into()],
+            stale_binary: None,
+        });
+        r
     }
 
     #[test]
@@ -706,6 +825,51 @@ mod tests {
         let json: serde_json::Value = serde_json::to_value(&r).expect("json");
         assert_eq!(json["figures"][0]["figure"]["id"], "hs-ec-mutual");
         assert_eq!(json["figures"][0]["ours"]["rate"]["median"], 31000.0);
+    }
+
+    #[test]
+    fn without_a_third_server_nothing_changes() {
+        let r = report();
+        assert_eq!(render_alt_table(&r), None);
+        let md = render_markdown(&r, "x.svg");
+        assert!(!md.contains("Third server") && !md.contains("| alt |"));
+        assert!(md.contains("the two servers alternating"));
+        assert!(md.contains("| figure | ceiling | ours, share of it | nginx, share of it |"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert!(json.get("alt").is_none());
+        assert!(json["figures"][0].get("alt").is_none());
+    }
+
+    #[test]
+    fn third_server_table_and_json() {
+        let r = report_with_alt();
+        let t = render_alt_table(&r).expect("alt table");
+        assert!(
+            t.starts_with("| figure | alt | alt/nginx | alt/ours |"),
+            "{t}"
+        );
+        // Header, separator, the two figures it ran.
+        assert_eq!(t.lines().count(), 2 + 2, "{t}");
+        assert!(t.contains("| ka-64 (req/s) | 48,000 | **1.20×** | 1.55× | 12 µs | 0.80× | 0.80× | 30.0 MiB | 1.50× | 1.50× |"), "{t}");
+        // The main table keeps its two-server layout.
+        assert!(render_table(&r).starts_with("| figure | ours | nginx | ours/nginx |"));
+        let md = render_markdown(&r, "x.svg");
+        assert!(md.contains("## Third server: ours, vendored OpenSSL (OpenSSL 3.6.3)"));
+        assert!(md.contains("on hs-ec-mutual, ka-64"));
+        assert!(md.contains("the order rotated by one"));
+        assert!(md.contains("The chart shows ours and nginx only"));
+        assert!(md.contains("| ka-64 | alt | 900 µs | 3,000 µs |"), "{md}");
+        assert!(
+            md.contains("| hs-ec-mutual | 72,000 | 43.1% | 66.7% | 55.6% |"),
+            "{md}"
+        );
+        // Figures the third server did not run have no alt row.
+        assert!(!md.contains("| ka-1 | alt |"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["alt"]["openssl"], "OpenSSL 3.6.3");
+        assert_eq!(json["figures"][0]["alt"]["rate"]["median"], 48000.0);
+        assert_eq!(json["figures"][0]["alt"]["samples"][0]["server"], "alt");
+        assert!(json["figures"][1].get("alt").is_none());
     }
 
     #[test]
