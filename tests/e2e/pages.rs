@@ -42,11 +42,7 @@ fn the_page_names_the_verified_client_with_security_headers() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.client();
-    let o = Opts {
-        ca: Some(&ca),
-        cert: Some((&pair.0, &pair.1)),
-        ..Opts::default()
-    };
+    let o = Opts::mutual(&ca, &pair);
     let r = tc::get(srv.addr, &o, "/").expect("GET /");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
@@ -90,11 +86,7 @@ fn certificate_fields_are_escaped_on_the_page() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.make_cert("<script>x&\"", &CertSpec::new(Profile::Client));
-    let o = Opts {
-        ca: Some(&ca),
-        cert: Some((&pair.0, &pair.1)),
-        ..Opts::default()
-    };
+    let o = Opts::mutual(&ca, &pair);
     let r = tc::get(srv.addr, &o, "/").expect("GET /");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(!r.body.contains("<script"), "{}", r.body);
@@ -135,11 +127,7 @@ fn login1_answers_json_to_api_clients_and_a_page_to_browsers() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.client();
-    let o = Opts {
-        ca: Some(&ca),
-        cert: Some((&pair.0, &pair.1)),
-        ..Opts::default()
-    };
+    let o = Opts::mutual(&ca, &pair);
     // The seed's client (Python requests): Accept */*, no Origin.
     let r = login(&srv, &o, "pwd1", "Accept: */*\r\n");
     assert_eq!((r.status, r.body.as_str()), (200, "true"));
@@ -173,11 +161,7 @@ fn cross_site_posts_are_refused_before_any_password_check() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.client();
-    let o = Opts {
-        ca: Some(&ca),
-        cert: Some((&pair.0, &pair.1)),
-        ..Opts::default()
-    };
+    let o = Opts::mutual(&ca, &pair);
     for (extra, says) in [
         ("Sec-Fetch-Site: cross-site\r\n", "another site"),
         ("Sec-Fetch-Site: same-site\r\n", "another site"),

@@ -14,14 +14,6 @@ fn serve(pki: &TestPki, auth: ClientAuth) -> TestServer {
     TestServer::spawn(Config::for_pki(pki.layout().root(), auth)).expect("server starts")
 }
 
-fn with_cert<'a>(ca: &'a Path, pair: &'a (std::path::PathBuf, std::path::PathBuf)) -> Opts<'a> {
-    Opts {
-        ca: Some(ca),
-        cert: Some((&pair.0, &pair.1)),
-        ..Opts::default()
-    }
-}
-
 const V12: Option<SslVersion> = Some(SslVersion::TLS1_2);
 const V13: Option<SslVersion> = Some(SslVersion::TLS1_3);
 
@@ -78,7 +70,7 @@ fn mutual_tls_knows_the_client() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.client();
-    let r = tc::get(srv.addr, &with_cert(&ca, &pair), "/whoami").expect("whoami");
+    let r = tc::get(srv.addr, &Opts::mutual(&ca, &pair), "/whoami").expect("whoami");
     assert_eq!(r.status, 200, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     assert_eq!(v["common_name"], "client");
@@ -159,7 +151,7 @@ fn mutual_tls_refuses_every_bad_client_certificate_in_the_handshake() {
     );
 
     // The good one still works afterwards.
-    let r = tc::get(srv.addr, &with_cert(&ca, &pki.client()), "/login").expect("good client");
+    let r = tc::get(srv.addr, &Opts::mutual(&ca, &pki.client()), "/login").expect("good client");
     assert_eq!(r.status, 200);
 }
 
@@ -270,7 +262,7 @@ fn login1_answers_true_false_413_415() {
     let srv = serve(&pki, ClientAuth::Required);
     let ca = pki.layout().ca_cert();
     let pair = pki.client();
-    let o = with_cert(&ca, &pair);
+    let o = Opts::mutual(&ca, &pair);
     let form = "application/x-www-form-urlencoded";
     let cases = [
         ("username=name&password=pwd1", "true"),
@@ -322,13 +314,13 @@ fn access_lists_answer_403_to_others() {
     cfg.allow_cn = vec!["sensor-1".into()];
     let srv = TestServer::spawn(cfg).expect("server starts");
     let ca = pki.layout().ca_cert();
-    let r = tc::get(srv.addr, &with_cert(&ca, &pki.client()), "/login").expect("get");
+    let r = tc::get(srv.addr, &Opts::mutual(&ca, &pki.client()), "/login").expect("get");
     assert_eq!(r.status, 403, "{}", r.body);
     let sensor = (
         pki.layout().leaf_cert(common::Role::Client, "sensor-1"),
         pki.layout().leaf_key(common::Role::Client, "sensor-1"),
     );
-    let r = tc::get(srv.addr, &with_cert(&ca, &sensor), "/login").expect("get");
+    let r = tc::get(srv.addr, &Opts::mutual(&ca, &sensor), "/login").expect("get");
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -340,7 +332,7 @@ fn reload_serves_the_new_certificate_and_a_broken_one_keeps_the_old() {
     let ca_path = pki.layout().root().join("client-trust.crt");
     std::fs::copy(pki.layout().ca_cert(), &ca_path).expect("copy ca");
     let pair = pki.client();
-    let o = with_cert(&ca_path, &pair);
+    let o = Opts::mutual(&ca_path, &pair);
     let first = tc::get(srv.addr, &o, "/login").expect("get").peer_serial;
 
     let ca = pki.folder.authority().expect("ca");
@@ -499,7 +491,7 @@ fn h2_clients_get_a_clean_alert_for_a_foreign_certificate() {
         let o = Opts {
             alpn: Some(b"\x02h2"),
             version,
-            ..with_cert(&ca, &pair)
+            ..Opts::mutual(&ca, &pair)
         };
         let e = tc::refusal(srv.addr, &o);
         assert!(e.contains("alert unknown ca"), "{version:?}: {e}");

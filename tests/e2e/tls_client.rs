@@ -21,6 +21,17 @@ pub struct Opts<'a> {
     pub host: Option<&'a str>,
 }
 
+impl<'a> Opts<'a> {
+    /// Trust `ca` and present the certificate and key of `pair`.
+    pub fn mutual(ca: &'a Path, pair: &'a (std::path::PathBuf, std::path::PathBuf)) -> Opts<'a> {
+        Opts {
+            ca: Some(ca),
+            cert: Some((&pair.0, &pair.1)),
+            ..Opts::default()
+        }
+    }
+}
+
 pub struct Reply {
     pub status: u16,
     /// Status line and headers.
@@ -135,28 +146,23 @@ pub fn post(
 
 /// Expects the server to refuse the client: returns OpenSSL's error text, which names the
 /// alert the server sent. With TLS 1.3 the client's handshake completes before the server has
-/// judged its certificate, so we wait for the alert before sending anything (sending first
-/// would make the server's close a reset that can hide the alert).
+/// judged its certificate, so we wait for the alert before sending anything.
 pub fn refusal(addr: SocketAddr, o: &Opts<'_>) -> String {
-    let mut s = match connect(addr, o) {
-        Err(e) => return e,
-        Ok(s) => s,
-    };
-    s.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .ok();
-    let mut buf = [0u8; 1];
-    match s.read(&mut buf) {
-        Err(e) => format!("read: {e}"),
-        Ok(0) => "closed without alert".into(),
-        Ok(_) => panic!("the server sent data: it accepted the client"),
-    }
+    refused(addr, o, None)
 }
 
 /// Like [`refusal`], but the way curl and browsers behave: the request is written right after
 /// the client's side of the handshake, before the server's verdict can have arrived. The alert
 /// must still be what the client reads (the server lingers instead of resetting).
 pub fn refusal_after_write(addr: SocketAddr, o: &Opts<'_>) -> String {
+    refused(
+        addr,
+        o,
+        Some(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+}
+
+fn refused(addr: SocketAddr, o: &Opts<'_>, first: Option<&[u8]>) -> String {
     let mut s = match connect(addr, o) {
         Err(e) => return e,
         Ok(s) => s,
@@ -164,7 +170,7 @@ pub fn refusal_after_write(addr: SocketAddr, o: &Opts<'_>) -> String {
     s.get_ref()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .ok();
-    if let Err(e) = s.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n") {
+    if let Some(Err(e)) = first.map(|bytes| s.write_all(bytes)) {
         return format!("write: {e}");
     }
     let mut buf = [0u8; 1];
