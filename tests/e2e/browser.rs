@@ -224,12 +224,7 @@ fn serve(pki: &TestPki, auth: ClientAuth) -> TestServer {
 
 fn ca_cn(pki: &TestPki) -> String {
     let ca = pki.folder.authority().expect("ca");
-    ca.certificate()
-        .subject_name()
-        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-        .expect("CA CN")
+    pki::index::common_name(ca.certificate().subject_name()).expect("CA CN")
 }
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {

@@ -125,22 +125,27 @@ fn revoked_client_is_reported_by_openssl_crl_check() {
     assert!(text.contains(&revoked[0].serial), "{text}");
 }
 
-#[test]
-fn openssl_reads_the_pkcs12_with_its_password_only() {
-    let pki = TestPki::new();
-    let p12 = pki.layout().client_p12("client");
-    let (ok, out) = run(
+/// `openssl pkcs12 -info -in P12 -passin pass:PASSWORD EXTRA…`: (success, output).
+fn pkcs12_info(p12: &std::path::Path, password: &str, extra: &str) -> (bool, String) {
+    run(
         "openssl",
         &[
             "pkcs12",
             "-info",
             "-in",
-            s(&p12),
+            s(p12),
             "-passin",
-            "pass:test-pass",
-            "-nokeys",
+            &format!("pass:{password}"),
+            extra,
         ],
-    );
+    )
+}
+
+#[test]
+fn openssl_reads_the_pkcs12_with_its_password_only() {
+    let pki = TestPki::new();
+    let p12 = pki.layout().client_p12("client");
+    let (ok, out) = pkcs12_info(&p12, "test-pass", "-nokeys");
     assert!(ok, "{out}");
     assert!(
         out.contains("CN = client") || out.contains("CN=client"),
@@ -150,18 +155,7 @@ fn openssl_reads_the_pkcs12_with_its_password_only() {
         out.contains("Root CA"),
         "the CA travels in the bundle: {out}"
     );
-    let (ok, out) = run(
-        "openssl",
-        &[
-            "pkcs12",
-            "-info",
-            "-in",
-            s(&p12),
-            "-passin",
-            "pass:wrong",
-            "-nokeys",
-        ],
-    );
+    let (ok, out) = pkcs12_info(&p12, "wrong", "-nokeys");
     assert!(!ok, "a wrong password must fail: {out}");
 }
 
@@ -193,18 +187,7 @@ fn pkcs12_is_aes_by_default_and_3des_when_legacy() {
                 pki::files::Overwrite::Replace,
             )
             .expect("export");
-        let (ok, out) = run(
-            "openssl",
-            &[
-                "pkcs12",
-                "-info",
-                "-in",
-                s(&p12),
-                "-passin",
-                "pass:test-pass",
-                "-noout",
-            ],
-        );
+        let (ok, out) = pkcs12_info(&p12, "test-pass", "-noout");
         assert!(ok, "{encryption:?}: {out}");
         for e in expect {
             assert!(out.contains(e), "{encryption:?}: expected {e:?} in {out}");

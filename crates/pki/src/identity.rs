@@ -1,7 +1,6 @@
 //! Who holds a certificate, as plain data: what the server hands its handlers (and `/whoami`
 //! shows) once a client certificate has been verified.
 
-use openssl::hash::MessageDigest;
 use openssl::x509::X509Ref;
 use serde::Serialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -28,9 +27,8 @@ impl ClientIdentity {
     pub fn from_cert(cert: &X509Ref) -> Option<ClientIdentity> {
         let der = cert.to_der().ok()?;
         let (_, parsed) = X509Certificate::from_der(&der).ok()?;
-        let sha256 = cert
-            .digest(MessageDigest::sha256())
-            .ok()?
+        // Of the DER already encoded (X509::digest would encode it again).
+        let sha256 = openssl::sha::sha256(&der)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -40,11 +38,7 @@ impl ClientIdentity {
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok()?;
         let subject = crate::index::one_line(cert.subject_name());
-        let common_name = cert
-            .subject_name()
-            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-            .next()
-            .and_then(|e| e.data().to_string().ok());
+        let common_name = crate::index::common_name(cert.subject_name());
         Some(ClientIdentity {
             subject,
             common_name,

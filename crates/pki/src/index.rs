@@ -230,6 +230,14 @@ pub fn save(path: &Path, entries: &[Entry]) -> Result<()> {
     )
 }
 
+/// The first CN of a name, if any.
+pub fn common_name(name: &X509NameRef) -> Option<String> {
+    name.entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+        .map(|s| s.to_string())
+}
+
 /// openssl's one-line subject form, `/O=https Project/CN=localhost`.
 pub fn one_line(name: &X509NameRef) -> String {
     name.entries()

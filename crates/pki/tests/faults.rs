@@ -18,11 +18,17 @@ fn init(dir: &Path) {
     assert!(o.status.success(), "{}", text(&o));
 }
 
-#[test]
-fn a_crash_before_the_rename_leaves_the_old_files_and_a_rerun_completes() {
+/// A PKI made by `pki init` in `certs/` of a fresh temporary folder (removed on drop).
+fn initialised() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("certs");
     init(&dir);
+    (tmp, dir)
+}
+
+#[test]
+fn a_crash_before_the_rename_leaves_the_old_files_and_a_rerun_completes() {
+    let (_tmp, dir) = initialised();
     let before = files(&dir);
     // The process dies after writing the new key's temp file, before renaming it.
     let o = pki(
@@ -66,9 +72,7 @@ fn a_crash_before_the_rename_leaves_the_old_files_and_a_rerun_completes() {
 
 #[test]
 fn a_crash_between_key_and_certificate_is_detected_and_repaired() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("certs");
-    init(&dir);
+    let (_tmp, dir) = initialised();
     let old_cert = fs::read(dir.join("server/server.crt")).expect("cert");
     // Second write of `issue`: the new key is in place, the new certificate is not.
     let o = pki(
@@ -96,9 +100,7 @@ fn a_crash_between_key_and_certificate_is_detected_and_repaired() {
 
 #[test]
 fn a_full_disk_is_an_error_that_changes_nothing() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("certs");
-    init(&dir);
+    let (_tmp, dir) = initialised();
     let before = files(&dir);
     let o = pki(
         &dir,
@@ -245,9 +247,7 @@ fn a_real_full_disk_when_root() {
 
 #[test]
 fn corrupted_or_mismatched_ca_keys_and_loose_modes() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("certs");
-    init(&dir);
+    let (_tmp, dir) = initialised();
     let good_key = fs::read(dir.join("ca/ca.key")).expect("key");
 
     // A PEM frame around garbage (the label is assembled so no key-shaped text sits in git).

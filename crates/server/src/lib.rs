@@ -82,8 +82,7 @@ pub fn start(config: &Config) -> Result<Started, ServerError> {
         cache,
         client_auth: config.client_auth,
     };
-    let tls = TlsReloader::new(config)?;
-    let acceptor = tls.acceptor()?.build();
+    let (tls, acceptor) = TlsReloader::new(config)?;
     let bind_error = |source| ServerError::Bind {
         addr: config.bind,
         source,

@@ -146,12 +146,12 @@ pub fn cross_site_refusal(req: &HttpRequest) -> Option<String> {
         };
     }
     let origin = headers.get(header::ORIGIN)?;
-    let host = req.connection_info().host().to_ascii_lowercase();
+    let info = req.connection_info();
     let same = origin
         .to_str()
         .ok()
         .and_then(|o| o.strip_prefix("https://"))
-        .is_some_and(|o| o.eq_ignore_ascii_case(&host));
+        .is_some_and(|o| o.eq_ignore_ascii_case(info.host()));
     if same {
         None
     } else {

@@ -138,13 +138,13 @@ impl LoginOutcome {
             (_, true) => pages::message(self.status(), "Refused", &self.message(), false),
         };
         let retry = match self {
-            LoginOutcome::Locked { secs } => Some(secs.to_string()),
-            LoginOutcome::Busy => Some("1".into()),
+            LoginOutcome::Locked { secs } => Some(*secs),
+            LoginOutcome::Busy => Some(1),
             _ => None,
         };
         let headers = res.headers_mut();
-        if let Some(retry) = retry.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
-            headers.insert(header::RETRY_AFTER, retry);
+        if let Some(secs) = retry {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         headers.insert(header::VARY, header::HeaderValue::from_static("accept"));
         res

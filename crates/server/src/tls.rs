@@ -132,8 +132,11 @@ impl std::fmt::Debug for TlsReloader {
 }
 
 impl TlsReloader {
-    /// Loads the files of `config`; any problem is an error naming the file.
-    pub fn new(config: &Config) -> Result<Arc<TlsReloader>, ServerError> {
+    /// Loads the files of `config` (once; any problem is an error naming the file) and returns
+    /// the reloader with the acceptor to serve with. Every connection starts on the acceptor's
+    /// context, which fixes its options, verify mode and session cache, and is moved to the
+    /// newest context by a ClientHello callback.
+    pub fn new(config: &Config) -> Result<(Arc<TlsReloader>, SslAcceptor), ServerError> {
         let files = TlsFiles::from_config(config);
         let settings = Settings {
             profile: config.tls_profile,
@@ -141,17 +144,25 @@ impl TlsReloader {
             verify_depth: config.verify_depth,
             session_cache: config.session_cache,
         };
-        let (builder, info) = build(&files, settings)?;
-        Ok(Arc::new(TlsReloader {
+        let m = load(&files)?;
+        let reloader = Arc::new(TlsReloader {
             current: ArcSwap::from_pointee(Loaded {
-                context: builder.build().into_context(),
-                info,
+                context: build(&m, settings)?.build().into_context(),
+                info: cert_info(&m)?,
                 generation: 0,
             }),
             files,
             settings,
             generation: AtomicU64::new(0),
-        }))
+        });
+        let mut base = build(&m, settings)?;
+        let me = Arc::clone(&reloader);
+        base.set_client_hello_callback(move |ssl, _alert| {
+            let loaded = me.current.load();
+            ssl.set_ssl_context(&loaded.context)?;
+            Ok(ClientHelloResponse::SUCCESS)
+        });
+        Ok((reloader, base.build()))
     }
 
     /// The files it reads.
@@ -166,28 +177,17 @@ impl TlsReloader {
 
     /// Rebuilds the context from disk. On error the current context keeps serving.
     pub fn reload(&self) -> Result<Arc<Loaded>, ServerError> {
-        let (builder, info) = build(&self.files, self.settings)?;
+        let m = load(&self.files)?;
+        let context = build(&m, self.settings)?.build().into_context();
+        let info = cert_info(&m)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let loaded = Arc::new(Loaded {
-            context: builder.build().into_context(),
+            context,
             info,
             generation,
         });
         self.current.store(loaded.clone());
         Ok(loaded)
-    }
-
-    /// The acceptor to give actix-web: built from the current files, and moving every new
-    /// connection onto the newest context.
-    pub fn acceptor(self: &Arc<Self>) -> Result<SslAcceptorBuilder, ServerError> {
-        let (mut builder, _) = build(&self.files, self.settings)?;
-        let me = Arc::clone(self);
-        builder.set_client_hello_callback(move |ssl, _alert| {
-            let loaded = me.current.load();
-            ssl.set_ssl_context(&loaded.context)?;
-            Ok(ClientHelloResponse::SUCCESS)
-        });
-        Ok(builder)
     }
 }
 
@@ -247,11 +247,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
     })
 }
 
-fn build(
-    files: &TlsFiles,
-    settings: Settings,
-) -> Result<(SslAcceptorBuilder, CertInfo), ServerError> {
-    let m = load(files)?;
+fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerError> {
     let mut b = match settings.profile {
         TlsProfile::Intermediate => {
             let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
@@ -309,9 +305,12 @@ fn build(
         b.set_verify_depth(settings.verify_depth);
     }
     b.set_verify_callback(mode, verify_client);
+    Ok(b)
+}
 
+fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
     let leaf = &m.chain[0];
-    let info = CertInfo {
+    Ok(CertInfo {
         subject: pki::index::one_line(leaf.subject_name()),
         serial: pki::authority::serial_hex(leaf)?,
         not_after: pki::authority::unix_time(leaf.not_after())?,
@@ -319,8 +318,7 @@ fn build(
             .crl
             .as_ref()
             .map(|(_, c)| c.get_revoked().map_or(0, |r| r.len())),
-    };
-    Ok((b, info))
+    })
 }
 
 /// OpenSSL's chain verification, plus what it lets through: the leaf must carry EKU clientAuth
