@@ -304,3 +304,18 @@ pub fn serial_hex(cert: &X509Ref) -> Result<String> {
     let bn = cert.serial_number().to_bn().step("x509 -serial")?;
     Ok(bn.to_hex_str().step("x509 -serial")?.to_string())
 }
+
+/// The key identifier that names a CA in the records: its subjectKeyIdentifier in upper-case
+/// hex (the authorityKeyIdentifier of what it signs), or the SHA-1 of its public key when it
+/// carries none (RFC 5280's method 1, as OpenSSL computes the SKI).
+pub fn key_id(cert: &X509Ref) -> Result<String> {
+    let bytes = match cert.subject_key_id() {
+        Some(ski) => ski.as_slice().to_vec(),
+        None => {
+            let public = cert.public_key().step("x509 -pubkey")?;
+            let der = public.public_key_to_der().step("x509 -pubkey")?;
+            openssl::sha::sha1(&der).to_vec()
+        }
+    };
+    Ok(bytes.iter().map(|b| format!("{b:02X}")).collect())
+}

@@ -74,6 +74,42 @@ pub enum Error {
     #[error("{0}")]
     NotInIndex(String),
 
+    /// A name (of a certificate, its files and its record) breaks the rule of [`crate::name`].
+    #[error("refused the name \"{name}\": {why}; {}", crate::name::RULE)]
+    BadName {
+        /// The name as given (escaped).
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+
+    /// A validity that would not give a certificate valid now and for at least a day.
+    #[error("{0}")]
+    BadDays(String),
+
+    /// Another certificate is already recorded under this name (maybe issued a moment ago by
+    /// another command).
+    #[error("a {role} certificate named {name} already exists: pass --force to replace it, or pick another name")]
+    NameTaken {
+        /// `server` or `client`.
+        role: String,
+        /// The name.
+        name: String,
+    },
+
+    /// The CA's database stayed locked by another command for longer than the lock timeout.
+    #[error("the CA database {0} is busy: another pki command has held it longer than the lock timeout; nothing was changed; retry, or raise --lock-timeout")]
+    Busy(String),
+
+    /// The CA's database refused or failed an operation.
+    #[error("CA database {place}: {detail}")]
+    Database {
+        /// The file or server (never with a password).
+        place: String,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// OpenSSL reported an error during a step.
     #[error("{step} failed: {source}")]
     Crypto {

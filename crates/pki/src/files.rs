@@ -41,9 +41,10 @@ pub enum Overwrite {
 }
 
 /// Environment variable of the fault-injection points used by the crash tests:
-/// `crash-before-rename[:N]` aborts the process after the N-th (default first) temp file is
-/// written and synced but before it is renamed into place; `enospc` fails every write as a
-/// full disk would.
+/// `crash-before-rename[:N]` aborts the process at the N-th (default first) rename of a written
+/// and synced temp file into place; `crash-after-commit[:N]` at the N-th point where a record
+/// is committed and its files are not yet in place; `enospc` fails every write as a full disk
+/// would.
 pub const FAILPOINT_ENV: &str = "PKI_FAILPOINT";
 
 fn failpoint(name: &str) -> bool {
@@ -57,8 +58,33 @@ fn failpoint(name: &str) -> bool {
     point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth.parse().unwrap_or(1)
 }
 
-/// Removes temporary files a crashed run left in `dir` (`.pki-*.tmp`): they may hold a key.
-/// Returns what was removed. (One `pki` process per folder at a time is assumed.)
+/// The prefix of this process's temporary files: `.pki-PID-`. A temp file names the process
+/// writing it, so a clean-up never removes one that a live command is still writing.
+fn temp_prefix() -> String {
+    format!(".pki-{}-", std::process::id())
+}
+
+/// Whether the temporary file `name` (`.pki-PID-….tmp`) was left by a process that is gone.
+fn is_stale_temp(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(".pki-")
+        .filter(|_| name.ends_with(".tmp"))
+    else {
+        return false;
+    };
+    match rest
+        .split_once('-')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+    {
+        Some(pid) => pid != std::process::id() && !crate::claim::alive(pid),
+        // A temp file of an older pki, which did not name its process.
+        None => true,
+    }
+}
+
+/// Removes temporary files that a crashed run left in `dir` (`.pki-PID-*.tmp` of a process
+/// that is gone): they may hold a key. Files of live processes are never touched. Returns what
+/// was removed.
 pub fn remove_stale_temps(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
@@ -69,7 +95,7 @@ pub fn remove_stale_temps(dir: &Path) -> Vec<std::path::PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".pki-") && n.ends_with(".tmp"))
+                .is_some_and(is_stale_temp)
         })
         .filter(|p| fs::remove_file(p).is_ok())
         .collect()
@@ -97,6 +123,28 @@ pub fn write(
     secrecy: Secrecy,
     overwrite: Overwrite,
 ) -> Result<()> {
+    stage(what, path, bytes, secrecy, overwrite)?.commit()
+}
+
+/// A file written and synced under a temporary name next to its target, not yet in place.
+/// Dropped without [`Staged::commit`], it is removed and the target is untouched.
+#[derive(Debug)]
+pub struct Staged {
+    what: &'static str,
+    path: std::path::PathBuf,
+    overwrite: Overwrite,
+    tmp: tempfile::NamedTempFile,
+}
+
+/// Step one of an atomic write: `bytes` in a synced temporary file beside `path`, with the mode
+/// of `secrecy`. Refuses at once when `path` exists and `overwrite` is `Never`.
+pub fn stage(
+    what: &'static str,
+    path: &Path,
+    bytes: &[u8],
+    secrecy: Secrecy,
+    overwrite: Overwrite,
+) -> Result<Staged> {
     let err = |source| Error::Write {
         what,
         path: path.to_owned(),
@@ -108,10 +156,7 @@ pub fn write(
             path: path.to_owned(),
         });
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent(path);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -120,7 +165,7 @@ pub fn write(
 
     // tempfile creates the file O_EXCL with mode 0600: a key is never visible with wider bits.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".pki-")
+        .prefix(&temp_prefix())
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(err)?;
@@ -133,29 +178,87 @@ pub fn write(
         .set_permissions(fs::Permissions::from_mode(secrecy.mode()))
         .map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
-    if failpoint("crash-before-rename") {
-        // Keep the temp file on disk, as a real crash would.
-        let _ = tmp.keep();
+    Ok(Staged {
+        what,
+        path: path.to_owned(),
+        overwrite,
+        tmp,
+    })
+}
+
+impl Staged {
+    /// Step two: renames the file into place (never over an existing file unless `Replace`)
+    /// and syncs the folder.
+    pub fn commit(self) -> Result<()> {
+        let (what, path) = (self.what, self.path.clone());
+        self.rename()?;
+        sync_dir(what, &path)
+    }
+
+    /// Step two without the folder sync, for batches: call [`sync_dir`] once after the last.
+    pub fn rename(self) -> Result<()> {
+        let Staged {
+            what,
+            path,
+            overwrite,
+            tmp,
+        } = self;
+        let err = |source| Error::Write {
+            what,
+            path: path.clone(),
+            source,
+        };
+        if failpoint("crash-before-rename") {
+            // Keep the temp file on disk, as a real crash would.
+            let _ = tmp.keep();
+            std::process::abort();
+        }
+        match overwrite {
+            Overwrite::Replace => tmp.persist(&path).map_err(|e| err(e.error))?,
+            Overwrite::Never => tmp.persist_noclobber(&path).map_err(|e| {
+                if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::Exists {
+                        what,
+                        path: path.clone(),
+                    }
+                } else {
+                    err(e.error)
+                }
+            })?,
+        };
+        Ok(())
+    }
+
+    /// Where it goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Syncs the folder of `path`: a rename is durable only once its folder is.
+pub fn sync_dir(what: &'static str, path: &Path) -> Result<()> {
+    fs::File::open(parent(path))
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::Write {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Aborts the process at the named fault-injection point when [`FAILPOINT_ENV`] asks for it
+/// (crash tests of the database path: `crash-after-commit`).
+pub fn crash_point(name: &str) {
+    if failpoint(name) {
         std::process::abort();
     }
-    match overwrite {
-        Overwrite::Replace => tmp.persist(path).map_err(|e| err(e.error))?,
-        Overwrite::Never => tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Exists {
-                    what,
-                    path: path.to_owned(),
-                }
-            } else {
-                err(e.error)
-            }
-        })?,
-    };
-    // The rename is durable only once the folder itself is synced.
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
 }
 
 /// Unix mode bits of a file, if it exists.

@@ -1,23 +1,42 @@
-//! A PKI folder laid out as `make certs` writes it ([`common::Layout`]): what `pki init`,
-//! `issue`, `list`, `revoke`, `crl` and `export-p12` do, on disk, without ever losing a file.
+//! A PKI folder laid out as `make certs` writes it ([`common::Layout`]), with its records in a
+//! database ([`crate::store`]): what `pki issue`, `list`, `revoke` and `crl` do, without ever
+//! losing a file or a record, however many commands run at once.
+//!
+//! Issuing a certificate, in order:
+//! 1. the key and the certificate are written and synced under temporary names beside their
+//!    targets (a full disk fails here, and nothing has changed);
+//! 2. the record is committed, claiming the name (a second command issuing the same name fails
+//!    here, and its temporary files vanish);
+//! 3. the files are renamed into place;
+//! 4. the record is marked issued.
+//!
+//! A command killed between 2 and 4 leaves a record in state "issuing" that names its process;
+//! the next command finds it, sees the process gone, and repairs: the certificate is recorded as
+//! issued if its file is in place, forgotten if it never got there (it was never handed out).
+//! The CRL and `index.txt` are written from committed state, under a lock, by whichever command
+//! runs next if one died before writing them.
 
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
-use openssl::stack::Stack;
-use openssl::x509::{X509Crl, X509};
+use openssl::x509::{X509Crl, X509Ref, X509};
 
-use crate::authority::{now, Authority, CertSpec, Revocation, Validity};
+use crate::authority::{key_id, now, serial_hex, unix_time, Authority, CertSpec, Validity};
 use crate::error::{CryptoContext, Error, Result};
-use crate::files::{self, Overwrite, Secrecy};
-use crate::index::{self, Entry, Reason, Status};
+use crate::files::{self, Overwrite, Secrecy, Staged};
+use crate::index::{self, Reason, Status};
 use crate::key::{self, KeyAlgorithm};
+use crate::name::{self, Days, Name};
 use crate::profile::{Profile, SubjectAltName};
 use crate::request::{self, Subject};
+use crate::store::{Claim, CrlRecord, Db, DbUrl, Filter, Record, Revoked, State};
 use common::{Layout, Role};
+
+pub use crate::init::{default_ca_subject, InitOptions, InitReport};
+pub use crate::p12::P12Encryption;
 
 /// Days until a CRL's nextUpdate: verifiers treat an older CRL as stale.
 pub const CRL_DAYS: u32 = 30;
@@ -25,25 +44,18 @@ pub const CRL_DAYS: u32 = 30;
 /// Environment variable holding the PKCS#12 password (`init`, `export-p12`).
 pub const P12_PASSWORD_ENV: &str = "PKI_P12_PASSWORD";
 
-/// How a PKCS#12 bundle is encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum P12Encryption {
-    /// PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC, SHA-256 MAC (`openssl pkcs12 -export` since
-    /// 3.0). Chromium and Firefox (NSS), current Windows and macOS, Python and Java read it.
-    #[default]
-    Modern,
-    /// PKCS#12 PBE with SHA-1 and 3DES, SHA-1 MAC (`openssl pkcs12 -legacy`, without its RC2):
-    /// for importers that predate PBES2, such as older macOS Keychains and Windows releases.
-    /// Weak: use it only where Modern is refused.
-    Legacy,
-}
+/// How long a command waits for another's lock before it gives up, changing nothing.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Certificates issued per transaction in a batch.
+const BATCH: usize = 256;
 
 /// The certificate to issue for a leaf: profile, file name and what goes inside.
 #[derive(Debug, Clone)]
 pub struct Leaf {
     /// Server or client.
     pub profile: Profile,
-    /// File stem: `server/NAME.crt`, `client/NAME.key`.
+    /// File stem and record key: `server/NAME.crt`, `client/NAME.key` (see [`crate::name`]).
     pub name: String,
     /// `O=`/`CN=`.
     pub subject: Subject,
@@ -82,73 +94,71 @@ impl Leaf {
             days: None,
         }
     }
-
-    fn spec(&self) -> CertSpec {
-        let days = self.days.unwrap_or(self.profile.default_days());
-        CertSpec::new(self.profile)
-            .names(self.names.clone())
-            .validity(Validity::days(days))
-    }
 }
 
-/// Options of `pki init`.
-#[derive(Debug, Clone)]
-pub struct InitOptions {
-    /// Key type of every key made.
-    pub key: KeyAlgorithm,
-    /// The CA's subject.
-    pub ca_subject: Subject,
-    /// Names of the server certificate.
-    pub server_names: Vec<SubjectAltName>,
-    /// PKCS#12 password; a random one is generated (and saved 0600) when `None`.
-    pub p12_password: Option<String>,
-    /// Regenerate everything, CA included.
-    pub force: bool,
-}
-
-impl Default for InitOptions {
-    fn default() -> Self {
-        InitOptions {
-            key: KeyAlgorithm::default(),
-            ca_subject: default_ca_subject(),
-            server_names: SubjectAltName::localhost(),
-            p12_password: None,
-            force: false,
-        }
-    }
-}
-
-/// The CA subject `make certs` uses.
-pub fn default_ca_subject() -> Subject {
-    Subject::new(Profile::Ca.default_organization(), "https Project Root CA")
-}
-
-/// What `init` did with each file.
-#[derive(Debug, Default, Clone)]
-pub struct InitReport {
-    /// Files written.
-    pub created: Vec<PathBuf>,
-    /// Files that were there and left untouched.
-    pub kept: Vec<PathBuf>,
-    /// Temporary files of an interrupted run, removed.
-    pub removed: Vec<PathBuf>,
-}
-
-/// A PKI folder.
+/// A PKI folder and where its records live.
 #[derive(Debug, Clone)]
 pub struct Folder {
     layout: Layout,
+    db: DbUrl,
+    lock_timeout: Duration,
+    notices: Arc<Mutex<Vec<String>>>,
+}
+
+/// A certificate just issued, and where its files are.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate.
+    pub cert: X509,
+    /// Its serial (hex).
+    pub serial: String,
+    /// `…/NAME.crt`.
+    pub cert_path: PathBuf,
+    /// `…/NAME.key`.
+    pub key_path: PathBuf,
 }
 
 impl Folder {
-    /// The PKI at `layout`; nothing is read until a command runs.
+    /// The PKI at `layout`, records in `ca/ca.db`; nothing is read until a command runs.
     pub fn new(layout: Layout) -> Folder {
-        Folder { layout }
+        Folder {
+            layout,
+            db: DbUrl::Default,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            notices: Arc::default(),
+        }
+    }
+
+    /// Keeps the records in `db` instead (PostgreSQL for several hosts).
+    pub fn with_db(mut self, db: DbUrl) -> Folder {
+        self.db = db;
+        self
+    }
+
+    /// Waits up to `timeout` for another command's lock.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Folder {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Where the files are.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// What commands noticed and repaired on the way (an imported index, a finished write, a
+    /// capped validity), for the person running them; taken once.
+    pub fn take_notices(&self) -> Vec<String> {
+        self.notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn notice(&self, text: String) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(text);
+        }
     }
 
     /// Loads the CA, refusing a key that does not match the certificate.
@@ -159,34 +169,54 @@ impl Folder {
         Authority::from_parts(cert, key, (&cert_path, &key_path))
     }
 
+    /// The files of leaf `name` of `role`, inside the folder, after the name passed the rule.
+    pub fn leaf_paths(&self, role: Role, name: &str) -> Result<(PathBuf, PathBuf)> {
+        let name = Name::parse(name)?;
+        let rel = |p: PathBuf| self.layout.relative(&p).to_owned();
+        let cert = rel(self.layout.leaf_cert(role, name.as_str()));
+        let key = rel(self.layout.leaf_key(role, name.as_str()));
+        let root = self.layout.root();
+        Ok((name::inside(root, &cert)?, name::inside(root, &key)?))
+    }
+
+    /// Opens the records: creates the database on first use, imports an older `pki`'s
+    /// `index.txt`, repairs what a command that died left behind, and rewrites the CRL and
+    /// `index.txt` if a command died before writing them.
+    pub fn open_db(&self, ca: Option<&Authority>) -> Result<Db> {
+        let default = self.layout.dir(Role::Ca).join("ca.db");
+        let mut db = Db::open(&self.db, &default, self.lock_timeout)?;
+        if let Some(ca) = ca {
+            if db.is_empty()? {
+                self.import_index(&mut db, ca)?;
+            }
+            self.repair(&mut db, ca)?;
+            self.export(&mut db, ca)?;
+        }
+        Ok(db)
+    }
+
     /// Makes a new CA (`genpkey` + `req -new` + `x509 -req -signkey`), written to `ca/`, and
-    /// starts an empty index. Refuses to replace an existing CA unless `overwrite`.
+    /// starts its records. Refuses to replace an existing CA unless `overwrite`.
     pub fn create_ca(
         &self,
         subject: &Subject,
         algorithm: KeyAlgorithm,
         overwrite: Overwrite,
     ) -> Result<Authority> {
-        let key_path = self.layout.ca_key();
-        let cert_path = self.layout.ca_cert();
         if overwrite == Overwrite::Never {
             for (what, p) in [
-                ("CA private key", &key_path),
-                ("CA certificate", &cert_path),
+                ("CA private key", self.layout.ca_key()),
+                ("CA certificate", self.layout.ca_cert()),
             ] {
-                if files::exists(p) {
-                    return Err(Error::Exists {
-                        what,
-                        path: p.clone(),
-                    });
+                if files::exists(&p) {
+                    return Err(Error::Exists { what, path: p });
                 }
             }
         }
-        let key = key::generate(algorithm)?;
-        self.self_sign_ca(subject, key, overwrite)
+        self.self_sign_ca(subject, key::generate(algorithm)?, overwrite)
     }
 
-    fn self_sign_ca(
+    pub(crate) fn self_sign_ca(
         &self,
         subject: &Subject,
         key: PKey<Private>,
@@ -209,19 +239,14 @@ impl Folder {
             Secrecy::Public,
             overwrite,
         )?;
-        // A new CA starts a new record: certificates of an older CA are not its own.
-        index::save(&self.layout.ca_index(), &[])?;
-        files::write(
-            "CRL number",
-            &self.layout.ca_crl_number(),
-            b"01\n",
-            Secrecy::Public,
-            Overwrite::Replace,
-        )?;
+        let mut db = self.open_db(None)?;
+        db.start_ca(&key_id(ca.certificate())?)?;
+        self.export(&mut db, &ca)?;
         Ok(ca)
     }
 
-    /// Removes what an interrupted run left (`.pki-*.tmp`) in every folder of the layout.
+    /// Removes what a crashed run left (`.pki-PID-*.tmp` of a process that is gone) in every
+    /// folder of the layout.
     pub fn remove_stale_temps(&self) -> Vec<PathBuf> {
         [Role::Ca, Role::Server, Role::Client]
             .into_iter()
@@ -229,15 +254,100 @@ impl Folder {
             .collect()
     }
 
-    /// Issues a leaf certificate with a fresh key and records it in the index.
-    /// Refuses to replace existing files unless `overwrite`.
+    /// Issues a leaf certificate with a fresh key and records it. Refuses to replace existing
+    /// files (or a certificate recorded under the name) unless `overwrite`.
     pub fn issue(&self, ca: &Authority, leaf: &Leaf, overwrite: Overwrite) -> Result<X509> {
-        self.remove_stale_temps();
-        let role = leaf.profile.role();
-        let key_path = self.layout.leaf_key(role, &leaf.name);
-        let cert_path = self.layout.leaf_cert(role, &leaf.name);
+        let claim = match overwrite {
+            Overwrite::Never => Claim::New,
+            Overwrite::Replace => Claim::Replace,
+        };
         if overwrite == Overwrite::Never {
-            for (what, p) in [("private key", &key_path), ("certificate", &cert_path)] {
+            let (cert, key) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
+            for (what, p) in [("private key", key), ("certificate", cert)] {
+                if files::exists(&p) {
+                    return Err(Error::Exists { what, path: p });
+                }
+            }
+        }
+        self.issue_with_key(ca, leaf, key::generate(leaf.key)?, overwrite, claim)
+            .map(|i| i.cert)
+    }
+
+    /// Issues `leaf` for an existing `key` (its file written only when missing or replaced),
+    /// claiming the name as `claim` says.
+    pub(crate) fn issue_with_key(
+        &self,
+        ca: &Authority,
+        leaf: &Leaf,
+        key: PKey<Private>,
+        overwrite: Overwrite,
+        claim: Claim,
+    ) -> Result<Issued> {
+        let role = leaf.profile.role();
+        let (cert_path, key_path) = self.leaf_paths(role, &leaf.name)?;
+        let (cert, rec) = self.sign(ca, leaf, &key, &cert_path)?;
+        let keep_key = overwrite == Overwrite::Never && files::exists(&key_path);
+        let staged_key = if keep_key {
+            None
+        } else {
+            Some(files::stage(
+                "private key",
+                &key_path,
+                &key::to_pem(&key)?,
+                Secrecy::Secret,
+                overwrite,
+            )?)
+        };
+        let staged_cert = files::stage(
+            "certificate",
+            &cert_path,
+            &cert.to_pem().step("x509 -out")?,
+            Secrecy::Public,
+            overwrite,
+        )?;
+        // Files first, records second: a full disk or a read-only folder fails above, with
+        // nothing recorded.
+        let mut db = self.open_db(Some(ca))?;
+        db.insert(&rec, claim)?;
+        files::crash_point("crash-after-commit");
+        let placed = staged_key
+            .map_or(Ok(()), Staged::commit)
+            .and_then(|()| staged_cert.commit());
+        if let Err(e) = placed {
+            // Nothing was handed out: the certificate never reached its file.
+            db.abandon(&rec.aki, &rec.serial, None)?;
+            return Err(e);
+        }
+        db.settle(&rec.aki, std::slice::from_ref(&rec.serial))?;
+        self.export(&mut db, ca)?;
+        Ok(Issued {
+            serial: rec.serial,
+            cert,
+            cert_path,
+            key_path,
+        })
+    }
+
+    /// Issues every leaf of `leaves` with a fresh key, new names only, [`BATCH`] to a
+    /// transaction; `progress(done)` after each batch. Names are checked (and refused as a
+    /// whole) before anything is signed.
+    pub fn issue_many(
+        &self,
+        ca: &Authority,
+        leaves: &[Leaf],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Issued>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut paths = Vec::with_capacity(leaves.len());
+        for leaf in leaves {
+            let (cert, key) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
+            if !seen.insert((leaf.profile, leaf.name.to_ascii_lowercase())) {
+                return Err(Error::Refused(format!(
+                    "the name {} is given twice",
+                    leaf.name
+                )));
+            }
+            for (what, p) in [("certificate", &cert), ("private key", &key)] {
                 if files::exists(p) {
                     return Err(Error::Exists {
                         what,
@@ -245,346 +355,354 @@ impl Folder {
                     });
                 }
             }
+            paths.push((cert, key));
         }
-        self.issue_with_key(ca, leaf, key::generate(leaf.key)?, overwrite)
+        let mut db = self.open_db(Some(ca))?;
+        let mut out = Vec::with_capacity(leaves.len());
+        for (chunk, chunk_paths) in leaves.chunks(BATCH).zip(paths.chunks(BATCH)) {
+            out.extend(self.issue_chunk(&mut db, ca, chunk, chunk_paths)?);
+            progress(out.len());
+        }
+        self.export(&mut db, ca)?;
+        Ok(out)
     }
 
-    fn issue_with_key(
+    fn issue_chunk(
+        &self,
+        db: &mut Db,
+        ca: &Authority,
+        leaves: &[Leaf],
+        paths: &[(PathBuf, PathBuf)],
+    ) -> Result<Vec<Issued>> {
+        let mut staged = Vec::with_capacity(leaves.len() * 2);
+        let mut records = Vec::with_capacity(leaves.len());
+        let mut issued = Vec::with_capacity(leaves.len());
+        for (leaf, (cert_path, key_path)) in leaves.iter().zip(paths) {
+            let key = key::generate(leaf.key)?;
+            let (cert, rec) = self.sign(ca, leaf, &key, cert_path)?;
+            staged.push(files::stage(
+                "private key",
+                key_path,
+                &key::to_pem(&key)?,
+                Secrecy::Secret,
+                Overwrite::Never,
+            )?);
+            staged.push(files::stage(
+                "certificate",
+                cert_path,
+                &cert.to_pem().step("x509 -out")?,
+                Secrecy::Public,
+                Overwrite::Never,
+            )?);
+            issued.push(Issued {
+                serial: rec.serial.clone(),
+                cert,
+                cert_path: cert_path.clone(),
+                key_path: key_path.clone(),
+            });
+            records.push(rec);
+        }
+        db.insert_all(&records)?;
+        files::crash_point("crash-after-commit");
+        // One folder sync per folder, after every rename of the batch.
+        let mut folders = std::collections::BTreeMap::new();
+        for s in staged {
+            let file = s.path().to_owned();
+            folders.insert(file.parent().map(Path::to_owned), file);
+            s.rename()?;
+        }
+        for file in folders.values() {
+            files::sync_dir("certificate", file)?;
+        }
+        let serials: Vec<String> = records.iter().map(|r| r.serial.clone()).collect();
+        let aki = key_id(ca.certificate())?;
+        db.settle(&aki, &serials)?;
+        Ok(issued)
+    }
+
+    /// Signs `leaf` for `key` and makes its record (state Issuing, claimed by this process).
+    fn sign(
         &self,
         ca: &Authority,
         leaf: &Leaf,
-        key: PKey<Private>,
-        overwrite: Overwrite,
-    ) -> Result<X509> {
-        let role = leaf.profile.role();
-        let key_path = self.layout.leaf_key(role, &leaf.name);
-        let cert_path = self.layout.leaf_cert(role, &leaf.name);
-        let req = request::build(&key, &leaf.subject)?;
-        let cert = ca.sign(&req, &leaf.spec())?;
-        if !files::exists(&key_path) || overwrite == Overwrite::Replace {
-            files::write(
-                "private key",
-                &key_path,
-                &key::to_pem(&key)?,
-                Secrecy::Secret,
-                overwrite,
-            )?;
+        key: &PKey<Private>,
+        cert_path: &Path,
+    ) -> Result<(X509, Record)> {
+        let days = Days::new(i64::from(leaf.days.unwrap_or(leaf.profile.default_days())))?;
+        let wanted = Validity::days(days.get());
+        let ca_end = unix_time(ca.certificate().not_after())?;
+        if ca_end - now() < 86_400 {
+            return Err(Error::Refused(format!(
+                "the CA expires on {}: it cannot issue a certificate valid for a day; make a new CA",
+                crate::inspect::date(ca_end)
+            )));
         }
-        files::write(
-            "certificate",
-            &cert_path,
-            &cert.to_pem().step("x509 -out")?,
-            Secrecy::Public,
-            overwrite,
-        )?;
-        let mut entries = index::load(&self.layout.ca_index())?;
-        let file = self.layout.relative(&cert_path).display().to_string();
-        entries.push(Entry::for_cert(&cert, &file)?);
-        index::save(&self.layout.ca_index(), &entries)?;
-        Ok(cert)
-    }
-
-    /// `pki init`: the CA if there is none, then whatever is missing of the default layout
-    /// (server, client, CRL, client PKCS#12). Existing files are kept byte for byte unless
-    /// `force`, which regenerates everything.
-    pub fn init(&self, opts: &InitOptions) -> Result<InitReport> {
-        let mut report = InitReport::default();
-        let l = &self.layout;
-        report.removed = self.remove_stale_temps();
-        let overwrite = if opts.force {
-            Overwrite::Replace
-        } else {
-            Overwrite::Never
-        };
-        let have = |p: &PathBuf| files::exists(p);
-
-        // The CA.
-        let (ca, fresh_ca) = match (have(&l.ca_cert()), have(&l.ca_key()), opts.force) {
-            (_, _, true) | (false, false, _) => {
-                let ca = self.create_ca(&opts.ca_subject, opts.key, overwrite)?;
-                report.created.extend([l.ca_key(), l.ca_cert()]);
-                (ca, true)
-            }
-            (true, true, false) => {
-                report.kept.extend([l.ca_key(), l.ca_cert()]);
-                (self.authority()?, false)
-            }
-            (false, true, false) => {
-                // A run that stopped between the key and the certificate: finish it.
-                let key = key::load("CA private key", &l.ca_key())?;
-                let ca = self.self_sign_ca(&opts.ca_subject, key, Overwrite::Never)?;
-                report.kept.push(l.ca_key());
-                report.created.push(l.ca_cert());
-                (ca, true)
-            }
-            (true, false, false) => {
-                return Err(Error::Refused(format!(
-                    "{} exists but its key {} is missing: restore the key, or remake the whole PKI with --force",
-                    l.ca_cert().display(),
-                    l.ca_key().display()
-                )))
-            }
-        };
-
-        // The two leaves.
-        let mut server = Leaf::server(common::DEFAULT_SERVER_NAME, opts.server_names.clone());
-        server.key = opts.key;
-        let mut client = Leaf::client(common::DEFAULT_CLIENT_NAME);
-        client.key = opts.key;
-        let mut client_changed = opts.force;
-        for leaf in [&server, &client] {
-            let role = leaf.profile.role();
-            let (cert_path, key_path) =
-                (l.leaf_cert(role, &leaf.name), l.leaf_key(role, &leaf.name));
-            match (have(&cert_path), have(&key_path), opts.force) {
-                (_, _, true) | (false, false, _) => {
-                    self.issue(&ca, leaf, overwrite)?;
-                    report.created.extend([key_path, cert_path]);
-                    client_changed |= role == Role::Client;
-                }
-                (true, true, false) => {
-                    let cert = load_cert("certificate", &cert_path)?;
-                    let key = key::load("private key", &key_path)?;
-                    if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
-                        return Err(Error::Refused(format!(
-                            "{} does not match {} (an interrupted `issue --force`?): reissue with \
-                             `pki issue {} --force`",
-                            key_path.display(),
-                            cert_path.display(),
-                            leaf.profile
-                        )));
-                    }
-                    let signed = cert
-                        .verify(&*ca.certificate().public_key().step("x509 -pubkey")?)
-                        .unwrap_or(false);
-                    if !signed {
-                        return Err(Error::Refused(format!(
-                            "{} was not issued by {}{}: rerun with --force to reissue everything",
-                            cert_path.display(),
-                            l.ca_cert().display(),
-                            if fresh_ca {
-                                " (the CA was just made anew)"
-                            } else {
-                                ""
-                            },
-                        )));
-                    }
-                    report.kept.extend([key_path, cert_path]);
-                }
-                (false, true, false) => {
-                    let key = key::load("private key", &key_path)?;
-                    self.issue_with_key(&ca, leaf, key, Overwrite::Never)?;
-                    report.kept.push(key_path);
-                    report.created.push(cert_path);
-                    client_changed |= role == Role::Client;
-                }
-                (true, false, false) => {
-                    return Err(Error::Refused(format!(
-                    "{} exists but its key {} is missing: restore the key, or reissue with --force",
-                    cert_path.display(),
-                    key_path.display()
-                )))
-                }
-            }
+        if wanted.not_after > ca_end {
+            self.notice(format!(
+                "{}: validity cut to the CA's own expiry, {} (asked for {} days)",
+                leaf.name,
+                crate::inspect::date(ca_end),
+                days.get()
+            ));
         }
-
-        // The CRL.
-        if opts.force || fresh_ca || !have(&l.ca_crl()) {
-            report.created.push(self.write_crl(&ca)?);
-        } else {
-            report.kept.push(l.ca_crl());
-        }
-
-        // The client's PKCS#12 bundle, for browsers and requests-pkcs12.
-        let p12 = l.client_p12(common::DEFAULT_CLIENT_NAME);
-        if client_changed || !have(&p12) {
-            let pass_file = l.client_p12_pass(common::DEFAULT_CLIENT_NAME);
-            let password = match &opts.p12_password {
-                Some(p) => p.clone(),
-                None => {
-                    let p = random_password()?;
-                    files::write(
-                        "PKCS#12 password",
-                        &pass_file,
-                        format!("{p}\n").as_bytes(),
-                        Secrecy::Secret,
-                        Overwrite::Replace,
-                    )?;
-                    report.created.push(pass_file);
-                    p
-                }
-            };
-            self.export_p12(
-                &ca,
-                common::DEFAULT_CLIENT_NAME,
-                &password,
-                P12Encryption::Modern,
-                Overwrite::Replace,
-            )?;
-            report.created.push(p12);
-        } else {
-            report.kept.push(p12);
-        }
-        Ok(report)
+        let req = request::build(key, &leaf.subject)?;
+        let spec = CertSpec::new(leaf.profile)
+            .names(leaf.names.clone())
+            .validity(wanted);
+        let cert = ca.sign(&req, &spec)?;
+        let rec = record_of(&cert, ca, leaf, self.layout.relative(cert_path))?;
+        Ok((cert, rec))
     }
 
     /// Every certificate the CA issued, oldest first.
-    pub fn list(&self) -> Result<Vec<Entry>> {
-        index::load(&self.layout.ca_index())
+    pub fn list(&self) -> Result<Vec<Record>> {
+        self.select(&Filter {
+            at: now(),
+            ..Filter::default()
+        })
     }
 
-    /// Revokes every unrevoked certificate whose serial, CN or file name is `query`, then
-    /// writes a fresh CRL. Returns the entries revoked.
+    /// The records `filter` selects.
+    pub fn select(&self, filter: &Filter) -> Result<Vec<Record>> {
+        let ca = self.authority()?;
+        self.open_db(Some(&ca))?.list(filter)
+    }
+
+    /// The records and their status now, for `pki list`.
+    pub fn status(&self) -> Result<Vec<(Record, Status)>> {
+        let at = now();
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|r| {
+                let s = r.status(at);
+                (r, s)
+            })
+            .collect())
+    }
+
+    /// Revokes every unrevoked certificate of this CA whose serial, CN or name is `query`, and
+    /// signs a CRL in the same transaction. Returns the records revoked.
     pub fn revoke(
         &self,
         ca: &Authority,
         query: &str,
         reason: Option<Reason>,
-    ) -> Result<Vec<Entry>> {
-        let path = self.layout.ca_index();
-        let mut entries = index::load(&path)?;
-        let wanted = query.replace(':', "").to_ascii_uppercase();
-        let matches = |e: &Entry| {
-            e.serial == wanted
-                || e.common_name() == Some(query)
-                || std::path::Path::new(&e.file)
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    == Some(query)
-        };
-        if !entries.iter().any(matches) {
+    ) -> Result<Vec<Record>> {
+        let mut db = self.open_db(Some(ca))?;
+        let aki = key_id(ca.certificate())?;
+        let found = db.find(&aki, query)?;
+        if found.is_empty() {
             return Err(Error::NotInIndex(format!(
-                "no certificate with serial, CN or file name {query:?} in {}: `pki list` shows them",
-                path.display()
+                "no certificate with serial, CN or name {query:?} in {}: `pki list` shows them",
+                db.place()
             )));
         }
-        let at = now();
-        let mut revoked = Vec::new();
-        for e in entries
-            .iter_mut()
-            .filter(|e| matches(e) && e.revoked.is_none())
-        {
-            e.revoked = Some((at, reason));
-            revoked.push(e.clone());
-        }
+        let serials: Vec<String> = found
+            .iter()
+            .filter(|r| r.state != State::Revoked)
+            .map(|r| r.serial.clone())
+            .collect();
+        let (revoked, _) = db.revoke(&aki, &serials, now(), reason, &mut |n, list| {
+            sign_crl(ca, &aki, n, list)
+        })?;
         if revoked.is_empty() {
             return Err(Error::NotInIndex(format!(
                 "every certificate matching {query:?} is already revoked"
             )));
         }
-        index::save(&path, &entries)?;
-        self.write_crl(ca)?;
+        self.export(&mut db, ca)?;
         Ok(revoked)
     }
 
-    /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered from
-    /// `ca/crlnumber`, written to `ca/ca.crl`. Returns its path.
+    /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered in the
+    /// records, written to `ca/ca.crl`. Returns its path.
     pub fn write_crl(&self, ca: &Authority) -> Result<PathBuf> {
-        let crl = self.make_crl(ca)?;
-        let path = self.layout.ca_crl();
-        files::write(
-            "CRL",
-            &path,
-            &crl.to_pem().step("crl -out")?,
-            Secrecy::Public,
-            Overwrite::Replace,
-        )?;
-        Ok(path)
+        let mut db = self.open_db(Some(ca))?;
+        let aki = key_id(ca.certificate())?;
+        db.crl(&aki, now(), &mut |n, list| sign_crl(ca, &aki, n, list))?;
+        self.export(&mut db, ca)?;
+        Ok(self.layout.ca_crl())
     }
 
-    fn make_crl(&self, ca: &Authority) -> Result<X509Crl> {
+    /// Finishes or forgets records left in state "issuing" by commands that died.
+    fn repair(&self, db: &mut Db, ca: &Authority) -> Result<()> {
         let at = now();
-        let revoked: Vec<Revocation> = self
-            .list()?
-            .into_iter()
-            .filter_map(|e| match e.revoked {
-                Some((when, _)) if e.not_after > at => Some(Revocation {
-                    serial: e.serial,
-                    revoked_at: when,
-                }),
-                _ => None,
-            })
-            .collect();
-        let number_path = self.layout.ca_crl_number();
-        let number = if files::exists(&number_path) {
-            let raw = files::read("CRL number", &number_path)?;
-            u64::from_str_radix(String::from_utf8_lossy(&raw).trim(), 16).map_err(|_| {
-                Error::Malformed {
-                    what: "CRL number",
-                    path: number_path.clone(),
-                    detail: "not a hexadecimal number".into(),
-                }
-            })?
-        } else {
-            1
-        };
-        let crl = ca.crl(&revoked, number, CRL_DAYS)?;
-        files::write(
-            "CRL number",
-            &number_path,
-            format!("{:02X}\n", number + 1).as_bytes(),
-            Secrecy::Public,
-            Overwrite::Replace,
-        )?;
-        Ok(crl)
+        for rec in db.unsettled()? {
+            let live = rec
+                .claim
+                .as_deref()
+                .is_some_and(|c| crate::claim::is_live(c, rec.issued_at, at));
+            if live {
+                continue;
+            }
+            let path = self.layout.root().join(&rec.file);
+            let on_disk = load_cert("certificate", &path).ok();
+            let in_place = on_disk
+                .as_ref()
+                .and_then(|c| c.to_der().ok())
+                .is_some_and(|der| Some(&der) == rec.der.as_ref());
+            if in_place || !rec.current {
+                db.settle(&rec.aki, std::slice::from_ref(&rec.serial))?;
+                self.notice(format!(
+                    "repaired: {} (serial {}) was written by a command that stopped before \
+                     recording it as issued; it is recorded now",
+                    rec.file, rec.serial
+                ));
+            } else {
+                let restore = on_disk.as_ref().and_then(|c| serial_hex(c).ok());
+                db.abandon(&rec.aki, &rec.serial, restore.as_deref())?;
+                self.notice(format!(
+                    "repaired: certificate {} for {} was signed but never reached its file (its \
+                     command stopped); it was never handed out, and its record is removed",
+                    rec.serial, rec.file
+                ));
+            }
+        }
+        let _ = ca;
+        Ok(())
     }
 
-    /// Writes `client/NAME.p12` (key, certificate and CA) protected by `password`, encrypted
-    /// as `encryption` says.
-    pub fn export_p12(
-        &self,
-        ca: &Authority,
-        name: &str,
-        password: &str,
-        encryption: P12Encryption,
-        overwrite: Overwrite,
-    ) -> Result<PathBuf> {
-        if password.is_empty() {
-            return Err(Error::Refused(
-                "an empty PKCS#12 password protects nothing".into(),
+    /// Imports `ca/index.txt` of an older `pki` into a new database, every record kept.
+    fn import_index(&self, db: &mut Db, ca: &Authority) -> Result<()> {
+        let path = self.layout.ca_index();
+        let aki = key_id(ca.certificate())?;
+        let entries = index::load(&path)?;
+        let mut records = Vec::with_capacity(entries.len());
+        for e in &entries {
+            records.push(self.imported(e, &aki));
+        }
+        let next = self.next_crl_number_on_disk()?;
+        if db.import(&aki, &records, next)? && files::exists(&path) {
+            self.notice(format!(
+                "imported {} records of {} into {} (index.txt stays, as an export)",
+                records.len(),
+                path.display(),
+                db.place()
             ));
         }
-        let cert_path = self.layout.leaf_cert(Role::Client, name);
-        let key_path = self.layout.leaf_key(Role::Client, name);
-        let cert = load_cert("client certificate", &cert_path)?;
-        let key = key::load("client private key", &key_path)?;
-        if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
-            return Err(Error::KeyMismatch {
-                key: key_path,
-                cert: cert_path,
-            });
-        }
-        let mut chain = Stack::new().step("pkcs12 -export")?;
-        chain
-            .push(ca.certificate().to_owned())
-            .step("pkcs12 -export")?;
-        // Set explicitly rather than taken from the linked OpenSSL, whose defaults changed in 3.0.
-        let (cipher, mac) = match encryption {
-            P12Encryption::Modern => (Nid::AES_256_CBC, MessageDigest::sha256()),
-            P12Encryption::Legacy => (
-                Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC,
-                MessageDigest::sha1(),
-            ),
+        Ok(())
+    }
+
+    fn imported(&self, e: &index::Entry, aki: &str) -> Record {
+        let file = Path::new(&e.file);
+        let role = match file
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+        {
+            Some("server") => "server",
+            _ => "client",
         };
-        let p12 = Pkcs12::builder()
-            .name(name)
-            .pkey(&key)
-            .cert(&cert)
-            .ca(chain)
-            .key_algorithm(cipher)
-            .cert_algorithm(cipher)
-            .mac_md(mac)
-            .build2(password)
-            .step("pkcs12 -export")?;
-        let out = self.layout.client_p12(name);
-        files::write(
-            "PKCS#12 bundle",
-            &out,
-            &p12.to_der().step("pkcs12 -export")?,
-            Secrecy::Secret,
-            overwrite,
-        )?;
-        Ok(out)
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(&e.serial)
+            .to_owned();
+        let on_disk = load_cert("certificate", &self.layout.root().join(file))
+            .ok()
+            .filter(|c| serial_hex(c).ok().as_deref() == Some(e.serial.as_str()));
+        let der = on_disk.as_ref().and_then(|c| c.to_der().ok());
+        let not_before = on_disk
+            .as_ref()
+            .and_then(|c| unix_time(c.not_before()).ok())
+            .unwrap_or(0);
+        Record {
+            aki: aki.to_owned(),
+            serial: e.serial.clone(),
+            role: role.to_owned(),
+            name,
+            subject: e.subject.clone(),
+            cn: e.common_name().map(str::to_owned),
+            sans: on_disk.as_ref().map(|c| sans_of(c)).unwrap_or_default(),
+            not_before,
+            not_after: e.not_after,
+            state: if e.revoked.is_some() {
+                State::Revoked
+            } else {
+                State::Issued
+            },
+            revoked: e.revoked,
+            current: on_disk.is_some(),
+            file: e.file.clone(),
+            der,
+            issued_at: not_before,
+            claim: None,
+            renews: None,
+        }
+    }
+
+    fn next_crl_number_on_disk(&self) -> Result<i64> {
+        let from_file = files::read("CRL number", &self.layout.ca_crl_number())
+            .ok()
+            .and_then(|raw| i64::from_str_radix(String::from_utf8_lossy(&raw).trim(), 16).ok())
+            .unwrap_or(1);
+        let from_crl = crl_number_on_disk(&self.layout.ca_crl()).map_or(0, |n| n + 1);
+        Ok(from_file.max(from_crl))
+    }
+
+    /// Writes `ca/ca.crl`, `ca/crlnumber` and `ca/index.txt` from the committed records, under
+    /// a lock, leaving files that already say the same untouched. A CRL on disk is only ever
+    /// replaced by one with a higher number.
+    pub(crate) fn export(&self, db: &mut Db, ca: &Authority) -> Result<()> {
+        let _lock = self.lock()?;
+        let aki = key_id(ca.certificate())?;
+        if let Some(crl) = db.latest_crl(&aki)? {
+            let on_disk = crl_number_on_disk(&self.layout.ca_crl());
+            if on_disk.is_none_or(|n| n < crl.number) {
+                let pem = X509Crl::from_der(&crl.der)
+                    .and_then(|c| c.to_pem())
+                    .step("crl -out")?;
+                files::write(
+                    "CRL",
+                    &self.layout.ca_crl(),
+                    &pem,
+                    Secrecy::Public,
+                    Overwrite::Replace,
+                )?;
+            }
+        }
+        let next = format!("{:02X}\n", db.next_crl_number(&aki)?);
+        write_if_changed("CRL number", &self.layout.ca_crl_number(), next.as_bytes())?;
+        let records = db.list(&Filter::default())?;
+        let text = index::render(records.iter().filter(|r| r.aki == aki));
+        write_if_changed("CA index", &self.layout.ca_index(), text.as_bytes())?;
+        write_if_changed(
+            "CA index attributes",
+            &self.layout.dir(Role::Ca).join("index.txt.attr"),
+            index::ATTR.as_bytes(),
+        )
+    }
+
+    /// The folder's lock (`ca/.lock`), held while files are written from the records.
+    fn lock(&self) -> Result<std::fs::File> {
+        let path = self.layout.dir(Role::Ca).join(".lock");
+        let fail = |source| Error::Write {
+            what: "lock file",
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(self.layout.dir(Role::Ca)).map_err(fail)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(fail)?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < self.lock_timeout => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Busy(path.display().to_string()))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+            }
+        }
     }
 
     /// Private keys under the folder that group or others can read: each a warning to show.
@@ -613,23 +731,87 @@ impl Folder {
         }
         out
     }
+}
 
-    /// The index entries and their status, for `pki list`.
-    pub fn status(&self) -> Result<Vec<(Entry, Status)>> {
-        let at = now();
-        Ok(self
-            .list()?
-            .into_iter()
-            .map(|e| {
-                let s = e.status(at);
-                (e, s)
-            })
-            .collect())
+/// The record of a certificate just signed for `leaf`, before its files exist.
+fn record_of(cert: &X509Ref, ca: &Authority, leaf: &Leaf, file: &Path) -> Result<Record> {
+    Ok(Record {
+        aki: key_id(ca.certificate())?,
+        serial: serial_hex(cert)?,
+        role: leaf.profile.role().dir_name().to_owned(),
+        name: leaf.name.clone(),
+        subject: index::one_line(cert.subject_name()),
+        cn: index::common_name(cert.subject_name()),
+        sans: leaf
+            .names
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        not_before: unix_time(cert.not_before())?,
+        not_after: unix_time(cert.not_after())?,
+        state: State::Issuing,
+        revoked: None,
+        current: true,
+        file: file.display().to_string(),
+        der: Some(cert.to_der().step("x509 -outform DER")?),
+        issued_at: now(),
+        claim: Some(crate::claim::mine()),
+        renews: None,
+    })
+}
+
+fn sans_of(cert: &X509Ref) -> String {
+    let der = cert.to_der().unwrap_or_default();
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(&der)
+        .map(|(_, c)| crate::inspect::names(&c).join(", "))
+        .unwrap_or_default()
+}
+
+/// Signs CRL number `number` of `ca` listing `revoked`, as a record.
+fn sign_crl(ca: &Authority, aki: &str, number: i64, revoked: &[Revoked]) -> Result<CrlRecord> {
+    let list: Vec<crate::authority::Revocation> = revoked
+        .iter()
+        .map(|r| crate::authority::Revocation {
+            serial: r.serial.clone(),
+            revoked_at: r.at,
+        })
+        .collect();
+    let crl = ca.crl(&list, u64::try_from(number).unwrap_or(0), CRL_DAYS)?;
+    Ok(CrlRecord {
+        aki: aki.to_owned(),
+        number,
+        this_update: unix_time(crl.last_update())?,
+        next_update: crl.next_update().map_or(Ok(0), unix_time)?,
+        der: crl.to_der().step("crl -outform DER")?,
+    })
+}
+
+/// The CRL number of the CRL at `path`, if there is a readable one.
+fn crl_number_on_disk(path: &Path) -> Option<i64> {
+    let pem = std::fs::read(path).ok()?;
+    let crl = X509Crl::from_pem(&pem).ok()?;
+    let der = crl.to_der().ok()?;
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+    match parsed.crl_number()?.to_u64_digits().as_slice() {
+        [] => Some(0),
+        [n] => i64::try_from(*n).ok(),
+        _ => None,
     }
 }
 
+fn write_if_changed(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    files::write(what, path, bytes, Secrecy::Public, Overwrite::Replace)
+}
+
 /// Reads a PEM certificate, naming the file in any error.
-pub fn load_cert(what: &'static str, path: &std::path::Path) -> Result<X509> {
+pub fn load_cert(what: &'static str, path: &Path) -> Result<X509> {
     let pem = files::read(what, path)?;
     X509::from_pem(&pem).map_err(|e| Error::Malformed {
         what,
@@ -640,7 +822,7 @@ pub fn load_cert(what: &'static str, path: &std::path::Path) -> Result<X509> {
 
 /// Reads every PEM certificate of a file (a chain, or a bundle of CAs), refusing a file that
 /// holds none; errors name the file.
-pub fn load_certs(what: &'static str, path: &std::path::Path) -> Result<Vec<X509>> {
+pub fn load_certs(what: &'static str, path: &Path) -> Result<Vec<X509>> {
     let pem = files::read(what, path)?;
     X509::stack_from_pem(&pem)
         .ok()
@@ -650,11 +832,4 @@ pub fn load_certs(what: &'static str, path: &std::path::Path) -> Result<Vec<X509
             path: path.to_owned(),
             detail: "no PEM certificate in it".into(),
         })
-}
-
-/// 128 random bits as 32 hex digits.
-fn random_password() -> Result<String> {
-    let mut buf = [0u8; 16];
-    openssl::rand::rand_bytes(&mut buf).step("rand")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }

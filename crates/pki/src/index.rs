@@ -50,7 +50,8 @@ impl Reason {
         }
     }
 
-    fn parse(s: &str) -> Option<Reason> {
+    /// The reason named `s` (the `openssl ca` spelling), if it is one.
+    pub fn parse(s: &str) -> Option<Reason> {
         [
             Reason::Unspecified,
             Reason::KeyCompromise,
@@ -214,6 +215,26 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
                 path: path.to_owned(),
                 detail: format!("line {} is not an `openssl ca` index line", n + 1),
             })
+        })
+        .collect()
+}
+
+/// `index.txt.attr`: several valid certificates may share a subject (a renewal, a reissue), so
+/// `openssl ca` must not insist on unique subjects when it reads the index.
+pub const ATTR: &str = "unique_subject = no\n";
+
+/// The index lines of `records`, in `openssl ca`'s format.
+pub fn render<'a>(records: impl Iterator<Item = &'a crate::store::Record>) -> String {
+    records
+        .map(|r| {
+            Entry {
+                serial: r.serial.clone(),
+                subject: r.subject.clone(),
+                file: r.file.clone(),
+                not_after: r.not_after,
+                revoked: r.revoked,
+            }
+            .to_line()
         })
         .collect()
 }

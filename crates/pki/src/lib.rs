@@ -12,7 +12,8 @@
 //!
 //! Which extensions a certificate gets is decided by its [`Profile`] (CA, server, client).
 //! [`Folder`] does the same on disk, in the seed's layout, atomically and never overwriting
-//! without being told to.
+//! without being told to, with its records in a database ([`store`]: SQLite by default,
+//! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]).
 //!
 //! ```
 //! use pki::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
@@ -33,20 +34,29 @@
 #![deny(missing_docs)]
 
 pub mod authority;
+mod claim;
 pub mod error;
 pub mod files;
 pub mod folder;
 pub mod identity;
 pub mod index;
+pub mod init;
 pub mod inspect;
 pub mod key;
+pub mod name;
+pub mod p12;
 pub mod profile;
 pub mod request;
+pub mod store;
 pub mod verify;
 
 pub use authority::{Authority, CertSpec, Validity};
 pub use error::{Error, Result};
-pub use folder::{Folder, InitOptions, Leaf, P12Encryption};
+pub use folder::{Folder, Issued, Leaf};
+pub use init::{InitOptions, InitReport};
 pub use key::KeyAlgorithm;
+pub use name::Name;
+pub use p12::P12Encryption;
 pub use profile::{Profile, SubjectAltName};
 pub use request::Subject;
+pub use store::{DbUrl, Filter, Record};

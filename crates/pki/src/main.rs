@@ -1,14 +1,18 @@
-//! `pki`: the command line of the private CA. Parses arguments and calls the library.
+//! `pki`: the command line of the private CA. Parses arguments and calls the library, one
+//! function per subcommand.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use pki::files::Overwrite;
-use pki::index::Reason;
+use pki::index::{Reason, Status};
+use pki::name::Days;
 use pki::verify::Purpose;
-use pki::{Folder, InitOptions, KeyAlgorithm, Leaf, P12Encryption, SubjectAltName};
+use pki::{DbUrl, Filter, Folder, InitOptions, KeyAlgorithm, Leaf, P12Encryption, SubjectAltName};
 
 /// A private CA: the seed's `openssl genrsa / req / x509 -req` steps, with modern defaults.
 #[derive(Parser)]
@@ -17,6 +21,13 @@ struct Cli {
     /// Folder of the PKI (ca/, server/, client/).
     #[arg(long, global = true, env = common::PKI_DIR_ENV, default_value = common::DEFAULT_PKI_DIR)]
     dir: PathBuf,
+    /// Where the CA's records live: a SQLite file [default: DIR/ca/ca.db], or
+    /// postgres://user@host/db for one CA on several hosts.
+    #[arg(long, global = true, env = "PKI_DB", hide_env_values = true)]
+    db: Option<String>,
+    /// Seconds to wait for another command's lock before giving up (changing nothing).
+    #[arg(long, global = true, env = "PKI_LOCK_TIMEOUT", default_value_t = 10)]
+    lock_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,15 +51,24 @@ enum Command {
         #[command(subcommand)]
         kind: IssueKind,
     },
-    /// Every certificate the CA issued, with its status.
+    /// The certificates the CA issued, with their status.
     List {
+        /// Only this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Only this role.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// Only those still valid that expire within this time (30d, 12h, ...).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expiring_within: Option<Duration>,
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke certificates by serial, CN or file name, and write a new CRL.
+    /// Revoke certificates by serial, CN or name, and write a new CRL.
     Revoke {
-        /// Serial (hex), CN, or file name (`client`).
+        /// Serial (hex), CN, or name (`client`).
         target: String,
         /// RFC 5280 reason.
         #[arg(long, value_enum)]
@@ -58,7 +78,7 @@ enum Command {
     Crl,
     /// Bundle a client's key and certificate as PKCS#12 (password from PKI_P12_PASSWORD or a prompt).
     ExportP12 {
-        /// The client's file name.
+        /// The client's name.
         #[arg(long, default_value = common::DEFAULT_CLIENT_NAME)]
         name: String,
         /// SHA-1/3DES encryption for old importers (default: AES-256 with PBKDF2).
@@ -95,11 +115,24 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Valid,
+    Expired,
+    Revoked,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Server,
+    Client,
+}
+
 #[derive(Subcommand)]
 enum IssueKind {
     /// A TLS server certificate (EKU serverAuth).
     Server {
-        /// File name under server/.
+        /// Name of its files under server/ (A-Z a-z 0-9 . - _).
         #[arg(long, default_value = common::DEFAULT_SERVER_NAME)]
         name: String,
         /// Host names and IPs (repeatable; default localhost, 127.0.0.1, ::1).
@@ -108,11 +141,23 @@ enum IssueKind {
         #[command(flatten)]
         common: IssueArgs,
     },
-    /// A TLS client (device) certificate (EKU clientAuth).
+    /// TLS client (device) certificates (EKU clientAuth): one, or a batch.
     Client {
-        /// Device name: the CN and the file name under client/.
+        /// Device name: the CN and the name of its files under client/ (A-Z a-z 0-9 . - _).
+        #[arg(long, required_unless_present_any = ["count", "names"], conflicts_with_all = ["count", "names"])]
+        name: Option<String>,
+        /// Issue this many, named PREFIX1 … PREFIXN (with --prefix).
+        #[arg(long, requires = "prefix", conflicts_with = "names")]
+        count: Option<usize>,
+        /// Name prefix of --count.
         #[arg(long)]
-        name: String,
+        prefix: Option<String>,
+        /// Issue one per line of this file (blank lines and # comments skipped).
+        #[arg(long)]
+        names: Option<PathBuf>,
+        /// Subject CN, when it should differ from the name (printable text, up to 64 characters).
+        #[arg(long, conflicts_with_all = ["count", "names"])]
+        cn: Option<String>,
         /// Optional DNS/URI/email names (repeatable).
         #[arg(long = "san")]
         sans: Vec<SubjectAltName>,
@@ -123,28 +168,70 @@ enum IssueKind {
 
 #[derive(clap::Args)]
 struct IssueArgs {
-    /// Validity in days.
-    #[arg(long)]
-    days: Option<u32>,
+    /// Validity in days (at least 1; cut to the CA's own expiry, which is then said).
+    #[arg(long, allow_negative_numbers = true)]
+    days: Option<Days>,
     /// Key type.
     #[arg(long, value_enum, default_value_t)]
     key: KeyAlgorithm,
     /// Subject O= (default: the seed's name for the role).
     #[arg(long)]
     org: Option<String>,
-    /// Replace existing files of the same name.
+    /// Replace existing files and the certificate recorded under the same name.
     #[arg(long)]
     force: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let folder = Folder::new(common::Layout::new(&cli.dir))
+        .with_db(cli.db.as_deref().map_or(DbUrl::Default, DbUrl::parse))
+        .with_lock_timeout(Duration::from_secs(cli.lock_timeout));
+    for warning in folder.loose_key_permissions() {
+        eprintln!("pki: warning: {warning}");
+    }
+    let result = run(&folder, cli.command);
+    for note in folder.take_notices() {
+        eprintln!("pki: note: {note}");
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pki: error: {}", common::error_chain(e.as_ref()));
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Init { key, sans, force } => init(folder, key, sans, force),
+        Command::Issue { kind } => issue(folder, kind),
+        Command::List {
+            status,
+            role,
+            expiring_within,
+            json,
+        } => list(folder, status, role, expiring_within, json),
+        Command::Revoke { target, reason } => revoke(folder, &target, reason),
+        Command::Crl => {
+            let ca = folder.authority()?;
+            println!("wrote {}", folder.write_crl(&ca)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportP12 {
+            name,
+            legacy,
+            force,
+        } => export_p12(folder, &name, legacy, force),
+        Command::Inspect { file, json } => inspect(&file, json),
+        Command::Verify {
+            cert,
+            ca,
+            purpose,
+            host,
+            crl,
+        } => verify(&cert, &ca, purpose, host, crl),
     }
 }
 
@@ -156,174 +243,282 @@ fn overwrite(force: bool) -> Overwrite {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    let folder = Folder::new(common::Layout::new(&cli.dir));
-    for warning in folder.loose_key_permissions() {
-        eprintln!("pki: warning: {warning}");
+fn init(
+    folder: &Folder,
+    key: KeyAlgorithm,
+    sans: Vec<SubjectAltName>,
+    force: bool,
+) -> Result<ExitCode> {
+    let mut opts = InitOptions {
+        key,
+        force,
+        p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
+        ..InitOptions::default()
+    };
+    if !sans.is_empty() {
+        opts.server_names = sans;
     }
-    match cli.command {
-        Command::Init { key, sans, force } => {
-            let mut opts = InitOptions {
-                key,
-                force,
-                p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
-                ..InitOptions::default()
-            };
-            if !sans.is_empty() {
-                opts.server_names = sans;
-            }
-            let report = folder.init(&opts).context("pki init")?;
-            for p in &report.removed {
-                println!("removed {} (left by an interrupted run)", p.display());
-            }
-            if report.created.is_empty() {
-                println!(
-                    "{} is complete; nothing changed (use --force to regenerate everything)",
-                    cli.dir.display()
-                );
-            }
-            for p in &report.created {
-                println!("created {}", p.display());
-            }
-            if !report.created.is_empty() {
-                for p in &report.kept {
-                    println!("kept    {}", p.display());
-                }
-            }
-        }
-        Command::Issue { kind } => {
-            let (mut leaf, args) = match kind {
-                IssueKind::Server { name, sans, common } => {
-                    let sans = if sans.is_empty() {
-                        SubjectAltName::localhost()
-                    } else {
-                        sans
-                    };
-                    (Leaf::server(&name, sans), common)
-                }
-                IssueKind::Client { name, sans, common } => {
-                    let mut leaf = Leaf::client(&name);
-                    leaf.names = sans;
-                    (leaf, common)
-                }
-            };
-            leaf.key = args.key;
-            leaf.days = args.days;
-            if let Some(org) = args.org {
-                leaf.subject.organization = org;
-            }
-            let ca = folder.authority()?;
-            let cert = folder.issue(&ca, &leaf, overwrite(args.force))?;
-            let role = leaf.profile.role();
-            println!(
-                "issued {} certificate {} (serial {}), key {}",
-                leaf.profile,
-                folder.layout().leaf_cert(role, &leaf.name).display(),
-                pki::authority::serial_hex(&cert)?,
-                folder.layout().leaf_key(role, &leaf.name).display()
-            );
-        }
-        Command::List { json } => {
-            let rows = folder.status()?;
-            if json {
-                let items: Vec<_> = rows
-                    .iter()
-                    .map(|(e, s)| {
-                        serde_json::json!({
-                            "serial": e.serial, "subject": e.subject, "file": e.file,
-                            "not_after": e.not_after, "days_left": e.days_left(), "status": s,
-                            "reason": e.revoked.and_then(|(_, r)| r),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&items)?);
-            } else {
-                println!(
-                    "{:<32}  {:<8}  {:>9}  {:<20}  SUBJECT",
-                    "SERIAL", "STATUS", "DAYS LEFT", "FILE"
-                );
-                for (e, s) in rows {
-                    println!(
-                        "{:<32}  {:<8}  {:>9}  {:<20}  {}",
-                        e.serial,
-                        s.to_string(),
-                        e.days_left(),
-                        e.file,
-                        e.subject
-                    );
-                }
-            }
-        }
-        Command::Revoke { target, reason } => {
-            let ca = folder.authority()?;
-            for e in folder.revoke(&ca, &target, reason)? {
-                println!("revoked {} {} ({})", e.serial, e.subject, e.file);
-            }
-            println!("wrote {}", folder.layout().ca_crl().display());
-        }
-        Command::Crl => {
-            let ca = folder.authority()?;
-            println!("wrote {}", folder.write_crl(&ca)?.display());
-        }
-        Command::ExportP12 {
-            name,
-            legacy,
-            force,
-        } => {
-            let password = match std::env::var(pki::folder::P12_PASSWORD_ENV) {
-                Ok(p) => p,
-                Err(_) => {
-                    let p = rpassword::prompt_password("PKCS#12 password: ").context(
-                        "reading the password (set PKI_P12_PASSWORD when there is no terminal)",
-                    )?;
-                    if rpassword::prompt_password("again: ")? != p {
-                        bail!("the two passwords differ");
-                    }
-                    p
-                }
-            };
-            let ca = folder.authority()?;
-            let encryption = if legacy {
-                P12Encryption::Legacy
-            } else {
-                P12Encryption::Modern
-            };
-            let out = folder.export_p12(&ca, &name, &password, encryption, overwrite(force))?;
-            println!("wrote {}", out.display());
-        }
-        Command::Inspect { file, json } => {
-            let pass = std::env::var(pki::folder::P12_PASSWORD_ENV).ok();
-            let summary = pki::inspect::inspect_file(&file, pass.as_deref())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
-            } else {
-                print!("{}: {summary}", file.display());
-            }
-        }
-        Command::Verify {
-            cert,
-            ca,
-            purpose,
-            host,
-            crl,
-        } => {
-            let mut chain = pki::folder::load_certs("certificate", &cert)?;
-            let leaf = chain.remove(0);
-            let cas = pki::folder::load_certs("CA certificate", &ca)?;
-            let options = pki::verify::Options {
-                purpose,
-                host,
-                crl,
-                at: None,
-            };
-            match pki::verify::verify(&leaf, &chain, &cas, &options)? {
-                Ok(()) => println!("{}: OK", cert.display()),
-                Err(f) => {
-                    println!("{}: FAILED: {f}", cert.display());
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
+    let report = folder.init(&opts).context("pki init")?;
+    for p in &report.removed {
+        println!("removed {} (left by an interrupted run)", p.display());
+    }
+    if report.created.is_empty() {
+        println!(
+            "{} is complete; nothing changed (use --force to regenerate everything)",
+            folder.layout().root().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &report.created {
+        println!("created {}", p.display());
+    }
+    for p in &report.kept {
+        println!("kept    {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn issue(folder: &Folder, kind: IssueKind) -> Result<ExitCode> {
+    let (leaves, args) = match kind {
+        IssueKind::Server { name, sans, common } => {
+            let sans = if sans.is_empty() {
+                SubjectAltName::localhost()
+            } else {
+                sans
+            };
+            (vec![Leaf::server(&name, sans)], common)
+        }
+        IssueKind::Client {
+            name,
+            count,
+            prefix,
+            names,
+            cn,
+            sans,
+            common,
+        } => {
+            let list = client_names(name, count, prefix.as_deref(), names.as_deref())?;
+            let leaves = list
+                .iter()
+                .map(|n| {
+                    let mut leaf = Leaf::client(n);
+                    leaf.names.clone_from(&sans);
+                    if let Some(cn) = &cn {
+                        leaf.subject.common_name.clone_from(cn);
+                    }
+                    leaf
+                })
+                .collect();
+            if let Some(cn) = &cn {
+                pki::name::check_common_name(cn)?;
+            }
+            (leaves, common)
+        }
+    };
+    let leaves: Vec<Leaf> = leaves
+        .into_iter()
+        .map(|mut leaf| {
+            leaf.key = args.key;
+            leaf.days = args.days.map(Days::get);
+            if let Some(org) = &args.org {
+                leaf.subject.organization.clone_from(org);
+            }
+            leaf
+        })
+        .collect();
+    let ca = folder.authority()?;
+    if let [leaf] = leaves.as_slice() {
+        let cert = folder.issue(&ca, leaf, overwrite(args.force))?;
+        let (cert_path, key_path) = folder.leaf_paths(leaf.profile.role(), &leaf.name)?;
+        println!(
+            "issued {} certificate {} (serial {}), key {}",
+            leaf.profile,
+            cert_path.display(),
+            pki::authority::serial_hex(&cert)?,
+            key_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.force {
+        bail!("--force replaces one certificate at a time; a batch issues new names only");
+    }
+    let issued = issue_batch(folder, &ca, &leaves)?;
+    println!(
+        "issued {} client certificates under {}",
+        issued,
+        folder.layout().dir(common::Role::Client).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A batch, with a progress bar on a terminal and nothing otherwise.
+fn issue_batch(folder: &Folder, ca: &pki::Authority, leaves: &[Leaf]) -> Result<usize> {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(leaves.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let issued = folder.issue_many(ca, leaves, &mut |n| bar.set_position(n as u64));
+    bar.finish_and_clear();
+    Ok(issued?.len())
+}
+
+/// The names of `issue client`: one, a numbered series, or a file of them.
+fn client_names(
+    name: Option<String>,
+    count: Option<usize>,
+    prefix: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Vec<String>> {
+    if let Some(n) = name {
+        return Ok(vec![n]);
+    }
+    if let (Some(count), Some(prefix)) = (count, prefix) {
+        if count == 0 {
+            bail!("--count 0 issues nothing");
+        }
+        return Ok((1..=count).map(|i| format!("{prefix}{i}")).collect());
+    }
+    let file = file.context("give --name, --count with --prefix, or --names FILE")?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the names file {}", file.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        bail!("{} holds no names", file.display());
+    }
+    Ok(names)
+}
+
+fn list(
+    folder: &Folder,
+    status: Option<StatusArg>,
+    role: Option<RoleArg>,
+    expiring_within: Option<Duration>,
+    json: bool,
+) -> Result<ExitCode> {
+    let filter = Filter {
+        status: status.map(|s| match s {
+            StatusArg::Valid => Status::Valid,
+            StatusArg::Expired => Status::Expired,
+            StatusArg::Revoked => Status::Revoked,
+        }),
+        role: role.map(|r| match r {
+            RoleArg::Server => "server".into(),
+            RoleArg::Client => "client".into(),
+        }),
+        expiring_within: expiring_within.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        name: None,
+        at: pki::authority::now(),
+    };
+    let rows = folder.select(&filter)?;
+    if json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "serial": e.serial, "subject": e.subject, "name": e.name, "role": e.role,
+                    "file": e.file, "sans": e.sans, "not_after": e.not_after,
+                    "days_left": e.days_left(), "status": e.status(filter.at),
+                    "reason": e.revoked.and_then(|(_, r)| r), "current": e.current,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32}  {:<8}  {:>9}  {:<20}  SUBJECT",
+        "SERIAL", "STATUS", "DAYS LEFT", "FILE"
+    );
+    for e in rows {
+        println!(
+            "{:<32}  {:<8}  {:>9}  {:<20}  {}",
+            e.serial,
+            e.status(filter.at).to_string(),
+            e.days_left(),
+            e.file,
+            e.subject
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(folder: &Folder, target: &str, reason: Option<Reason>) -> Result<ExitCode> {
+    let ca = folder.authority()?;
+    for e in folder.revoke(&ca, target, reason)? {
+        println!("revoked {} {} ({})", e.serial, e.subject, e.file);
+    }
+    println!("wrote {}", folder.layout().ca_crl().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_p12(folder: &Folder, name: &str, legacy: bool, force: bool) -> Result<ExitCode> {
+    let password = match std::env::var(pki::folder::P12_PASSWORD_ENV) {
+        Ok(p) => p,
+        Err(_) => {
+            let p = rpassword::prompt_password("PKCS#12 password: ")
+                .context("reading the password (set PKI_P12_PASSWORD when there is no terminal)")?;
+            if rpassword::prompt_password("again: ")? != p {
+                bail!("the two passwords differ");
+            }
+            p
+        }
+    };
+    let ca = folder.authority()?;
+    let encryption = if legacy {
+        P12Encryption::Legacy
+    } else {
+        P12Encryption::Modern
+    };
+    let out = folder.export_p12(&ca, name, &password, encryption, overwrite(force))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
+    let pass = std::env::var(pki::folder::P12_PASSWORD_ENV).ok();
+    let summary = pki::inspect::inspect_file(file, pass.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+    } else {
+        print!("{}: {summary}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(
+    cert: &Path,
+    ca: &Path,
+    purpose: Option<Purpose>,
+    host: Option<String>,
+    crl: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut chain = pki::folder::load_certs("certificate", cert)?;
+    let leaf = chain.remove(0);
+    let cas = pki::folder::load_certs("CA certificate", ca)?;
+    let options = pki::verify::Options {
+        purpose,
+        host,
+        crl,
+        at: None,
+    };
+    match pki::verify::verify(&leaf, &chain, &cas, &options)? {
+        Ok(()) => {
+            println!("{}: OK", cert.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            println!("{}: FAILED: {f}", cert.display());
+            Ok(ExitCode::from(1))
+        }
+    }
 }

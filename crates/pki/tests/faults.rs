@@ -13,6 +13,17 @@ fn pki(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     support::run(dir, env, args)
 }
 
+/// Every file but the database (whose bytes change with any transaction, even one rolled back).
+fn files_but_db(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_but_db_of(files(dir))
+}
+
+fn files_but_db_of(all: Vec<(PathBuf, Vec<u8>)>) -> Vec<(PathBuf, Vec<u8>)> {
+    all.into_iter()
+        .filter(|(p, _)| !p.to_string_lossy().contains("ca.db"))
+        .collect()
+}
+
 fn init(dir: &Path) {
     let o = pki(dir, &[], &["init"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -37,18 +48,30 @@ fn a_crash_before_the_rename_leaves_the_old_files_and_a_rerun_completes() {
         &["issue", "server", "--force"],
     );
     assert!(!o.status.success(), "the failpoint must kill the process");
-    let after: Vec<_> = files(&dir)
+    let after: Vec<_> = files_but_db(&dir)
         .into_iter()
         .filter(|(p, _)| !p.to_string_lossy().contains(".pki-"))
         .collect();
-    assert_eq!(after, before, "every real file is the old one");
+    assert_eq!(
+        after,
+        files_but_db_of(before),
+        "every real file is the old one"
+    );
     let temps: Vec<_> = files(&dir)
         .into_iter()
         .filter(|(p, _)| p.to_string_lossy().contains(".pki-"))
         .collect();
-    assert_eq!(temps.len(), 1, "the crash left its temp file");
     assert_eq!(
-        fs::metadata(&temps[0].0)
+        temps.len(),
+        2,
+        "the crash left its two temp files (key, certificate)"
+    );
+    let key_temp = temps
+        .iter()
+        .find(|(_, b)| String::from_utf8_lossy(b).contains("PRIVATE KEY"))
+        .expect("the key's temp file");
+    assert_eq!(
+        fs::metadata(&key_temp.0)
             .expect("stat")
             .permissions()
             .mode()
@@ -56,12 +79,26 @@ fn a_crash_before_the_rename_leaves_the_old_files_and_a_rerun_completes() {
         0o600
     );
 
-    // A rerun removes the leftover and completes.
+    // A rerun removes the leftovers, forgets the certificate that never reached its file, and
+    // completes.
     let o = pki(&dir, &[], &["init"]);
     assert!(
-        o.status.success() && text(&o).contains("removed"),
+        o.status.success()
+            && text(&o).contains("removed")
+            && text(&o).contains("never reached its file"),
         "{}",
         text(&o)
+    );
+    let listed = pki(&dir, &[], &["list", "--json", "--role", "server"]);
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "no record of the lost one: {rows}"
+    );
+    assert_eq!(
+        rows[0]["current"], true,
+        "the old server certificate is current again"
     );
     assert!(files(&dir)
         .iter()
@@ -232,13 +269,16 @@ fn a_real_full_disk_when_root() {
         .into_iter()
         // (An empty index.txt is a new CA's true content.)
         .filter(|(p, b)| {
-            p.to_string_lossy().contains(".pki-") || (b.is_empty() && !p.ends_with("index.txt"))
+            let db = p.to_string_lossy().contains("ca.db") || p.ends_with(".lock");
+            p.to_string_lossy().contains(".pki-")
+                || (b.is_empty() && !p.ends_with("index.txt") && !db)
         })
         .map(|(p, _)| p)
         .collect();
     let _ = Command::new("umount").arg(&mnt).status();
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("No space left on device"), "{t}");
+    // (SQLite's own file may be left empty: an empty file is a valid empty database.)
     assert!(
         leftovers.is_empty(),
         "no torn, empty or temp file: {leftovers:?}"

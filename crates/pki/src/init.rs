@@ -1,0 +1,319 @@
+//! `pki init`: the CA if there is none, then whatever is missing of the default layout (server,
+//! client, CRL, the client's PKCS#12). Existing files are kept byte for byte unless `force`.
+//!
+//! The CA and each leaf are a key and a certificate, and one state machine ([`ensure_pair`])
+//! decides for all of them what a run does with what it finds:
+//!
+//! | certificate | key | without `--force`                                   |
+//! |-------------|-----|------------------------------------------------------|
+//! | missing     | missing | make both                                        |
+//! | present     | present | keep both, after checking they belong together   |
+//! | missing     | present | an interrupted run: sign a certificate for the key |
+//! | present     | missing | refuse: the key is lost, only `--force` remakes it |
+//!
+//! With `--force`, everything is made anew.
+
+use std::path::{Path, PathBuf};
+
+use openssl::pkey::{PKey, Private};
+
+use crate::authority::Authority;
+use crate::error::{CryptoContext, Error, Result};
+use crate::files::{self, Overwrite, Secrecy};
+use crate::folder::{load_cert, Folder, Leaf};
+use crate::key::{self, KeyAlgorithm};
+use crate::p12::P12Encryption;
+use crate::profile::{Profile, SubjectAltName};
+use crate::request::Subject;
+use crate::store::Claim;
+
+/// Options of `pki init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Key type of every key made.
+    pub key: KeyAlgorithm,
+    /// The CA's subject.
+    pub ca_subject: Subject,
+    /// Names of the server certificate.
+    pub server_names: Vec<SubjectAltName>,
+    /// PKCS#12 password; a random one is generated (and saved 0600) when `None`.
+    pub p12_password: Option<String>,
+    /// Regenerate everything, CA included.
+    pub force: bool,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            key: KeyAlgorithm::default(),
+            ca_subject: default_ca_subject(),
+            server_names: SubjectAltName::localhost(),
+            p12_password: None,
+            force: false,
+        }
+    }
+}
+
+/// The CA subject `make certs` uses.
+pub fn default_ca_subject() -> Subject {
+    Subject::new(Profile::Ca.default_organization(), "https Project Root CA")
+}
+
+/// What `init` did with each file.
+#[derive(Debug, Default, Clone)]
+pub struct InitReport {
+    /// Files written.
+    pub created: Vec<PathBuf>,
+    /// Files that were there and left untouched.
+    pub kept: Vec<PathBuf>,
+    /// Temporary files of an interrupted run, removed.
+    pub removed: Vec<PathBuf>,
+}
+
+/// What [`ensure_pair`] found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    Both,
+    KeyOnly,
+    CertOnly,
+}
+
+fn found(cert: &Path, key: &Path) -> Found {
+    match (files::exists(cert), files::exists(key)) {
+        (false, false) => Found::Nothing,
+        (true, true) => Found::Both,
+        (false, true) => Found::KeyOnly,
+        (true, false) => Found::CertOnly,
+    }
+}
+
+/// One key + certificate pair and how to make, finish or check it.
+struct Pair<'a> {
+    /// "CA" or the leaf's profile, for messages.
+    what: String,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Makes the certificate, for the given key or a new one.
+    make: Box<dyn FnMut(Option<PKey<Private>>) -> Result<()> + 'a>,
+    /// Checks a pair found whole.
+    check: Box<dyn FnMut() -> Result<()> + 'a>,
+    /// What a refusal tells the user to run.
+    remedy: String,
+}
+
+/// Makes, finishes or keeps `pair` as the table above says. Returns whether anything was made.
+fn ensure_pair(pair: &mut Pair<'_>, force: bool, report: &mut InitReport) -> Result<bool> {
+    match (found(&pair.cert, &pair.key), force) {
+        (_, true) | (Found::Nothing, false) => {
+            (pair.make)(None)?;
+            report.created.extend([pair.key.clone(), pair.cert.clone()]);
+            Ok(true)
+        }
+        (Found::Both, false) => {
+            (pair.check)()?;
+            report.kept.extend([pair.key.clone(), pair.cert.clone()]);
+            Ok(false)
+        }
+        (Found::KeyOnly, false) => {
+            // A run that stopped between the key and the certificate: finish it.
+            let key = key::load("private key", &pair.key)?;
+            (pair.make)(Some(key))?;
+            report.kept.push(pair.key.clone());
+            report.created.push(pair.cert.clone());
+            Ok(true)
+        }
+        (Found::CertOnly, false) => Err(Error::Refused(format!(
+            "{} ({}) exists but its key {} is missing: restore the key, or {}",
+            pair.cert.display(),
+            pair.what,
+            pair.key.display(),
+            pair.remedy
+        ))),
+    }
+}
+
+impl Folder {
+    /// `pki init`: see the [module](self) documentation.
+    pub fn init(&self, opts: &InitOptions) -> Result<InitReport> {
+        let mut report = InitReport {
+            removed: self.remove_stale_temps(),
+            ..InitReport::default()
+        };
+        let (ca, fresh_ca) = self.init_ca(opts, &mut report)?;
+        let mut server = Leaf::server(common::DEFAULT_SERVER_NAME, opts.server_names.clone());
+        server.key = opts.key;
+        let mut client = Leaf::client(common::DEFAULT_CLIENT_NAME);
+        client.key = opts.key;
+        self.init_leaf(&ca, &server, opts.force, fresh_ca, &mut report)?;
+        let client_changed = self.init_leaf(&ca, &client, opts.force, fresh_ca, &mut report)?;
+
+        let l = self.layout();
+        if opts.force || fresh_ca || !files::exists(&l.ca_crl()) {
+            report.created.push(self.write_crl(&ca)?);
+        } else {
+            // Opening the records repairs and re-exports what an interrupted run left.
+            self.open_db(Some(&ca))?;
+            report.kept.push(l.ca_crl());
+        }
+        self.init_p12(&ca, opts, client_changed || opts.force, &mut report)?;
+        Ok(report)
+    }
+
+    fn init_ca(&self, opts: &InitOptions, report: &mut InitReport) -> Result<(Authority, bool)> {
+        let l = self.layout().clone();
+        let overwrite = if opts.force {
+            Overwrite::Replace
+        } else {
+            Overwrite::Never
+        };
+        let mut made = None;
+        let mut pair = Pair {
+            what: "the CA".into(),
+            cert: l.ca_cert(),
+            key: l.ca_key(),
+            make: Box::new(|key| {
+                made = Some(match key {
+                    Some(k) => self.self_sign_ca(&opts.ca_subject, k, Overwrite::Never)?,
+                    None => self.create_ca(&opts.ca_subject, opts.key, overwrite)?,
+                });
+                Ok(())
+            }),
+            check: Box::new(|| self.authority().map(drop)),
+            remedy: "remake the whole PKI with --force".into(),
+        };
+        let fresh = ensure_pair(&mut pair, opts.force, report)?;
+        drop(pair);
+        let ca = match made {
+            Some(ca) => ca,
+            None => self.authority()?,
+        };
+        Ok((ca, fresh))
+    }
+
+    /// Makes, finishes or checks one default leaf; true when its certificate was made.
+    fn init_leaf(
+        &self,
+        ca: &Authority,
+        leaf: &Leaf,
+        force: bool,
+        fresh_ca: bool,
+        report: &mut InitReport,
+    ) -> Result<bool> {
+        let (cert, key_path) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
+        let overwrite = if force {
+            Overwrite::Replace
+        } else {
+            Overwrite::Never
+        };
+        let ca_path = self.layout().ca_cert();
+        let mut pair = Pair {
+            what: leaf.profile.to_string(),
+            cert: cert.clone(),
+            key: key_path.clone(),
+            make: Box::new(|key| {
+                // Finishing an interrupted run takes the name over from a record whose
+                // certificate file is gone.
+                match key {
+                    Some(k) => {
+                        self.issue_with_key(ca, leaf, k, Overwrite::Never, Claim::Replace)?
+                    }
+                    None => {
+                        let claim = if force { Claim::Replace } else { Claim::New };
+                        self.issue_with_key(ca, leaf, key::generate(leaf.key)?, overwrite, claim)?
+                    }
+                };
+                Ok(())
+            }),
+            check: Box::new(|| check_leaf(ca, &cert, &key_path, &ca_path, leaf.profile, fresh_ca)),
+            remedy: format!("reissue with `pki issue {} --force`", leaf.profile),
+        };
+        ensure_pair(&mut pair, force, report)
+    }
+
+    /// The client's PKCS#12 bundle, for browsers and requests-pkcs12: made when the client
+    /// changed or the bundle is missing.
+    fn init_p12(
+        &self,
+        ca: &Authority,
+        opts: &InitOptions,
+        client_changed: bool,
+        report: &mut InitReport,
+    ) -> Result<()> {
+        let l = self.layout();
+        let p12 = l.client_p12(common::DEFAULT_CLIENT_NAME);
+        if !client_changed && files::exists(&p12) {
+            report.kept.push(p12);
+            return Ok(());
+        }
+        let password = match &opts.p12_password {
+            Some(p) => p.clone(),
+            None => {
+                let p = random_password()?;
+                let pass_file = l.client_p12_pass(common::DEFAULT_CLIENT_NAME);
+                files::write(
+                    "PKCS#12 password",
+                    &pass_file,
+                    format!("{p}\n").as_bytes(),
+                    Secrecy::Secret,
+                    Overwrite::Replace,
+                )?;
+                report.created.push(pass_file);
+                p
+            }
+        };
+        self.export_p12(
+            ca,
+            common::DEFAULT_CLIENT_NAME,
+            &password,
+            P12Encryption::Modern,
+            Overwrite::Replace,
+        )?;
+        report.created.push(p12);
+        Ok(())
+    }
+}
+
+/// A leaf found whole must be one pair and signed by the CA.
+fn check_leaf(
+    ca: &Authority,
+    cert_path: &Path,
+    key_path: &Path,
+    ca_path: &Path,
+    profile: Profile,
+    fresh_ca: bool,
+) -> Result<()> {
+    let cert = load_cert("certificate", cert_path)?;
+    let key = key::load("private key", key_path)?;
+    if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
+        return Err(Error::Refused(format!(
+            "{} does not match {} (an interrupted `issue --force`?): reissue with \
+             `pki issue {profile} --force`",
+            key_path.display(),
+            cert_path.display(),
+        )));
+    }
+    let signed = cert
+        .verify(&*ca.certificate().public_key().step("x509 -pubkey")?)
+        .unwrap_or(false);
+    if !signed {
+        return Err(Error::Refused(format!(
+            "{} was not issued by {}{}: rerun with --force to reissue everything",
+            cert_path.display(),
+            ca_path.display(),
+            if fresh_ca {
+                " (the CA was just made anew)"
+            } else {
+                ""
+            },
+        )));
+    }
+    Ok(())
+}
+
+/// 128 random bits as 32 hex digits.
+fn random_password() -> Result<String> {
+    let mut buf = [0u8; 16];
+    openssl::rand::rand_bytes(&mut buf).step("rand")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,88 @@
+//! `openssl pkcs12 -export`: a client's key, certificate and CA in one password-protected
+//! bundle, for browsers and `requests-pkcs12`.
+
+use std::path::PathBuf;
+
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkcs12::Pkcs12;
+use openssl::stack::Stack;
+
+use crate::authority::Authority;
+use crate::error::{CryptoContext, Error, Result};
+use crate::files::{self, Overwrite, Secrecy};
+use crate::folder::{load_cert, Folder};
+use crate::key;
+use common::Role;
+
+/// How a PKCS#12 bundle is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum P12Encryption {
+    /// PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC, SHA-256 MAC (`openssl pkcs12 -export` since
+    /// 3.0). Chromium and Firefox (NSS), current Windows and macOS, Python and Java read it.
+    #[default]
+    Modern,
+    /// PKCS#12 PBE with SHA-1 and 3DES, SHA-1 MAC (`openssl pkcs12 -legacy`, without its RC2):
+    /// for importers that predate PBES2, such as older macOS Keychains and Windows releases.
+    /// Weak: use it only where Modern is refused.
+    Legacy,
+}
+
+impl Folder {
+    /// Writes `client/NAME.p12` (key, certificate and CA) protected by `password`, encrypted
+    /// as `encryption` says.
+    pub fn export_p12(
+        &self,
+        ca: &Authority,
+        name: &str,
+        password: &str,
+        encryption: P12Encryption,
+        overwrite: Overwrite,
+    ) -> Result<PathBuf> {
+        if password.is_empty() {
+            return Err(Error::Refused(
+                "an empty PKCS#12 password protects nothing".into(),
+            ));
+        }
+        let (cert_path, key_path) = self.leaf_paths(Role::Client, name)?;
+        let cert = load_cert("client certificate", &cert_path)?;
+        let key = key::load("client private key", &key_path)?;
+        if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
+            return Err(Error::KeyMismatch {
+                key: key_path,
+                cert: cert_path,
+            });
+        }
+        let mut chain = Stack::new().step("pkcs12 -export")?;
+        chain
+            .push(ca.certificate().to_owned())
+            .step("pkcs12 -export")?;
+        // Set explicitly rather than taken from the linked OpenSSL, whose defaults changed in 3.0.
+        let (cipher, mac) = match encryption {
+            P12Encryption::Modern => (Nid::AES_256_CBC, MessageDigest::sha256()),
+            P12Encryption::Legacy => (
+                Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC,
+                MessageDigest::sha1(),
+            ),
+        };
+        let p12 = Pkcs12::builder()
+            .name(name)
+            .pkey(&key)
+            .cert(&cert)
+            .ca(chain)
+            .key_algorithm(cipher)
+            .cert_algorithm(cipher)
+            .mac_md(mac)
+            .build2(password)
+            .step("pkcs12 -export")?;
+        let out = self.layout().client_p12(name);
+        files::write(
+            "PKCS#12 bundle",
+            &out,
+            &p12.to_der().step("pkcs12 -export")?,
+            Secrecy::Secret,
+            overwrite,
+        )?;
+        Ok(out)
+    }
+}

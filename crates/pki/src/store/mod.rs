@@ -1,0 +1,802 @@
+//! The CA's records in a database: what was issued, what is revoked, and every CRL signed.
+//!
+//! SQLite (`ca/ca.db`, WAL, a busy timeout) by default; PostgreSQL (`--db postgres://…`) when
+//! several hosts run one CA. Both sit under the same code: the logic below is written once
+//! against [`Sql`], a two-method view of a transaction that each engine implements. Every
+//! change is one transaction:
+//! - a name is taken by a unique index (role, lower-case name) on the records whose files sit
+//!   under that name, so two commands issuing the same name at once cannot both win;
+//! - a revocation is a compare-and-swap on the record's status, so each is counted once;
+//! - CRL numbers are allocated by `UPDATE … RETURNING` on one row per issuer, which every engine
+//!   serialises, and the revoked list is read after that row is locked, so a CRL with a higher
+//!   number holds every revocation that one with a lower number holds.
+//!
+//! The schema is cfssl's `certdb` in spirit (serial + authority key id as key, status, reason,
+//! expiry, SANs, DER), with versioned migrations ([`schema`]).
+
+mod postgres;
+mod schema;
+mod sqlite;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::index::Reason;
+
+/// A value bound to or read from a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn int(&self) -> i64 {
+        match self {
+            Value::Int(i) => *i,
+            _ => 0,
+        }
+    }
+    fn text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            _ => String::new(),
+        }
+    }
+    fn opt_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn opt_text(&self) -> Option<String> {
+        match self {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    fn opt_blob(&self) -> Option<Vec<u8>> {
+        match self {
+            Value::Blob(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Why a statement failed, as far as the logic above cares.
+#[derive(Debug)]
+pub(crate) enum SqlError {
+    /// A unique index refused the row.
+    Unique,
+    /// The lock could not be had within the timeout.
+    Busy,
+    /// Anything else, in the engine's words.
+    Other(String),
+}
+
+/// One transaction, as the logic sees it. Statements use `$1, $2, …` placeholders.
+pub(crate) trait Sql {
+    /// Runs a statement; returns the rows it changed.
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, SqlError>;
+    /// Runs a query; returns its rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, SqlError>;
+}
+
+/// The engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// What an engine provides: transactions, and its name for messages.
+pub(crate) trait Backend: Send {
+    /// Runs `f` in one transaction that holds the write lock from the start; commits when `f`
+    /// returns Ok, rolls back otherwise.
+    fn write(&mut self, f: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()>;
+    /// Runs `f` in a read-only transaction (one consistent snapshot).
+    fn read(&mut self, f: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()>;
+    /// Which engine this is.
+    fn engine(&self) -> Engine;
+}
+
+/// Where the records live.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum DbUrl {
+    /// SQLite at `ca/ca.db` of the PKI folder.
+    #[default]
+    Default,
+    /// SQLite at this path.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL connection string (`postgres://user:pass@host/db` or `host=… dbname=…`).
+    Postgres(String),
+}
+
+impl DbUrl {
+    /// `postgres://…`/`postgresql://…`, `sqlite:PATH`, or a path to a SQLite file.
+    pub fn parse(s: &str) -> DbUrl {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("dbname=") {
+            DbUrl::Postgres(s.to_owned())
+        } else {
+            DbUrl::Sqlite(s.strip_prefix("sqlite:").unwrap_or(s).into())
+        }
+    }
+
+    /// Where, for messages: the file, or the server without user and password.
+    pub fn describe(&self, default_path: &Path) -> String {
+        match self {
+            DbUrl::Default => default_path.display().to_string(),
+            DbUrl::Sqlite(p) => p.display().to_string(),
+            DbUrl::Postgres(url) => postgres::redact(url),
+        }
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    // A PostgreSQL URL may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbUrl::Default => f.write_str("Default"),
+            DbUrl::Sqlite(p) => write!(f, "Sqlite({p:?})"),
+            DbUrl::Postgres(url) => write!(f, "Postgres({:?})", postgres::redact(url)),
+        }
+    }
+}
+
+/// Where a record stands in its life. Expiry is not stored: it is a matter of the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Recorded, its files not yet written (a live command is writing them, or one died).
+    Issuing,
+    /// Issued and in force (until its notAfter).
+    Issued,
+    /// Revoked.
+    Revoked,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Issuing => "issuing",
+            State::Issued => "issued",
+            State::Revoked => "revoked",
+        }
+    }
+    fn parse(s: &str) -> State {
+        match s {
+            "issuing" => State::Issuing,
+            "revoked" => State::Revoked,
+            _ => State::Issued,
+        }
+    }
+}
+
+/// One certificate the CA signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The issuing CA's key identifier (hex): with the serial, the record's key.
+    pub aki: String,
+    /// Serial number, upper-case hex.
+    pub serial: String,
+    /// `server` or `client`.
+    pub role: String,
+    /// The name its files are stored under (`client/NAME.crt`).
+    pub name: String,
+    /// Subject, openssl's one-line form.
+    pub subject: String,
+    /// The subject's CN, if any.
+    pub cn: Option<String>,
+    /// subjectAltNames, `DNS:x, IP:y`.
+    pub sans: String,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Its state.
+    pub state: State,
+    /// When and why it was revoked.
+    pub revoked: Option<(i64, Option<Reason>)>,
+    /// Whether its files are the ones under `name` now (a replaced certificate is kept, not current).
+    pub current: bool,
+    /// The certificate file, relative to the PKI folder.
+    pub file: String,
+    /// The certificate (DER); absent for records imported from an index.txt whose file was gone.
+    pub der: Option<Vec<u8>>,
+    /// When it was recorded, Unix seconds.
+    pub issued_at: i64,
+    /// Who is writing its files while `Issuing` (host, pid, process start).
+    pub claim: Option<String>,
+    /// The serial of the certificate it renews, if any.
+    pub renews: Option<String>,
+}
+
+impl Record {
+    /// Whole days from now until notAfter (negative once expired).
+    pub fn days_left(&self) -> i64 {
+        (self.not_after - crate::authority::now()).div_euclid(86_400)
+    }
+
+    /// valid / expired / revoked at `at`.
+    pub fn status(&self, at: i64) -> crate::index::Status {
+        use crate::index::Status;
+        if self.state == State::Revoked {
+            Status::Revoked
+        } else if self.not_after <= at {
+            Status::Expired
+        } else {
+            Status::Valid
+        }
+    }
+}
+
+/// Which records `list` returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this status at `at`.
+    pub status: Option<crate::index::Status>,
+    /// Only this role.
+    pub role: Option<String>,
+    /// Only those not revoked that expire within this many seconds of `at` (and have not yet).
+    pub expiring_within: Option<i64>,
+    /// Only this name (case-insensitive).
+    pub name: Option<String>,
+    /// The time the filter is judged at.
+    pub at: i64,
+}
+
+/// One signed CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlRecord {
+    /// The issuer's key identifier.
+    pub aki: String,
+    /// CRL number.
+    pub number: i64,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: i64,
+    /// The CRL (DER).
+    pub der: Vec<u8>,
+}
+
+/// A revoked serial as the CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Serial, upper-case hex.
+    pub serial: String,
+    /// When.
+    pub at: i64,
+    /// Why.
+    pub reason: Option<Reason>,
+}
+
+/// How a new record claims its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Fail with [`Error::NameTaken`] when another record is current under the name.
+    New,
+    /// Take the name over: the record current under it stays, but is current no more.
+    Replace,
+}
+
+/// The CA's records, open.
+pub struct Db {
+    backend: Box<dyn Backend>,
+    place: String,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db").field("place", &self.place).finish()
+    }
+}
+
+const COLUMNS: &str = "aki, serial, role, name, subject, cn, sans, not_before, not_after, state, \
+                       revoked_at, reason, current, file, der, issued_at, claim, renews";
+
+impl Db {
+    /// Opens (creating and migrating when needed) the records at `url`; `default_path` is
+    /// the SQLite file of [`DbUrl::Default`]. Waits up to `lock_timeout` for a lock.
+    pub fn open(url: &DbUrl, default_path: &Path, lock_timeout: Duration) -> Result<Db> {
+        let place = url.describe(default_path);
+        let backend: Box<dyn Backend> = match url {
+            DbUrl::Default => Box::new(sqlite::Sqlite::open(default_path, lock_timeout)?),
+            DbUrl::Sqlite(p) => Box::new(sqlite::Sqlite::open(p, lock_timeout)?),
+            DbUrl::Postgres(u) => Box::new(postgres::Postgres::open(u, lock_timeout)?),
+        };
+        let mut db = Db { backend, place };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Where the records are, for messages (never a password).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    fn fail(&self, e: SqlError) -> Error {
+        match e {
+            SqlError::Busy => Error::Busy(self.place.clone()),
+            SqlError::Unique => Error::Database {
+                place: self.place.clone(),
+                detail: "a record with this key already exists".into(),
+            },
+            SqlError::Other(detail) => Error::Database {
+                place: self.place.clone(),
+                detail,
+            },
+        }
+    }
+
+    fn write<T>(&mut self, mut f: impl FnMut(&mut dyn Sql) -> Result<T, Failed>) -> Result<T> {
+        let mut out = None;
+        let mut failed = None;
+        let res = self.backend.write(&mut |tx| match f(tx) {
+            Ok(v) => {
+                out = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::Refused(String::new()))
+            }
+        });
+        self.finish(res, out, failed)
+    }
+
+    fn read<T>(&mut self, mut f: impl FnMut(&mut dyn Sql) -> Result<T, Failed>) -> Result<T> {
+        let mut out = None;
+        let mut failed = None;
+        let res = self.backend.read(&mut |tx| match f(tx) {
+            Ok(v) => {
+                out = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::Refused(String::new()))
+            }
+        });
+        self.finish(res, out, failed)
+    }
+
+    fn finish<T>(&self, res: Result<()>, out: Option<T>, failed: Option<Failed>) -> Result<T> {
+        match (failed, res, out) {
+            (Some(Failed::Sql(e)), _, _) => Err(self.fail(e)),
+            (Some(Failed::Pki(e)), _, _) => Err(e),
+            (None, Err(e), _) => Err(e),
+            (None, Ok(()), Some(v)) => Ok(v),
+            (None, Ok(()), None) => Err(self.fail(SqlError::Other("no result".into()))),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let engine = self.backend.engine();
+        self.write(|tx| schema::migrate(tx, engine).map_err(Failed::Sql))
+    }
+
+    /// True when no record was ever made (a new database, before any import).
+    pub fn is_empty(&mut self) -> Result<bool> {
+        self.read(|tx| {
+            let n = tx.query("SELECT count(*) FROM certificates", &[])?;
+            let crls = tx.query("SELECT count(*) FROM crl_numbers", &[])?;
+            Ok(n[0][0].int() == 0 && crls[0][0].int() == 0)
+        })
+    }
+
+    /// Records `rec` (state [`State::Issuing`], claimed by this process) as the current one under
+    /// its name. With [`Claim::New`], fails with [`Error::NameTaken`] when another is current.
+    pub fn insert(&mut self, rec: &Record, claim: Claim) -> Result<()> {
+        let taken = self.write(|tx| {
+            if claim == Claim::Replace {
+                tx.exec(
+                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
+                    &[rec.role.as_str().into(), rec.name.to_ascii_lowercase().into()],
+                )?;
+            }
+            match insert_row(tx, rec) {
+                Err(SqlError::Unique) => Ok(true),
+                Err(e) => Err(Failed::Sql(e)),
+                Ok(()) => Ok(false),
+            }
+        })?;
+        if taken {
+            return Err(Error::NameTaken {
+                role: rec.role.clone(),
+                name: rec.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records many at once (a batch), in one transaction; names already taken are refused as a
+    /// whole, naming the first.
+    pub fn insert_all(&mut self, recs: &[Record]) -> Result<()> {
+        let taken = self.write(|tx| {
+            for rec in recs {
+                match insert_row(tx, rec) {
+                    Err(SqlError::Unique) => return Ok(Some(rec.clone())),
+                    Err(e) => return Err(Failed::Sql(e)),
+                    Ok(()) => {}
+                }
+            }
+            Ok(None)
+        })?;
+        match taken {
+            Some(rec) => Err(Error::NameTaken {
+                role: rec.role,
+                name: rec.name,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks records whose files are written as issued, releasing their claims.
+    pub fn settle(&mut self, aki: &str, serials: &[String]) -> Result<()> {
+        self.write(|tx| {
+            for s in serials {
+                tx.exec(
+                    "UPDATE certificates SET state = 'issued', claim = NULL WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
+                    &[aki.into(), s.as_str().into()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The records `filter` selects, oldest first.
+    pub fn list(&mut self, filter: &Filter) -> Result<Vec<Record>> {
+        let (clause, params) = where_clause(filter);
+        let sql = format!("SELECT {COLUMNS} FROM certificates{clause} ORDER BY issued_at, serial");
+        self.read(|tx| Ok(tx.query(&sql, &params)?.iter().map(|r| row(r)).collect()))
+    }
+
+    /// How many records `filter` selects.
+    pub fn count(&mut self, filter: &Filter) -> Result<i64> {
+        let (clause, params) = where_clause(filter);
+        let sql = format!("SELECT count(*) FROM certificates{clause}");
+        self.read(|tx| Ok(tx.query(&sql, &params)?[0][0].int()))
+    }
+
+    /// Records in state `Issuing`: each either being written by a live command, or left by one
+    /// that died (see [`crate::folder`]'s repair).
+    pub fn unsettled(&mut self) -> Result<Vec<Record>> {
+        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE state = 'issuing'");
+        self.read(|tx| Ok(tx.query(&sql, &[])?.iter().map(|r| row(r)).collect()))
+    }
+
+    /// The records of `aki` whose serial, name or CN is `query`.
+    pub fn find(&mut self, aki: &str, query: &str) -> Result<Vec<Record>> {
+        let serial = query.replace(':', "").to_ascii_uppercase();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM certificates WHERE aki = $1 AND \
+             (serial = $2 OR name_key = $3 OR cn = $4) ORDER BY issued_at, serial"
+        );
+        self.read(|tx| {
+            let rows = tx.query(
+                &sql,
+                &[
+                    aki.into(),
+                    serial.as_str().into(),
+                    query.to_ascii_lowercase().into(),
+                    query.into(),
+                ],
+            )?;
+            Ok(rows.iter().map(|r| row(r)).collect())
+        })
+    }
+
+    /// Forgets a record still in state `Issuing` whose certificate never reached its files
+    /// (its command died before the rename): it was never handed out. When `restore` names
+    /// the certificate that is on disk under that name, that one is current again.
+    pub fn abandon(&mut self, aki: &str, serial: &str, restore: Option<&str>) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "DELETE FROM certificates WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
+                &[aki.into(), serial.into()],
+            )?;
+            if let Some(other) = restore {
+                tx.exec(
+                    "UPDATE certificates SET current = 1 WHERE aki = $1 AND serial = $2",
+                    &[aki.into(), other.into()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Revokes the records of `aki` with these serials that are not revoked yet (each a
+    /// compare-and-swap, so two commands cannot both count one), then signs a CRL in the same
+    /// transaction with `sign(number, revoked list)`. Returns the records this call revoked
+    /// and the CRL.
+    pub fn revoke(
+        &mut self,
+        aki: &str,
+        serials: &[String],
+        at: i64,
+        reason: Option<Reason>,
+        sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
+    ) -> Result<(Vec<Record>, CrlRecord)> {
+        let select = format!("SELECT {COLUMNS} FROM certificates WHERE aki = $1 AND serial = $2");
+        self.write(|tx| {
+            let mut done = Vec::new();
+            for s in serials {
+                let n = tx.exec(
+                    "UPDATE certificates SET state = 'revoked', revoked_at = $3, reason = $4, claim = NULL \
+                     WHERE aki = $1 AND serial = $2 AND state <> 'revoked'",
+                    &[aki.into(), s.as_str().into(), at.into(), reason.map(|r| r.as_str()).into()],
+                )?;
+                if n == 1 {
+                    let rows = tx.query(&select, &[aki.into(), s.as_str().into()])?;
+                    done.extend(rows.iter().map(|r| row(r)));
+                }
+            }
+            let crl = sign_crl(tx, aki, at, sign)?;
+            Ok((done, crl))
+        })
+    }
+
+    /// Signs a new CRL of `aki` with `sign(number, revoked list)` and records it.
+    pub fn crl(
+        &mut self,
+        aki: &str,
+        at: i64,
+        sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
+    ) -> Result<CrlRecord> {
+        self.write(|tx| sign_crl(tx, aki, at, sign))
+    }
+
+    /// The CRL of `aki` with the highest number, if one was signed.
+    pub fn latest_crl(&mut self, aki: &str) -> Result<Option<CrlRecord>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT aki, number, this_update, next_update, der FROM crls WHERE aki = $1 \
+                 ORDER BY number DESC LIMIT 1",
+                &[aki.into()],
+            )?;
+            Ok(rows.first().map(|r| crl_row(r)))
+        })
+    }
+
+    /// The number the next CRL of `aki` will get.
+    pub fn next_crl_number(&mut self, aki: &str) -> Result<i64> {
+        self.read(|tx| {
+            let rows = tx.query("SELECT next FROM crl_numbers WHERE aki = $1", &[aki.into()])?;
+            Ok(rows.first().map_or(1, |r| r[0].int()))
+        })
+    }
+
+    /// Imports records of an older `pki` (its index.txt) and its next CRL number, once: does
+    /// nothing when the database already holds records.
+    pub fn import(&mut self, aki: &str, recs: &[Record], next_crl: i64) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.query("SELECT count(*) FROM certificates", &[])?;
+            let c = tx.query("SELECT count(*) FROM crl_numbers", &[])?;
+            if n[0][0].int() > 0 || c[0][0].int() > 0 {
+                return Ok(false);
+            }
+            for rec in recs {
+                insert_row(tx, rec)?;
+            }
+            tx.exec(
+                "INSERT INTO crl_numbers (aki, next) VALUES ($1, $2)",
+                &[aki.into(), next_crl.into()],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Starts the CRL numbering of a new CA at 1 (forgetting nothing: records of other CAs stay).
+    pub fn start_ca(&mut self, aki: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
+                &[aki.into()],
+            )?;
+            // A new CA under the same folder: the names of the old one's leaves are free again.
+            tx.exec(
+                "UPDATE certificates SET current = 0 WHERE aki <> $1 AND current = 1",
+                &[aki.into()],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// What a transaction body can fail with: the engine, or a refusal of ours.
+pub(crate) enum Failed {
+    Sql(SqlError),
+    Pki(Error),
+}
+
+impl From<SqlError> for Failed {
+    fn from(e: SqlError) -> Failed {
+        Failed::Sql(e)
+    }
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Failed {
+        Failed::Pki(e)
+    }
+}
+
+fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
+    tx.exec(
+        "INSERT INTO certificates (aki, serial, role, name, name_key, subject, cn, sans, \
+         not_before, not_after, state, revoked_at, reason, current, file, der, issued_at, claim, \
+         renews) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19)",
+        &[
+            r.aki.as_str().into(),
+            r.serial.as_str().into(),
+            r.role.as_str().into(),
+            r.name.as_str().into(),
+            r.name.to_ascii_lowercase().into(),
+            r.subject.as_str().into(),
+            r.cn.clone().into(),
+            r.sans.as_str().into(),
+            r.not_before.into(),
+            r.not_after.into(),
+            r.state.as_str().into(),
+            r.revoked.map(|(at, _)| at).into(),
+            r.revoked
+                .and_then(|(_, why)| why)
+                .map(|w| w.as_str())
+                .into(),
+            i64::from(r.current).into(),
+            r.file.as_str().into(),
+            r.der.clone().map_or(Value::Null, Value::Blob),
+            r.issued_at.into(),
+            r.claim.clone().into(),
+            r.renews.clone().into(),
+        ],
+    )
+    .map(|_| ())
+}
+
+fn sign_crl(
+    tx: &mut dyn Sql,
+    aki: &str,
+    at: i64,
+    sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
+) -> Result<CrlRecord, Failed> {
+    tx.exec(
+        "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
+        &[aki.into()],
+    )?;
+    // The row lock taken here orders every CRL of this issuer; the list is read after it.
+    let rows = tx.query(
+        "UPDATE crl_numbers SET next = next + 1 WHERE aki = $1 RETURNING next - 1",
+        &[aki.into()],
+    )?;
+    let number = rows[0][0].int();
+    let revoked: Vec<Revoked> = tx
+        .query(
+            "SELECT serial, revoked_at, reason FROM certificates WHERE aki = $1 AND \
+             state = 'revoked' AND not_after > $2 ORDER BY serial",
+            &[aki.into(), at.into()],
+        )?
+        .iter()
+        .map(|r| Revoked {
+            serial: r[0].text(),
+            at: r[1].int(),
+            reason: r[2].opt_text().and_then(|s| Reason::parse(&s)),
+        })
+        .collect();
+    let crl = sign(number, &revoked)?;
+    tx.exec(
+        "INSERT INTO crls (aki, number, this_update, next_update, der) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            crl.aki.as_str().into(),
+            crl.number.into(),
+            crl.this_update.into(),
+            crl.next_update.into(),
+            Value::Blob(crl.der.clone()),
+        ],
+    )?;
+    Ok(crl)
+}
+
+fn where_clause(f: &Filter) -> (String, Vec<Value>) {
+    use crate::index::Status;
+    let mut conds = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    let bind = |v: Value, params: &mut Vec<Value>| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    match f.status {
+        Some(Status::Revoked) => conds.push("state = 'revoked'".to_owned()),
+        Some(Status::Valid) => {
+            let p = bind(f.at.into(), &mut params);
+            conds.push(format!("state <> 'revoked' AND not_after > {p}"));
+        }
+        Some(Status::Expired) => {
+            let p = bind(f.at.into(), &mut params);
+            conds.push(format!("state <> 'revoked' AND not_after <= {p}"));
+        }
+        None => {}
+    }
+    if let Some(role) = &f.role {
+        let p = bind(role.as_str().into(), &mut params);
+        conds.push(format!("role = {p}"));
+    }
+    if let Some(name) = &f.name {
+        let p = bind(name.to_ascii_lowercase().into(), &mut params);
+        conds.push(format!("name_key = {p}"));
+    }
+    if let Some(within) = f.expiring_within {
+        let now = bind(f.at.into(), &mut params);
+        let end = bind((f.at + within).into(), &mut params);
+        conds.push(format!(
+            "state <> 'revoked' AND not_after > {now} AND not_after <= {end}"
+        ));
+    }
+    if conds.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!(" WHERE {}", conds.join(" AND ")), params)
+    }
+}
+
+fn row(r: &[Value]) -> Record {
+    let revoked = r[10]
+        .opt_int()
+        .map(|at| (at, r[11].opt_text().and_then(|s| Reason::parse(&s))));
+    Record {
+        aki: r[0].text(),
+        serial: r[1].text(),
+        role: r[2].text(),
+        name: r[3].text(),
+        subject: r[4].text(),
+        cn: r[5].opt_text(),
+        sans: r[6].text(),
+        not_before: r[7].int(),
+        not_after: r[8].int(),
+        state: State::parse(&r[9].text()),
+        revoked,
+        current: r[12].int() == 1,
+        file: r[13].text(),
+        der: r[14].opt_blob(),
+        issued_at: r[15].int(),
+        claim: r[16].opt_text(),
+        renews: r[17].opt_text(),
+    }
+}
+
+fn crl_row(r: &[Value]) -> CrlRecord {
+    CrlRecord {
+        aki: r[0].text(),
+        number: r[1].int(),
+        this_update: r[2].int(),
+        next_update: r[3].int(),
+        der: r[4].opt_blob().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,90 @@
+//! Versioned migrations, one list for both engines (the few type names that differ are
+//! filled in per engine). A database records the versions applied; each runs once, in the
+//! transaction that checks for it.
+
+use super::{Engine, Sql, SqlError, Value};
+
+/// Each migration, in order. Never edit one that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: certificates, CRL numbering, CRLs.
+    "CREATE TABLE certificates (
+        aki TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        cn TEXT,
+        sans TEXT NOT NULL,
+        not_before {int} NOT NULL,
+        not_after {int} NOT NULL,
+        state TEXT NOT NULL,
+        revoked_at {int},
+        reason TEXT,
+        current {int} NOT NULL,
+        file TEXT NOT NULL,
+        der {blob},
+        issued_at {int} NOT NULL,
+        claim TEXT,
+        renews TEXT,
+        PRIMARY KEY (aki, serial)
+    );
+    CREATE UNIQUE INDEX certificates_current ON certificates (role, name_key) WHERE current = 1;
+    CREATE INDEX certificates_not_after ON certificates (not_after);
+    CREATE INDEX certificates_name ON certificates (name_key);
+    CREATE INDEX certificates_state ON certificates (state);
+    CREATE INDEX certificates_cn ON certificates (cn);
+    CREATE TABLE crl_numbers (aki TEXT PRIMARY KEY, next {int} NOT NULL);
+    CREATE TABLE crls (
+        aki TEXT NOT NULL,
+        number {int} NOT NULL,
+        this_update {int} NOT NULL,
+        next_update {int} NOT NULL,
+        der {blob} NOT NULL,
+        PRIMARY KEY (aki, number)
+    );",
+];
+
+/// The newest schema version this build knows.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn fill(sql: &str, engine: Engine) -> String {
+    let (int, blob) = match engine {
+        Engine::Sqlite => ("INTEGER", "BLOB"),
+        Engine::Postgres => ("BIGINT", "BYTEA"),
+    };
+    sql.replace("{int}", int).replace("{blob}", blob)
+}
+
+/// Applies what is missing. Runs inside a write transaction (for PostgreSQL, one that first
+/// takes an advisory lock, so two hosts starting at once do not both create the tables).
+pub(crate) fn migrate(tx: &mut dyn Sql, engine: Engine) -> Result<(), SqlError> {
+    if engine == Engine::Postgres {
+        tx.query("SELECT pg_advisory_xact_lock(7030001)", &[])?;
+    }
+    tx.exec(
+        "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+        &[],
+    )?;
+    let rows = tx.query("SELECT max(version) FROM schema_version", &[])?;
+    let have = rows.first().and_then(|r| r[0].opt_int()).unwrap_or(0);
+    if have > VERSION {
+        return Err(SqlError::Other(format!(
+            "its schema is version {have}, newer than this pki knows ({VERSION}): upgrade pki"
+        )));
+    }
+    for (i, m) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(have).unwrap_or(0))
+    {
+        for stmt in fill(m, engine).split(';').filter(|s| !s.trim().is_empty()) {
+            tx.exec(stmt, &[])?;
+        }
+        tx.exec(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[Value::Int(i as i64 + 1)],
+        )?;
+    }
+    Ok(())
+}
