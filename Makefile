@@ -6,7 +6,7 @@ FUZZ_SECS ?= 60
 # `make bench BENCH_PROFILE=dev` skips the release build (CI does: it only checks the harness).
 BENCH_PROFILE ?= release
 BENCH_BIN = $${CARGO_TARGET_DIR:-target}/$(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
-FUZZ_TARGETS := login_form credentials inspect identity
+FUZZ_TARGETS := login_form credentials inspect identity name
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
@@ -91,7 +91,8 @@ fuzz: ## fuzz each parser of untrusted input for FUZZ_SECS seconds (cargo-fuzz, 
 	# Seeds: a fresh PKI's files (PEM and DER), a form, a users file.
 	seeds=$$(mktemp -d)
 	$(CARGO) run --quiet -p pki -- --dir $$seeds/pki init >/dev/null
-	mkdir -p fuzz/corpus/{login_form,credentials,inspect,identity}
+	mkdir -p fuzz/corpus/{login_form,credentials,inspect,identity,name}
+	printf "dev-42" > fuzz/corpus/name/seed
 	cp $$seeds/pki/*/*.crt $$seeds/pki/ca/ca.crl fuzz/corpus/inspect/
 	openssl x509 -in $$seeds/pki/client/client.crt -outform DER -out fuzz/corpus/identity/client.der
 	printf 'username=name&password=pwd1' > fuzz/corpus/login_form/seed

@@ -43,7 +43,8 @@ pub enum Overwrite {
 /// Environment variable of the fault-injection points used by the crash tests:
 /// `crash-before-rename[:N]` aborts the process at the N-th (default first) rename of a written
 /// and synced temp file into place; `crash-after-commit[:N]` at the N-th point where a record
-/// is committed and its files are not yet in place; `enospc` fails every write as a full disk
+/// is committed and its files are not yet in place; `crash-before-settle` once they are in place
+/// but not yet recorded as issued; `enospc` fails every write as a full disk
 /// would.
 pub const FAILPOINT_ENV: &str = "PKI_FAILPOINT";
 

@@ -190,6 +190,12 @@ impl Folder {
                 self.import_index(&mut db, ca)?;
             }
             self.repair(&mut db, ca)?;
+            for p in self.remove_stale_temps() {
+                self.notice(format!(
+                    "removed {} (left by an interrupted run)",
+                    p.display()
+                ));
+            }
             self.export(&mut db, ca)?;
         }
         Ok(db)
@@ -318,6 +324,7 @@ impl Folder {
             db.abandon(&rec.aki, &rec.serial, None)?;
             return Err(e);
         }
+        files::crash_point("crash-before-settle");
         db.settle(&rec.aki, std::slice::from_ref(&rec.serial))?;
         self.export(&mut db, ca)?;
         Ok(Issued {

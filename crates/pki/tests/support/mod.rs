@@ -4,19 +4,28 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Runs `pki --dir DIR ARGS` with `env`, under umask 000 (keys must still come out 0600).
-pub fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new("sh")
-        .arg("-c")
+/// `pki --dir DIR ARGS` with `env`, under umask 000 (keys must still come out 0600), and none
+/// of the caller's `PKI_*` variables: an operator's shell never changes a test.
+pub fn command(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_pki"))
         .arg("--dir")
         .arg(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("PKI_P12_PASSWORD")
-        .output()
-        .expect("run pki")
+        .args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PKI_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().copied());
+    c
+}
+
+/// Runs `pki --dir DIR ARGS` with `env` (see [`command`]).
+pub fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    command(dir, env, args).output().expect("run pki")
 }
 
 /// stdout then stderr.
