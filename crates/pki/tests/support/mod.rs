@@ -1,4 +1,6 @@
 //! Shared by the CLI tests: run the binary, read its output, snapshot a folder.
+// Each test binary includes this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
