@@ -2,6 +2,8 @@
 CARGO ?= cargo
 PKI_DIR ?= certs
 DEMO_PORT ?= 8091
+# Seconds `make demo` waits for the server to say it listens.
+DEMO_WAIT ?= 60
 FUZZ_SECS ?= 60
 # `make bench BENCH_PROFILE=dev` skips the release build (CI does: it only checks the harness).
 BENCH_PROFILE ?= release
@@ -20,18 +22,33 @@ certs: ## make the CA, server and client certificates under certs/ (keeps existi
 	$(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
 
 demo: ## build, make certs if missing, run the server in mutual TLS and the client against it
-	@$(CARGO) build --quiet -p pki -p server -p client
-	[ -f $(PKI_DIR)/ca/ca.crt ] || $(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
+	# Build the three binaries once and run exactly those (a `cargo run` after a different
+	# `cargo build` may rebuild with other features and miss the start-up wait).
+	$(CARGO) build --quiet -p pki -p server -p client
+	bin=$${CARGO_TARGET_DIR:-target}/debug
+	[ -f $(PKI_DIR)/ca/ca.crt ] || $$bin/pki --dir $(PKI_DIR) init
 	echo; echo "== server: mutual TLS on 127.0.0.1:$(DEMO_PORT)"
 	log=$$(mktemp)
-	$(CARGO) run --quiet -p server -- --pki-dir $(PKI_DIR) --bind 127.0.0.1:$(DEMO_PORT) >"$$log" 2>&1 &
+	$$bin/server --pki-dir $(PKI_DIR) --bind 127.0.0.1:$(DEMO_PORT) >"$$log" 2>&1 &
 	server=$$!
 	trap 'kill $$server 2>/dev/null || true; rm -f "$$log"' EXIT
-	# Wait for the server's own start-up line (not just an open port: another process may hold it).
-	for _ in $$(seq 100); do grep -q "listening on" "$$log" && break; kill -0 $$server 2>/dev/null || break; sleep 0.1; done
+	# Wait for the server's own start-up line (not just an open port: another process may hold
+	# it), up to DEMO_WAIT seconds: a first start on a slow machine takes a while.
+	for _ in $$(seq $$(( $(DEMO_WAIT) * 10 ))); do
+	  grep -q "listening on" "$$log" && break
+	  kill -0 $$server 2>/dev/null || break
+	  sleep 0.1
+	done
 	cat "$$log"
-	grep -q "listening on" "$$log" || { echo "the server did not start (is port $(DEMO_PORT) in use? try DEMO_PORT=...)"; exit 1; }
-	client() { $(CARGO) run --quiet -p client -- --pki-dir $(PKI_DIR) --url https://127.0.0.1:$(DEMO_PORT) "$$@"; }
+	if ! grep -q "listening on" "$$log"; then
+	  if kill -0 $$server 2>/dev/null; then
+	    echo "the server did not say it was listening within $(DEMO_WAIT) s (raise DEMO_WAIT=...)"
+	  else
+	    echo "the server exited before listening: its own words are above (port in use? try DEMO_PORT=...)"
+	  fi
+	  exit 1
+	fi
+	client() { $$bin/client --pki-dir $(PKI_DIR) --url https://127.0.0.1:$(DEMO_PORT) "$$@"; }
 	echo; echo "== client: the seed's sequence with certs/client/client.crt"
 	client
 	echo; echo "== client: who does the server think we are?"
