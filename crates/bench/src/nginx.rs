@@ -1,4 +1,4 @@
-//! nginx, the reference: its configuration for one run, and finding (or installing) it.
+//! nginx, the reference: its configuration for one run, and finding it.
 //!
 //! The configuration matches our server where it matters for the figures: same certificate,
 //! key, CA and CRL files; TLS 1.2 + 1.3 with Mozilla's intermediate ECDHE+AEAD suites and
@@ -7,8 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use anyhow::{bail, Context, Result};
 
 /// TLS 1.2 suites, the same list as our server's (`crates/server/src/tls.rs`).
 pub const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -112,7 +110,8 @@ http {{
     )
 }
 
-/// nginx on the PATH (or in /usr/sbin, which a non-root PATH may lack).
+/// nginx on the PATH (or in /usr/sbin, which a non-root PATH may lack). `bench/install-nginx.sh`
+/// installs it.
 pub fn find() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -121,35 +120,11 @@ pub fn find() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// nginx, installed with `bench/install-nginx.sh` (Debian's package, not started) if missing.
-pub fn ensure(root: &Path) -> Result<PathBuf> {
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    let script = root.join("bench/install-nginx.sh");
-    eprintln!("bench: nginx is missing; running {}", script.display());
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed ({status})", script.display());
-    }
-    find().context("nginx is still not on the PATH after the install")
-}
-
 /// `nginx -v`, e.g. `nginx/1.22.1`.
-pub fn version(nginx: &Path) -> String {
-    Command::new(nginx)
-        .arg("-v")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stderr)
-                .trim()
-                .trim_start_matches("nginx version: ")
-                .to_owned()
-        })
-        .unwrap_or_else(|_| "unknown".into())
+pub fn version(nginx: &Path) -> Option<String> {
+    let out = Command::new(nginx).arg("-v").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    Some(text.trim().trim_start_matches("nginx version: ").to_owned())
 }
 
 #[cfg(test)]

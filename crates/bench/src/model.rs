@@ -1,0 +1,333 @@
+//! The data of one `bench compare`: a run → its figures → their samples. It is written as
+//! JSON as it is; the Markdown report and the chart are rendered from it.
+
+use serde::Serialize;
+
+use crate::figure::{Figure, KeyKind, Unit};
+use crate::load::LoadResult;
+use crate::stats::Spread;
+use crate::tls::Backend;
+
+/// Which server a sample measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Server {
+    /// Our server's binary (`--server-bin`).
+    Ours,
+    /// nginx with the generated config.
+    Nginx,
+}
+
+impl Server {
+    /// Short name in tables and progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Ours => "ours",
+            Server::Nginx => "nginx",
+        }
+    }
+}
+
+/// One run of one server on one figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Which server.
+    pub server: Server,
+    /// Repetition (0-based).
+    pub rep: usize,
+    /// What the load generator measured.
+    pub load: LoadResult,
+    /// Server CPU seconds in the measured window (every process and thread).
+    pub server_cpu_s: f64,
+    /// Peak RSS (VmHWM) of the server, KiB; nginx: master and workers summed.
+    pub peak_rss_kib: u64,
+}
+
+/// A value of a sample that the report takes medians of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// The figure's rate ([`Unit`]).
+    Rate,
+    /// Server CPU per handshake (handshake figures) or per request, µs.
+    CpuPerOp,
+    /// Median latency, µs (with connect and handshake in the handshake figures).
+    P50,
+    /// 99th-percentile latency, µs.
+    P99,
+    /// Share of resumed handshakes.
+    Resumed,
+    /// Server CPU in cores.
+    ServerCores,
+    /// Load generator CPU in cores.
+    LoadgenCores,
+    /// Cores other processes took: machine busy time minus server and load generator.
+    OtherCores,
+    /// Peak RSS, KiB.
+    PeakRss,
+}
+
+impl Sample {
+    /// `metric` of this run of a figure counted in `unit`; `None` when it has no value.
+    pub fn get(&self, metric: Metric, unit: Unit) -> Option<f64> {
+        let l = &self.load;
+        let ops = match unit {
+            Unit::Handshakes => l.handshakes_measured,
+            Unit::Requests | Unit::Logins => l.requests,
+        } as f64;
+        let server_cores = self.server_cpu_s / l.elapsed_s;
+        Some(match metric {
+            Metric::Rate => ops / l.elapsed_s,
+            Metric::CpuPerOp if ops > 0.0 => self.server_cpu_s * 1e6 / ops,
+            Metric::CpuPerOp => return None,
+            Metric::P50 => f64::from(l.latency?.p50_us),
+            Metric::P99 => f64::from(l.latency?.p99_us),
+            Metric::Resumed => l.resumed_ratio,
+            Metric::ServerCores => server_cores,
+            Metric::LoadgenCores => l.loadgen_cores,
+            Metric::OtherCores => (l.machine_busy_cores - server_cores - l.loadgen_cores).max(0.0),
+            Metric::PeakRss => self.peak_rss_kib as f64,
+        })
+    }
+}
+
+/// One figure and every run of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FigureRun {
+    /// What was measured.
+    pub figure: Figure,
+    /// Every run, of both servers.
+    pub samples: Vec<Sample>,
+}
+
+impl FigureRun {
+    /// Median and range of `metric` over the runs of `server`.
+    pub fn spread(&self, server: Server, metric: Metric) -> Option<Spread> {
+        let unit = self.figure.unit();
+        let values: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.server == server)
+            .filter_map(|s| s.get(metric, unit))
+            .collect();
+        Spread::of(&values)
+    }
+
+    /// Median of `metric` over the runs of `server`.
+    pub fn median(&self, server: Server, metric: Metric) -> Option<f64> {
+        self.spread(server, metric).map(|s| s.median)
+    }
+
+    /// Ours / nginx of the medians of `metric`.
+    pub fn ratio(&self, metric: Metric) -> Option<f64> {
+        let (ours, nginx) = (
+            self.median(Server::Ours, metric)?,
+            self.median(Server::Nginx, metric)?,
+        );
+        (nginx > 0.0).then(|| ours / nginx)
+    }
+
+    /// Failed requests of `server` over all its runs.
+    pub fn errors(&self, server: Server) -> u64 {
+        self.samples
+            .iter()
+            .filter(|s| s.server == server)
+            .map(|s| s.load.errors.total())
+            .sum()
+    }
+}
+
+/// The machine and software a run was measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Cores.
+    pub cores: usize,
+    /// `model name` of /proc/cpuinfo.
+    pub cpu_model: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `openssl version` of the system (our server links it unless built `vendored-openssl`).
+    pub openssl: Option<String>,
+    /// `--server-bin --version`.
+    pub server: Option<String>,
+    /// `nginx -v`.
+    pub nginx: Option<String>,
+    /// `git describe --always --dirty` of the workspace.
+    pub commit: Option<String>,
+    /// 1-minute load average before the run: other work on the machine skews figures.
+    pub load_average: Option<String>,
+}
+
+/// Signatures per second of one core (`openssl speed`). A full handshake costs the server one
+/// signature, so `signs/s × cores` bounds full handshakes/s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Crypto {
+    /// ECDSA P-256 signatures/s, one core.
+    pub ecdsa_p256_sign_per_s: f64,
+    /// RSA-2048 signatures/s, one core.
+    pub rsa2048_sign_per_s: f64,
+}
+
+impl Crypto {
+    /// Full handshakes/s at most with `key` on `cores` cores.
+    pub fn ceiling(&self, key: KeyKind, cores: usize) -> f64 {
+        cores as f64
+            * match key {
+                KeyKind::EcP256 => self.ecdsa_p256_sign_per_s,
+                KeyKind::Rsa2048 => self.rsa2048_sign_per_s,
+            }
+    }
+}
+
+/// Everything one `bench compare` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// Start, UTC, file-name safe (`2026-01-31T12-00-00Z`).
+    pub started_utc: String,
+    /// `--label`: what this run's server is, e.g. `vendored OpenSSL 3.6`.
+    pub label: Option<String>,
+    /// `--quick`.
+    pub quick: bool,
+    /// Runs per server and figure.
+    pub reps: usize,
+    /// Seconds per run.
+    pub secs_per_run: f64,
+    /// Workers of each server.
+    pub workers: usize,
+    /// Load generator threads.
+    pub loadgen_threads: usize,
+    /// Load generator TLS library (resumption: rustls in any case).
+    pub loadgen_tls: Backend,
+    /// Where.
+    pub machine: Machine,
+    /// `openssl speed`, when it ran.
+    pub crypto: Option<Crypto>,
+    /// Every figure, in the order run.
+    pub figures: Vec<FigureRun>,
+    /// Wall time of the whole run, s.
+    pub duration_s: f64,
+}
+
+/// Runs made up for the renderer's tests: the report is a pure function of a [`Run`].
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+    use crate::load::Errors;
+    use crate::stats::Latency;
+
+    /// A run of `figure` on `server` at `rate`/s for 2.5 s, costing `cpu_us` of server CPU each.
+    pub fn sample(server: Server, figure: Figure, rate: f64, cpu_us: f64) -> Sample {
+        let ops = (rate * 2.5) as u64;
+        let hs = figure.unit() == Unit::Handshakes;
+        let load = LoadResult {
+            mode: figure.mode(),
+            request: figure.request(),
+            backend: Backend::Rustls,
+            concurrency: figure.conns(),
+            threads: 2,
+            elapsed_s: 2.5,
+            requests: ops,
+            handshakes: if hs { ops } else { figure.conns() as u64 },
+            handshakes_measured: if hs { ops } else { 0 },
+            resumed: 0,
+            requests_per_s: rate,
+            handshakes_per_s: if hs { rate } else { 0.0 },
+            resumed_ratio: 0.0,
+            latency: Some(Latency {
+                p50_us: 900,
+                p90_us: 1500,
+                p99_us: 3000,
+                max_us: 9000,
+                mean_us: 1000.0,
+            }),
+            errors: Errors::default(),
+            loadgen_cpu_s: 1.75,
+            loadgen_cores: 0.7,
+            machine_cores: 2,
+            machine_busy_cores: 1.5,
+        };
+        Sample {
+            server,
+            rep: 0,
+            load,
+            server_cpu_s: ops as f64 * cpu_us * 1e-6,
+            peak_rss_kib: 20480,
+        }
+    }
+
+    /// Ours twice (30,000 and 32,000/s, 15 µs), nginx once (40,000/s, 15 µs) on each figure.
+    pub fn run(figures: &[Figure]) -> Run {
+        let figures = figures
+            .iter()
+            .map(|&figure| FigureRun {
+                figure,
+                samples: vec![
+                    sample(Server::Ours, figure, 30000.0, 15.0),
+                    sample(Server::Nginx, figure, 40000.0, 15.0),
+                    sample(Server::Ours, figure, 32000.0, 15.0),
+                ],
+            })
+            .collect();
+        Run {
+            started_utc: "2026-01-02T03-04-05Z".into(),
+            label: None,
+            quick: true,
+            reps: 2,
+            secs_per_run: 2.5,
+            workers: 2,
+            loadgen_threads: 2,
+            loadgen_tls: Backend::Rustls,
+            machine: Machine {
+                cores: 2,
+                cpu_model: "test cpu".into(),
+                kernel: "6.1".into(),
+                openssl: Some("OpenSSL 3.0.19 27 Jan 2026".into()),
+                server: Some("server 0.1.0".into()),
+                nginx: Some("nginx/1.22.1".into()),
+                commit: Some("abc1234".into()),
+                load_average: Some("0.10".into()),
+            },
+            crypto: Some(Crypto {
+                ecdsa_p256_sign_per_s: 36000.0,
+                rsa2048_sign_per_s: 1600.0,
+            }),
+            figures,
+            duration_s: 42.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{run, sample};
+    use super::*;
+
+    #[test]
+    fn metrics_count_the_figures_unit() {
+        let hs = sample(Server::Ours, Figure::HsEcMutual, 1000.0, 1200.0);
+        assert_eq!(hs.get(Metric::Rate, Unit::Handshakes), Some(1000.0));
+        let cpu = hs.get(Metric::CpuPerOp, Unit::Handshakes).expect("cpu");
+        assert!((cpu - 1200.0).abs() < 1e-6, "{cpu}");
+        // Other processes: 1.5 busy − 1.2 server − 0.7 load generator, not below zero.
+        assert_eq!(hs.get(Metric::OtherCores, Unit::Handshakes), Some(0.0));
+        let mut idle = hs.clone();
+        idle.load.handshakes_measured = 0;
+        idle.load.latency = None;
+        assert_eq!(idle.get(Metric::CpuPerOp, Unit::Handshakes), None);
+        assert_eq!(idle.get(Metric::P99, Unit::Handshakes), None);
+    }
+
+    #[test]
+    fn medians_and_ratios_per_server() {
+        let mut r = run(&[Figure::Ka64]);
+        let f = &r.figures[0];
+        let s = f.spread(Server::Ours, Metric::Rate).expect("ours ran");
+        assert_eq!(
+            (s.median, s.min, s.max, s.n),
+            (31000.0, 30000.0, 32000.0, 2)
+        );
+        assert_eq!(f.ratio(Metric::Rate), Some(31000.0 / 40000.0));
+        assert_eq!(f.errors(Server::Nginx), 0);
+        r.figures[0].samples.retain(|s| s.server == Server::Ours);
+        assert_eq!(r.figures[0].ratio(Metric::Rate), None, "no nginx, no ratio");
+    }
+}

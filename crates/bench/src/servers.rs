@@ -1,0 +1,253 @@
+//! The servers under test: the benchmark PKI they both load, and each server started afresh for
+//! one run on a free 127.0.0.1 port, stopped when dropped.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{io, Error, Result};
+use crate::figure::{Figure, KeyKind};
+use crate::model::Server;
+use crate::nginx::{self, NginxSite};
+
+/// A benchmark PKI of one key type in a temporary folder, made by the `pki` library.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// CA, server (DNS:localhost, IP:127.0.0.1) and client certificates, and a CRL.
+    pub fn make(key: KeyKind) -> Result<Pki> {
+        let dir = tempfile::Builder::new()
+            .prefix("bench-pki-")
+            .tempdir()
+            .map_err(io("make a temporary folder"))?;
+        let key = match key {
+            KeyKind::EcP256 => pki::KeyAlgorithm::EcP256,
+            KeyKind::Rsa2048 => pki::KeyAlgorithm::Rsa2048,
+        };
+        pki::Folder::new(common::Layout::new(dir.path())).init(&pki::InitOptions {
+            key,
+            // A known password: the bundles are not used, and a random one would be saved too.
+            p12_password: Some("bench".into()),
+            ..Default::default()
+        })?;
+        Ok(Pki { dir })
+    }
+
+    /// Its file paths.
+    pub fn layout(&self) -> common::Layout {
+        common::Layout::new(self.dir.path())
+    }
+}
+
+/// How to start one server for one run.
+pub struct Launch<'a> {
+    /// Which server.
+    pub server: Server,
+    /// Its binary (our server, or nginx).
+    pub bin: &'a Path,
+    /// The PKI it loads.
+    pub pki: &'a Pki,
+    /// The figure (client authentication, extra flags).
+    pub figure: Figure,
+    /// Worker threads (ours) or processes (nginx).
+    pub workers: usize,
+    /// Folder for its log and, for nginx, its config.
+    pub dir: &'a Path,
+}
+
+/// A server process started for one run.
+pub struct Running {
+    child: Child,
+    server: Server,
+    log: PathBuf,
+    /// Where it listens (127.0.0.1).
+    pub addr: SocketAddr,
+}
+
+fn free_port() -> Result<u16> {
+    // Released before the server binds it: another process could take it in between, which
+    // the start-up check then reports.
+    let port = || Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    port().map_err(io("find a free port on 127.0.0.1"))
+}
+
+fn command(l: &Launch, port: u16, log: &Path) -> Result<Command> {
+    let layout = l.pki.layout();
+    let mut cmd = Command::new(l.bin);
+    match l.server {
+        Server::Ours => {
+            cmd.arg("--pki-dir").arg(layout.root());
+            cmd.args(["--bind", &format!("127.0.0.1:{port}")]);
+            let auth = if l.figure.mutual() {
+                "required"
+            } else {
+                "none"
+            };
+            cmd.args(["--client-auth", auth, "--watch-secs", "0"]);
+            cmd.args(["--workers", &l.workers.to_string()]);
+            // No per-request log lines: nginx runs with access_log off.
+            cmd.args(l.figure.server_args()).env("RUST_LOG", "warn");
+        }
+        Server::Nginx => {
+            let site = NginxSite {
+                dir: l.dir.to_owned(),
+                port,
+                workers: l.workers,
+                cert: layout.server_cert(),
+                key: layout.server_key(),
+                ca: layout.ca_cert(),
+                crl: Some(layout.ca_crl()).filter(|p| p.exists()),
+                mutual: l.figure.mutual(),
+            };
+            let conf = l.dir.join("nginx.conf");
+            std::fs::write(&conf, nginx::render(&site))
+                .map_err(io(format!("write {}", conf.display())))?;
+            cmd.arg("-p")
+                .arg(l.dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(log);
+        }
+    }
+    Ok(cmd)
+}
+
+impl Running {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(l: &Launch) -> Result<Running> {
+        let port = free_port()?;
+        let log = l.dir.join(format!("{}.log", l.server.name()));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io(format!("open {}", log.display())))?;
+        let err = out.try_clone().map_err(io("duplicate a log file"))?;
+        let child = command(l, port, &log)?
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io(format!("start {}", l.bin.display())))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running = Running {
+            child,
+            server: l.server,
+            log,
+            addr,
+        };
+        running.wait_ready()?;
+        Ok(running)
+    }
+
+    /// Its process id (nginx: the master's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last 15 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn failed(&self, why: String) -> Error {
+        Error::ServerStart {
+            server: self.server.name(),
+            why,
+            log: self.log_tail(),
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failed(format!("exited at start-up ({status})")));
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.failed(format!("did not listen on {} within 15 s", self.addr)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM (nginx's fast shutdown of master and workers, our server's graceful stop), then
+    /// SIGKILL to the whole tree after 5 s. The std library only sends SIGKILL to one process,
+    /// which would orphan nginx's workers.
+    pub fn stop(&mut self) {
+        let kill = |signal: &str, pid: u32| {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut signalled = false;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            if !signalled {
+                kill("-TERM", self.pid());
+                signalled = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in crate::usage::tree(self.pid()).into_iter().rev() {
+            kill("-KILL", pid);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_exits_at_start_up_is_reported_with_its_log() {
+        let pki = Pki::make(KeyKind::EcP256).expect("pki");
+        let l = pki.layout();
+        assert!(l.client_key().is_file() && l.ca_crl().is_file());
+        let dir = tempfile::tempdir().expect("temp dir");
+        // sh refuses our server's flags: a real process that exits at once, with a message.
+        let launch = Launch {
+            server: Server::Ours,
+            bin: Path::new("/bin/sh"),
+            pki: &pki,
+            figure: Figure::HsEcMutual,
+            workers: 1,
+            dir: dir.path(),
+        };
+        let Err(e) = Running::start(&launch) else {
+            panic!("sh ran as a server")
+        };
+        match e {
+            Error::ServerStart { server, why, log } => {
+                assert_eq!(server, "ours");
+                assert!(why.starts_with("exited at start-up"), "{why}");
+                assert!(
+                    log.contains("option"),
+                    "sh's complaint is in the log: {log}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+    }
+}
