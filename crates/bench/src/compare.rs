@@ -2,6 +2,7 @@
 //! afresh for every run, taking turns, every figure repeated. It returns the [`Run`]; the
 //! report module writes it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -10,34 +11,23 @@ use std::time::{Duration, Instant};
 use crate::error::{io, Error, Result};
 use crate::figure::{Figure, KeyKind};
 use crate::load::{self, Hooks, LoadConfig, Mode, NoHooks};
-use crate::model::{Crypto, FigureRun, Machine, Metric, Run, Sample, Server};
-use crate::servers::{Launch, Pki, Running};
+use crate::model::{Crypto, FigureRun, Machine, Metric, Run, Sample, Server, Settings};
+use crate::nginx;
+use crate::servers::{free_port, Pki, Running};
 use crate::tls::{Backend, TlsFiles};
-use crate::{nginx, usage};
+use crate::usage;
 
 /// What `bench compare` runs, every default resolved.
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
     /// The figures, in order.
     pub figures: Vec<Figure>,
-    /// Recorded in the report (and its file name): the CI-sized selection.
-    pub quick: bool,
-    /// Runs per server and figure.
-    pub reps: usize,
-    /// Seconds per run (0.5 to 120).
-    pub secs: f64,
+    /// How each runs; recorded in the report.
+    pub settings: Settings,
     /// Our server's binary.
     pub server_bin: PathBuf,
     /// nginx's binary; `None` runs ours alone.
     pub nginx: Option<PathBuf>,
-    /// Worker threads of ours, worker processes of nginx.
-    pub workers: usize,
-    /// Load generator threads.
-    pub threads: usize,
-    /// Load generator TLS library (resumption always uses rustls).
-    pub tls: Backend,
-    /// What this run's server is, for the report, e.g. `vendored OpenSSL 3.6`.
-    pub label: Option<String>,
     /// The workspace, for its commit.
     pub root: PathBuf,
 }
@@ -102,17 +92,57 @@ impl Bench<'_> {
             },
             backend: match figure.mode() {
                 Mode::Resume => Backend::Rustls,
-                _ => self.cfg.tls,
+                _ => self.cfg.settings.tls,
             },
             concurrency: figure.conns(),
             requests: None,
-            duration: Some(Duration::from_secs_f64(self.cfg.secs)),
+            duration: Some(Duration::from_secs_f64(self.cfg.settings.secs)),
             mode: figure.mode(),
             request: figure.request(),
-            threads: self.cfg.threads,
+            threads: self.cfg.settings.threads,
             timeout: Duration::from_secs(5),
             progress: false,
         }
+    }
+
+    /// The command line of `server` on `port` for `figure`; nginx's config is written first.
+    fn command(&self, server: Server, figure: Figure, port: u16, dir: &Path) -> Result<Command> {
+        let layout = self.pki(figure.key()).layout();
+        let cmd = match (server, &self.cfg.nginx) {
+            (Server::Ours, _) => {
+                let mut cmd = Command::new(&self.cfg.server_bin);
+                cmd.arg("--pki-dir").arg(layout.root());
+                cmd.args(["--bind", &format!("127.0.0.1:{port}"), "--watch-secs", "0"]);
+                let auth = if figure.mutual() { "required" } else { "none" };
+                cmd.args([
+                    "--client-auth",
+                    auth,
+                    "--workers",
+                    &self.cfg.settings.workers.to_string(),
+                ]);
+                // No per-request log lines: nginx runs with access_log off.
+                cmd.args(figure.server_args()).env("RUST_LOG", "warn");
+                cmd
+            }
+            (Server::Nginx, Some(bin)) => {
+                let conf = dir.join("nginx.conf");
+                let text = nginx::render(
+                    dir,
+                    port,
+                    self.cfg.settings.workers,
+                    &layout,
+                    figure.mutual(),
+                );
+                std::fs::write(&conf, text).map_err(io(format!("write {}", conf.display())))?;
+                let mut cmd = Command::new(bin);
+                cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
+                // Start-up errors (-e) and later ones (error_log) go to the log Running reads.
+                cmd.arg("-e").arg(dir.join("nginx.log"));
+                cmd
+            }
+            (Server::Nginx, None) => return Err(Error::Usage("nginx is not available".into())),
+        };
+        Ok(cmd)
     }
 
     fn run_once(&self, server: Server, figure: Figure, rep: usize) -> Result<Sample> {
@@ -121,27 +151,18 @@ impl Bench<'_> {
             .path()
             .join(format!("{}-{}-{rep}", figure.id(), server.name()));
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let bin = match server {
-            Server::Ours => Some(&self.cfg.server_bin),
-            Server::Nginx => self.cfg.nginx.as_ref(),
-        };
-        let bin = bin.ok_or_else(|| Error::Usage("nginx is not available".into()))?;
-        let pki = self.pki(figure.key());
-        let mut running = Running::start(&Launch {
-            server,
-            bin,
-            pki,
-            figure,
-            workers: self.cfg.workers,
-            dir: &dir,
-        })?;
+        let port = free_port()?;
+        let cmd = self.command(server, figure, port, &dir)?;
+        let log = dir.join(format!("{}.log", server.name()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running = Running::start(server, cmd, log, addr)?;
         let cfg = self.load_config(figure, &running);
         // The background load starts first and outlasts the measured window.
         let background = figure.background().map(|(request, concurrency)| {
             let bg = LoadConfig {
                 request,
                 concurrency,
-                duration: Some(Duration::from_secs_f64(self.cfg.secs + 1.0)),
+                duration: Some(Duration::from_secs_f64(self.cfg.settings.secs + 1.0)),
                 threads: 1,
                 ..cfg.clone()
             };
@@ -180,9 +201,10 @@ impl Bench<'_> {
 /// Runs every figure `reps` times on each server, the order swapped every repetition so that
 /// drift (heat, other load) favours neither.
 pub fn run(cfg: &CompareConfig) -> Result<Run> {
+    let Settings { reps, secs, .. } = cfg.settings;
     let t0 = Instant::now();
     let started_utc = stamp(time::OffsetDateTime::now_utc());
-    if !(0.5..=120.0).contains(&cfg.secs) || cfg.figures.is_empty() || cfg.reps == 0 {
+    if !(0.5..=120.0).contains(&secs) || cfg.figures.is_empty() || reps == 0 {
         return Err(Error::Usage(
             "--secs must be 0.5 to 120, --reps at least 1, and --only name a figure".into(),
         ));
@@ -209,14 +231,14 @@ pub fn run(cfg: &CompareConfig) -> Result<Run> {
     let servers: Vec<Server> = std::iter::once(Server::Ours)
         .chain(cfg.nginx.as_ref().map(|_| Server::Nginx))
         .collect();
-    let total = cfg.figures.len() * cfg.reps * servers.len();
+    let total = cfg.figures.len() * reps * servers.len();
     let (mut figures, mut done) = (Vec::new(), 0);
     for &figure in &cfg.figures {
         let mut run = FigureRun {
             figure,
             samples: Vec::new(),
         };
-        for rep in 0..cfg.reps {
+        for rep in 0..reps {
             for i in 0..servers.len() {
                 let server = servers[(i + rep) % servers.len()];
                 let sample = bench.run_once(server, figure, rep)?;
@@ -229,13 +251,7 @@ pub fn run(cfg: &CompareConfig) -> Result<Run> {
     }
     Ok(Run {
         started_utc,
-        label: cfg.label.clone(),
-        quick: cfg.quick,
-        reps: cfg.reps,
-        secs_per_run: cfg.secs,
-        workers: cfg.workers,
-        loadgen_threads: cfg.threads,
-        loadgen_tls: cfg.tls,
+        settings: cfg.settings.clone(),
         machine,
         crypto,
         figures,
@@ -368,15 +384,17 @@ mod tests {
     fn a_missing_server_binary_is_refused_before_any_work() {
         let cfg = CompareConfig {
             figures: Figure::QUICK.to_vec(),
-            quick: true,
-            reps: 1,
-            secs: 1.0,
+            settings: Settings {
+                quick: true,
+                reps: 1,
+                secs: 1.0,
+                workers: 1,
+                threads: 1,
+                tls: Backend::Rustls,
+                label: None,
+            },
             server_bin: "/nonexistent/server".into(),
             nginx: None,
-            workers: 1,
-            threads: 1,
-            tls: Backend::Rustls,
-            label: None,
             root: workspace_root(),
         };
         let e = run(&cfg).expect_err("no binary");
@@ -384,7 +402,9 @@ mod tests {
             e.to_string().contains("/nonexistent/server is missing"),
             "{e}"
         );
-        let e = run(&CompareConfig { secs: 0.1, ..cfg }).expect_err("too short");
+        let mut short = cfg;
+        short.settings.secs = 0.1;
+        let e = run(&short).expect_err("too short");
         assert!(matches!(e, Error::Usage(_)), "{e}");
     }
 }

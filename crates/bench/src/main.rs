@@ -10,6 +10,7 @@ use bench::compare::{self, CompareConfig};
 use bench::figure::Figure;
 use bench::http::RequestKind;
 use bench::load::{self, LoadConfig, Mode};
+use bench::model::Settings;
 use bench::tls::{Backend, TlsFiles};
 use bench::{nginx, report};
 use clap::{Args, Parser, Subcommand};
@@ -175,19 +176,22 @@ fn run_compare(a: CompareArgs) -> Result<()> {
         (true, true) => Figure::QUICK.to_vec(),
         (true, false) => Figure::ALL.to_vec(),
     };
+    let quick = a.quick;
     let cfg = CompareConfig {
         figures,
-        quick: a.quick,
-        reps: a.reps.unwrap_or(if a.quick { 1 } else { 3 }),
-        secs: a.secs.unwrap_or(if a.quick { 2.5 } else { 5.0 }),
+        settings: Settings {
+            quick,
+            reps: a.reps.unwrap_or(if quick { 1 } else { 3 }),
+            secs: a.secs.unwrap_or(if quick { 2.5 } else { 5.0 }),
+            workers: a.workers,
+            threads: a.threads.unwrap_or_else(cores),
+            tls: a.tls,
+            label: a.label,
+        },
         server_bin: a
             .server_bin
             .unwrap_or_else(|| target.join("release/server")),
         nginx,
-        workers: a.workers,
-        threads: a.threads.unwrap_or_else(cores),
-        tls: a.tls,
-        label: a.label,
         root: root.clone(),
     };
     let run = compare::run(&cfg)?;

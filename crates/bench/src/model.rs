@@ -178,25 +178,32 @@ impl Crypto {
     }
 }
 
+/// The options of a run that shape its figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// `--quick`: the CI-sized selection (its files are named `quick-*`).
+    pub quick: bool,
+    /// Runs per server and figure.
+    pub reps: usize,
+    /// Seconds per run (0.5 to 120).
+    pub secs: f64,
+    /// Worker threads of ours, worker processes of nginx.
+    pub workers: usize,
+    /// Load generator threads.
+    pub threads: usize,
+    /// Load generator TLS library (resumption: rustls in any case).
+    pub tls: Backend,
+    /// `--label`: what this run's server build is, e.g. `vendored OpenSSL 3.6`.
+    pub label: Option<String>,
+}
+
 /// Everything one `bench compare` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     /// Start, UTC, file-name safe (`2026-01-31T12-00-00Z`).
     pub started_utc: String,
-    /// `--label`: what this run's server is, e.g. `vendored OpenSSL 3.6`.
-    pub label: Option<String>,
-    /// `--quick`.
-    pub quick: bool,
-    /// Runs per server and figure.
-    pub reps: usize,
-    /// Seconds per run.
-    pub secs_per_run: f64,
-    /// Workers of each server.
-    pub workers: usize,
-    /// Load generator threads.
-    pub loadgen_threads: usize,
-    /// Load generator TLS library (resumption: rustls in any case).
-    pub loadgen_tls: Backend,
+    /// How it ran.
+    pub settings: Settings,
     /// Where.
     pub machine: Machine,
     /// `openssl speed`, when it ran.
@@ -269,13 +276,15 @@ pub(crate) mod fixture {
             .collect();
         Run {
             started_utc: "2026-01-02T03-04-05Z".into(),
-            label: None,
-            quick: true,
-            reps: 2,
-            secs_per_run: 2.5,
-            workers: 2,
-            loadgen_threads: 2,
-            loadgen_tls: Backend::Rustls,
+            settings: Settings {
+                quick: true,
+                reps: 2,
+                secs: 2.5,
+                workers: 2,
+                threads: 2,
+                tls: Backend::Rustls,
+                label: None,
+            },
             machine: Machine {
                 cores: 2,
                 cpu_model: "test cpu".into(),

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::Layout;
+
 /// TLS 1.2 suites, the same list as our server's (`crates/server/src/tls.rs`).
 pub const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
@@ -16,40 +18,18 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 /// Key-exchange groups, our server's `X25519:P-256:P-384` in nginx's spelling.
 pub const GROUPS: &str = "X25519:prime256v1:secp384r1";
 
-/// What one nginx run serves.
-#[derive(Debug, Clone)]
-pub struct NginxSite {
-    /// Folder for the config, pid file, error log and temp paths.
-    pub dir: PathBuf,
-    /// Port on 127.0.0.1.
-    pub port: u16,
-    /// worker_processes (= our `--workers`).
-    pub workers: usize,
-    /// Server certificate chain.
-    pub cert: PathBuf,
-    /// Server key.
-    pub key: PathBuf,
-    /// CA for client certificates (mutual runs).
-    pub ca: PathBuf,
-    /// CRL checked in mutual runs, like ours does when `ca/ca.crl` exists.
-    pub crl: Option<PathBuf>,
-    /// `ssl_verify_client on`.
-    pub mutual: bool,
-}
-
-/// nginx.conf for `site`. Runs in the foreground (`daemon off`) so the driver owns the master.
-pub fn render(site: &NginxSite) -> String {
-    let d = site.dir.display();
-    let mutual = if site.mutual {
-        let crl = site
-            .crl
-            .as_ref()
-            .map(|c| format!("\n        ssl_crl {};", c.display()))
-            .unwrap_or_default();
+/// nginx.conf for one run on `port` with `pki`'s server certificate; `mutual` requires a client
+/// certificate from its CA, checked against its CRL (the benchmark PKI always has one). Runs in
+/// the foreground (`daemon off`) so the driver owns the master; `dir` holds its pid and temp
+/// paths.
+pub fn render(dir: &Path, port: u16, workers: usize, pki: &Layout, mutual: bool) -> String {
+    let d = dir.display();
+    let mutual = if mutual {
         format!(
             "        ssl_verify_client on;\n        ssl_client_certificate {};\n        \
-             ssl_verify_depth 2;{crl}\n",
-            site.ca.display()
+             ssl_verify_depth 2;\n        ssl_crl {};\n",
+            pki.ca_cert().display(),
+            pki.ca_crl().display()
         )
     } else {
         String::new()
@@ -60,7 +40,7 @@ daemon off;
 master_process on;
 worker_processes {workers};
 pid {d}/nginx.pid;
-error_log {d}/error.log warn;
+error_log {d}/nginx.log warn;
 
 events {{
     worker_connections 4096;
@@ -101,10 +81,8 @@ http {{
     }}
 }}
 ",
-        workers = site.workers,
-        port = site.port,
-        cert = site.cert.display(),
-        key = site.key.display(),
+        cert = pki.server_cert().display(),
+        key = pki.server_key().display(),
         ciphers = TLS12_CIPHERS,
         groups = GROUPS,
     )
@@ -131,25 +109,17 @@ pub fn version(nginx: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn site(mutual: bool) -> NginxSite {
-        NginxSite {
-            dir: "/tmp/b".into(),
-            port: 18443,
-            workers: 2,
-            cert: "/p/server/server.crt".into(),
-            key: "/p/server/server.key".into(),
-            ca: "/p/ca/ca.crt".into(),
-            crl: Some("/p/ca/ca.crl".into()),
-            mutual,
-        }
+    fn config(mutual: bool) -> String {
+        render(Path::new("/tmp/b"), 18443, 2, &Layout::new("/p"), mutual)
     }
 
     #[test]
     fn mutual_config() {
-        let c = render(&site(true));
+        let c = config(true);
         assert!(c.contains("listen 127.0.0.1:18443 ssl;"));
         assert!(c.contains("worker_processes 2;"));
         assert!(c.contains("ssl_verify_client on;"));
+        assert!(c.contains("ssl_certificate /p/server/server.crt;"));
         assert!(c.contains("ssl_client_certificate /p/ca/ca.crt;"));
         assert!(c.contains("ssl_crl /p/ca/ca.crl;"));
         assert!(c.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
@@ -165,7 +135,7 @@ mod tests {
 
     #[test]
     fn one_way_config_has_no_client_verification() {
-        let c = render(&site(false));
+        let c = config(false);
         assert!(!c.contains("ssl_verify_client"));
         assert!(!c.contains("ssl_crl"));
         // Only loopback: never a bare port or 0.0.0.0.

@@ -149,7 +149,7 @@ fn crypto(run: &Run) -> String {
 
 /// The Markdown report; `svg_name` is the chart's file name beside it.
 pub fn markdown(run: &Run, svg_name: &str) -> String {
-    let m = &run.machine;
+    let (m, set) = (&run.machine, &run.settings);
     let unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
     let mut s = format!(
         "# Our server vs nginx, {}{}{}\n\n\
@@ -163,8 +163,8 @@ pub fn markdown(run: &Run, svg_name: &str) -> String {
          ![keep-alive requests/s vs connections]({svg_name})\n\n\
          ## Latency, errors, CPU, memory (medians)\n\n{}\n",
         run.started_utc,
-        if run.quick { " (quick)" } else { "" },
-        run.label.as_ref().map(|l| format!(": {l}")).unwrap_or_default(),
+        if set.quick { " (quick)" } else { "" },
+        set.label.as_ref().map(|l| format!(": {l}")).unwrap_or_default(),
         m.cores,
         m.cpu_model,
         m.kernel,
@@ -173,11 +173,11 @@ pub fn markdown(run: &Run, svg_name: &str) -> String {
         m.nginx.as_deref().unwrap_or("no nginx"),
         unknown(&m.commit),
         unknown(&m.load_average),
-        run.reps,
-        run.secs_per_run,
-        run.workers,
-        run.loadgen_threads,
-        run.loadgen_tls,
+        set.reps,
+        set.secs,
+        set.workers,
+        set.threads,
+        set.tls,
         run.duration_s,
         table(run),
         details(run),
@@ -269,7 +269,7 @@ pub fn write(run: &Run, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     let base = format!(
         "{}{}",
-        if run.quick { "quick-" } else { "" },
+        if run.settings.quick { "quick-" } else { "" },
         run.started_utc
     );
     let svg = format!("{base}.svg");

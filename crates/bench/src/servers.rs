@@ -1,16 +1,15 @@
-//! The servers under test: the benchmark PKI they both load, and each server started afresh for
-//! one run on a free 127.0.0.1 port, stopped when dropped.
+//! The servers under test: the benchmark PKI they both load, and a server process started for
+//! one run, stopped when dropped.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{io, Error, Result};
-use crate::figure::{Figure, KeyKind};
+use crate::figure::KeyKind;
 use crate::model::Server;
-use crate::nginx::{self, NginxSite};
 
 /// A benchmark PKI of one key type in a temporary folder, made by the `pki` library.
 pub struct Pki {
@@ -43,22 +42,6 @@ impl Pki {
     }
 }
 
-/// How to start one server for one run.
-pub struct Launch<'a> {
-    /// Which server.
-    pub server: Server,
-    /// Its binary (our server, or nginx).
-    pub bin: &'a Path,
-    /// The PKI it loads.
-    pub pki: &'a Pki,
-    /// The figure (client authentication, extra flags).
-    pub figure: Figure,
-    /// Worker threads (ours) or processes (nginx).
-    pub workers: usize,
-    /// Folder for its log and, for nginx, its config.
-    pub dir: &'a Path,
-}
-
 /// A server process started for one run.
 pub struct Running {
     child: Child,
@@ -68,76 +51,36 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-fn free_port() -> Result<u16> {
-    // Released before the server binds it: another process could take it in between, which
-    // the start-up check then reports.
+/// A free port on 127.0.0.1. Released before the server binds it: another process could take
+/// it in between, which the start-up check then reports.
+pub fn free_port() -> Result<u16> {
     let port = || Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
     port().map_err(io("find a free port on 127.0.0.1"))
 }
 
-fn command(l: &Launch, port: u16, log: &Path) -> Result<Command> {
-    let layout = l.pki.layout();
-    let mut cmd = Command::new(l.bin);
-    match l.server {
-        Server::Ours => {
-            cmd.arg("--pki-dir").arg(layout.root());
-            cmd.args(["--bind", &format!("127.0.0.1:{port}")]);
-            let auth = if l.figure.mutual() {
-                "required"
-            } else {
-                "none"
-            };
-            cmd.args(["--client-auth", auth, "--watch-secs", "0"]);
-            cmd.args(["--workers", &l.workers.to_string()]);
-            // No per-request log lines: nginx runs with access_log off.
-            cmd.args(l.figure.server_args()).env("RUST_LOG", "warn");
-        }
-        Server::Nginx => {
-            let site = NginxSite {
-                dir: l.dir.to_owned(),
-                port,
-                workers: l.workers,
-                cert: layout.server_cert(),
-                key: layout.server_key(),
-                ca: layout.ca_cert(),
-                crl: Some(layout.ca_crl()).filter(|p| p.exists()),
-                mutual: l.figure.mutual(),
-            };
-            let conf = l.dir.join("nginx.conf");
-            std::fs::write(&conf, nginx::render(&site))
-                .map_err(io(format!("write {}", conf.display())))?;
-            cmd.arg("-p")
-                .arg(l.dir)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(log);
-        }
-    }
-    Ok(cmd)
-}
-
 impl Running {
-    /// Starts the server and waits until it accepts connections.
-    pub fn start(l: &Launch) -> Result<Running> {
-        let port = free_port()?;
-        let log = l.dir.join(format!("{}.log", l.server.name()));
+    /// Runs `cmd`, its output appended to `log`, and waits until `addr` accepts connections.
+    pub fn start(
+        server: Server,
+        mut cmd: Command,
+        log: PathBuf,
+        addr: SocketAddr,
+    ) -> Result<Running> {
         let out = File::options()
             .create(true)
             .append(true)
             .open(&log)
             .map_err(io(format!("open {}", log.display())))?;
         let err = out.try_clone().map_err(io("duplicate a log file"))?;
-        let child = command(l, port, &log)?
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(io(format!("start {}", l.bin.display())))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            .map_err(io(format!("start {}", cmd.get_program().to_string_lossy())))?;
         let mut running = Running {
             child,
-            server: l.server,
+            server,
             log,
             addr,
         };
@@ -222,32 +165,28 @@ mod tests {
 
     #[test]
     fn a_server_that_exits_at_start_up_is_reported_with_its_log() {
-        let pki = Pki::make(KeyKind::EcP256).expect("pki");
-        let l = pki.layout();
-        assert!(l.client_key().is_file() && l.ca_crl().is_file());
         let dir = tempfile::tempdir().expect("temp dir");
-        // sh refuses our server's flags: a real process that exits at once, with a message.
-        let launch = Launch {
-            server: Server::Ours,
-            bin: Path::new("/bin/sh"),
-            pki: &pki,
-            figure: Figure::HsEcMutual,
-            workers: 1,
-            dir: dir.path(),
-        };
-        let Err(e) = Running::start(&launch) else {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", "echo 'no such option: --bind' >&2; exit 3"]);
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port().expect("port")));
+        let log = dir.path().join("ours.log");
+        let Err(e) = Running::start(Server::Ours, sh, log, addr) else {
             panic!("sh ran as a server")
         };
         match e {
             Error::ServerStart { server, why, log } => {
                 assert_eq!(server, "ours");
-                assert!(why.starts_with("exited at start-up"), "{why}");
-                assert!(
-                    log.contains("option"),
-                    "sh's complaint is in the log: {log}"
-                );
+                assert_eq!(why, "exited at start-up (exit status: 3)");
+                assert_eq!(log, "no such option: --bind");
             }
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn a_pki_for_both_servers() {
+        let pki = Pki::make(KeyKind::EcP256).expect("pki");
+        let l = pki.layout();
+        assert!(l.client_key().is_file() && l.server_cert().is_file() && l.ca_crl().is_file());
     }
 }
