@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process, Pid, Signal};
+
 use crate::error::{io, Error, Result};
 use crate::figure::KeyKind;
 use crate::model::Server;
@@ -128,27 +130,25 @@ impl Running {
     /// SIGKILL to the whole tree after 5 s. The std library only sends SIGKILL to one process,
     /// which would orphan nginx's workers.
     pub fn stop(&mut self) {
-        let kill = |signal: &str, pid: u32| {
-            let _ = Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status();
+        let kill = |pid: u32, signal| {
+            let pid = i32::try_from(pid).ok().and_then(Pid::from_raw);
+            let _ = pid.map(|pid| kill_process(pid, signal));
         };
+        // Once reaped, its pid may be another process's: signal only a live child.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        kill(self.pid(), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut signalled = false;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
-            if !signalled {
-                kill("-TERM", self.pid());
-                signalled = true;
-            }
             std::thread::sleep(Duration::from_millis(20));
         }
         for pid in crate::usage::tree(self.pid()).into_iter().rev() {
-            kill("-KILL", pid);
+            kill(pid, Signal::KILL);
         }
-        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -181,6 +181,40 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+    }
+
+    fn alive(pid: u32) -> bool {
+        let state = procfs::process::Process::new(pid as i32).and_then(|p| p.stat());
+        state.is_ok_and(|s| s.state != 'Z')
+    }
+
+    #[test]
+    fn stop_kills_a_tree_that_ignores_sigterm() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port().expect("port");
+        let script = format!(
+            "import os, signal, socket, time\n\
+             signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+             if os.fork() == 0: time.sleep(60)\n\
+             s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(60)\n"
+        );
+        let mut py = Command::new("python3");
+        py.args(["-c", &script]);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running =
+            Running::start(Server::Nginx, py, dir.path().join("nginx.log"), addr).expect("starts");
+        let tree = crate::usage::tree(running.pid());
+        assert_eq!(tree.len(), 2, "the server and its worker: {tree:?}");
+        let t0 = Instant::now();
+        running.stop();
+        assert!(
+            t0.elapsed() >= Duration::from_secs(5),
+            "SIGTERM was ignored: waited first"
+        );
+        assert!(
+            !tree.iter().any(|&p| alive(p)),
+            "worker left behind: {tree:?}"
+        );
     }
 
     #[test]
