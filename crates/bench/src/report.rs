@@ -137,7 +137,7 @@ fn crypto(run: &Run) -> String {
         let share = |server| {
             let rate = f.median(server, Metric::Rate);
             let ceiling = c.ceiling(f.figure.key(), cores);
-            rate.map_or_else(|| "–".into(), |r| format!("{:.0}%", r / ceiling * 100.0))
+            rate.map_or_else(|| "–".into(), |r| format!("{:.1}%", r / ceiling * 100.0))
         };
         let (ours, nginx) = (share(Server::Ours), share(Server::Nginx));
         let _ = write!(s, " {} ours {ours}, nginx {nginx};", f.figure.id());
@@ -343,7 +343,7 @@ mod tests {
             md.contains("at most 72,000 and 3,200 full handshakes/s"),
             "{md}"
         );
-        assert!(md.contains("hs-ec-oneway ours 43%, nginx 56%;"), "{md}");
+        assert!(md.contains("hs-ec-oneway ours 43.1%, nginx 55.6%;"), "{md}");
         assert!(md.contains("idle value (`get-flood-4` / `get-idle-4`): ours 1.00×, nginx 1.00×"));
         let words = md.to_lowercase();
         for word in ["target", "issue", "verdict", "missed"] {
