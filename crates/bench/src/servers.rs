@@ -211,6 +211,11 @@ mod tests {
             t0.elapsed() >= Duration::from_secs(5),
             "SIGTERM was ignored: waited first"
         );
+        // SIGKILL is delivered asynchronously: give the kernel a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while tree.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             !tree.iter().any(|&p| alive(p)),
             "worker left behind: {tree:?}"
