@@ -85,19 +85,23 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU, RSS (~6 min)
+	bash bench/install-nginx.sh
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --server-bin $(BENCH_BIN)/server
 
 bench-quick: ## the CI-sized benchmark (under a minute after the build)
+	bash bench/install-nginx.sh
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --quick --server-bin $(BENCH_BIN)/server
 
-bench-vendored: ## ours, ours linked to OpenSSL 3.6 (feature vendored-openssl) and nginx side by side (~7 min)
+bench-vendored: ## two runs vs nginx: ours on the system's OpenSSL, then linked to OpenSSL 3.6 (~5 min)
+	bash bench/install-nginx.sh
 	$(CARGO) build --quiet --release -p server -p bench
 	CARGO_TARGET_DIR=target/vendored $(CARGO) build --quiet --release -p server --features vendored-openssl
 	bin=$${CARGO_TARGET_DIR:-target}/release
-	$$bin/bench compare --server-bin $$bin/server --alt-server-bin target/vendored/release/server \
-	  --only hs-ec-oneway,hs-ec-mutual,hs-rsa-oneway,hs-rsa-mutual,resume-ec-oneway,resume-ec-mutual,ka-64
+	figures=hs-ec-oneway,hs-ec-mutual,hs-rsa-oneway,hs-rsa-mutual,resume-ec-oneway,resume-ec-mutual,ka-64
+	$$bin/bench compare --only $$figures --server-bin $$bin/server --label "system OpenSSL"
+	$$bin/bench compare --only $$figures --server-bin target/vendored/release/server --label "vendored OpenSSL 3.6"
 
 soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki

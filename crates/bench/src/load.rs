@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
+use crate::error::{io, Error, Result};
 use crate::http::{read_response, HttpError, RequestKind};
 use crate::stats::Latency;
-use crate::tls::{Backend, Connected, Connector, TlsFiles};
+use crate::tls::{self, Backend, Connected, Connector, TlsFiles};
 
 /// How connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -76,14 +76,17 @@ impl LoadConfig {
 /// Parses `https://HOST:PORT[/...]` into the socket address and the host name. Only loopback
 /// addresses are accepted: this tool floods whatever it points at.
 pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
+    let usage = |why: String| Error::Usage(format!("--url {url}: {why}"));
     let rest = url
         .strip_prefix("https://")
-        .context("the URL must start with https://")?;
+        .ok_or_else(|| usage("must start with https://".into()))?;
     let authority = rest.split('/').next().unwrap_or(rest);
     // `[::1]:8443`, `127.0.0.1:8443`, `localhost` (port 443).
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
-            let (h, after) = v6.split_once(']').context("unclosed [ in the URL")?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| usage("unclosed [".into()))?;
             (h, after.strip_prefix(':'))
         }
         None => match authority.rsplit_once(':') {
@@ -94,15 +97,17 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
     let port = match port {
         Some(p) => p
             .parse::<u16>()
-            .with_context(|| format!("bad port {p:?} in {url}"))?,
+            .map_err(|_| usage(format!("bad port {p:?}")))?,
         None => 443,
     };
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host}"))?
+        .map_err(io(format!("resolve {host}")))?
         .collect();
     let Some(addr) = addrs.iter().copied().find(|a| a.ip().is_loopback()) else {
-        bail!("{host} is not a loopback address: the load generator only targets this machine");
+        return Err(usage(format!(
+            "{host} is not a loopback address: the load generator only targets this machine"
+        )));
     };
     Ok((addr, host.to_owned()))
 }
@@ -326,14 +331,24 @@ async fn exchange(
     conn: &mut Connected,
     buf: &mut Vec<u8>,
 ) -> Result<bool, Failure> {
+    // A TLS 1.3 server refuses a client certificate after the client's handshake is done: the
+    // refusal arrives as an alert on the first read.
+    let class = |e: &std::io::Error| {
+        if tls::is_tls_error(e) {
+            Failure::Tls
+        } else {
+            Failure::Io
+        }
+    };
     conn.stream
         .write_all(&shared.request)
         .await
-        .map_err(|_| Failure::Io)?;
+        .map_err(|e| class(&e))?;
     let head = read_response(&mut conn.stream, buf)
         .await
         .map_err(|e| match e {
-            HttpError::Io(_) | HttpError::Protocol(_) => Failure::Io,
+            HttpError::Io(e) => class(&e),
+            HttpError::Protocol(_) => Failure::Io,
         })?;
     if !shared
         .cfg
@@ -387,7 +402,9 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
         };
         match tokio::time::timeout_at(limit.into(), step).await {
             Ok(Ok((handshake, mut c, kept))) => {
-                if let Some(resumed) = handshake {
+                // A handshake the server refused after the fact is not one it completed.
+                let refused = matches!(kept, Err(Failure::Tls));
+                if let (Some(resumed), false) = (handshake, refused) {
                     st.handshake_done(&shared, resumed, true);
                 }
                 match kept {
@@ -458,10 +475,13 @@ async fn progress(shared: Arc<Shared>) {
 /// its own tokio runtime; `hooks` are called at the edges of the measured window.
 pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
     if cfg.concurrency == 0 || cfg.threads == 0 {
-        bail!("-c and --threads must be at least 1");
+        return Err(Error::Usage("-c and --threads must be at least 1".into()));
     }
     if !cfg.addr.ip().is_loopback() {
-        bail!("{} is not a loopback address", cfg.addr);
+        return Err(Error::Usage(format!(
+            "{} is not a loopback address",
+            cfg.addr
+        )));
     }
     let resume = cfg.mode == Mode::Resume;
     let connector = Connector::new(cfg.backend, &cfg.files, resume)?;
@@ -487,7 +507,7 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
         .worker_threads(cfg.threads)
         .enable_all()
         .build()
-        .context("cannot start the tokio runtime")?;
+        .map_err(io("start the tokio runtime"))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let (stats, start, end, cpu, busy) = rt.block_on(async {
@@ -496,8 +516,8 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
             .collect();
         shared.ready.wait().await;
         hooks.started();
-        let cpu0 = crate::procfs::self_cpu_seconds();
-        let busy0 = crate::procfs::machine_busy_seconds();
+        let cpu0 = crate::usage::self_cpu_seconds();
+        let busy0 = crate::usage::machine_busy_seconds();
         let start = Instant::now();
         let _ = shared.window.set((start, start + cfg.time_bound()));
         let ticker = cfg.progress.then(|| tokio::spawn(progress(shared.clone())));
@@ -514,8 +534,8 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
             }
         }
         let end = Instant::now();
-        let cpu = crate::procfs::self_cpu_seconds() - cpu0;
-        let busy = crate::procfs::machine_busy_seconds() - busy0;
+        let cpu = crate::usage::self_cpu_seconds() - cpu0;
+        let busy = crate::usage::machine_busy_seconds() - busy0;
         shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = ticker {
             t.abort();

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use bench::compare::{self, CompareConfig};
+use bench::figure::Figure;
 use bench::http::RequestKind;
 use bench::load::{self, LoadConfig, Mode};
+use bench::model::Settings;
 use bench::tls::{Backend, TlsFiles};
+use bench::{nginx, report};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,7 +31,44 @@ enum Command {
     /// Load one HTTPS endpoint (loopback only) and report rates, latency and errors.
     Load(LoadArgs),
     /// Benchmark our server against nginx and write bench/results/<date>.{md,json,svg}.
-    Compare(bench::compare::CompareArgs),
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// CI size: hs-ec-oneway, hs-ec-mutual and ka-64, one run each of 2.5 s; under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per server and figure [default: 3; 1 with --quick].
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Seconds per run [default: 5; 2.5 with --quick].
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Only these figures, e.g. hs-ec-mutual,ka-64.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Figure>,
+    /// Where the report goes [default: WORKSPACE/bench/results].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Our server's binary [default: WORKSPACE/target/release/server].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// What this server build is, written in the report (e.g. "vendored OpenSSL 3.6").
+    #[arg(long)]
+    label: Option<String>,
+    /// Worker threads of our server and worker processes of nginx.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Load generator threads [default: number of cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// TLS library of the load generator (resumption always uses rustls).
+    #[arg(long, value_enum, default_value_t = Backend::Rustls)]
+    tls: Backend,
+    /// Run our server only (no nginx, no ratios).
+    #[arg(long)]
+    no_nginx: bool,
 }
 
 #[derive(Args)]
@@ -85,7 +126,6 @@ fn seconds(s: f64, what: &str) -> Result<Duration> {
 
 fn run_load(a: LoadArgs) -> Result<()> {
     let (addr, host) = load::parse_url(&a.url)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cfg = LoadConfig {
         addr,
         host,
@@ -100,7 +140,7 @@ fn run_load(a: LoadArgs) -> Result<()> {
         duration: a.duration.map(|d| seconds(d, "-d")).transpose()?,
         mode: a.mode,
         request: a.request,
-        threads: a.threads.unwrap_or(cores),
+        threads: a.threads.unwrap_or_else(cores),
         timeout: seconds(a.timeout, "--timeout")?,
         progress: !a.quiet,
     };
@@ -113,16 +153,65 @@ fn run_load(a: LoadArgs) -> Result<()> {
     Ok(())
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn run_compare(a: CompareArgs) -> Result<()> {
+    let root = compare::workspace_root();
+    let nginx = match (a.no_nginx, nginx::find()) {
+        (true, _) => None,
+        (false, Some(n)) => Some(n),
+        (false, None) => {
+            bail!("nginx is missing: run `bash bench/install-nginx.sh` (root), or pass --no-nginx")
+        }
+    };
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let figures = match (a.only.is_empty(), a.quick) {
+        (false, _) => Figure::ALL
+            .into_iter()
+            .filter(|f| a.only.contains(f))
+            .collect(),
+        (true, true) => Figure::QUICK.to_vec(),
+        (true, false) => Figure::ALL.to_vec(),
+    };
+    let quick = a.quick;
+    let cfg = CompareConfig {
+        figures,
+        settings: Settings {
+            quick,
+            reps: a.reps.unwrap_or(if quick { 1 } else { 3 }),
+            secs: a.secs.unwrap_or(if quick { 2.5 } else { 5.0 }),
+            workers: a.workers,
+            threads: a.threads.unwrap_or_else(cores),
+            tls: a.tls,
+            label: a.label,
+        },
+        server_bin: a
+            .server_bin
+            .unwrap_or_else(|| target.join("release/server")),
+        nginx,
+        root: root.clone(),
+    };
+    let run = compare::run(&cfg)?;
+    let paths = report::write(&run, &a.out.unwrap_or_else(|| root.join("bench/results")))?;
+    println!("{}", report::table(&run));
+    for p in paths {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
+    let outcome = match Cli::parse().command {
         Command::Load(a) => run_load(a),
-        Command::Compare(a) => bench::compare::run(&a),
+        Command::Compare(a) => run_compare(a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bench: error: {e:#}");
+            eprintln!("bench: error: {}", common::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

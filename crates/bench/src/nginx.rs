@@ -1,4 +1,4 @@
-//! nginx, the reference: its configuration for one run, and finding (or installing) it.
+//! nginx, the reference: its configuration for one run, and finding it.
 //!
 //! The configuration matches our server where it matters for the figures: same certificate,
 //! key, CA and CRL files; TLS 1.2 + 1.3 with Mozilla's intermediate ECDHE+AEAD suites and
@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use common::Layout;
 
 /// TLS 1.2 suites, the same list as our server's (`crates/server/src/tls.rs`).
 pub const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -18,40 +18,18 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 /// Key-exchange groups, our server's `X25519:P-256:P-384` in nginx's spelling.
 pub const GROUPS: &str = "X25519:prime256v1:secp384r1";
 
-/// What one nginx run serves.
-#[derive(Debug, Clone)]
-pub struct NginxSite {
-    /// Folder for the config, pid file, error log and temp paths.
-    pub dir: PathBuf,
-    /// Port on 127.0.0.1.
-    pub port: u16,
-    /// worker_processes (= our `--workers`).
-    pub workers: usize,
-    /// Server certificate chain.
-    pub cert: PathBuf,
-    /// Server key.
-    pub key: PathBuf,
-    /// CA for client certificates (mutual runs).
-    pub ca: PathBuf,
-    /// CRL checked in mutual runs, like ours does when `ca/ca.crl` exists.
-    pub crl: Option<PathBuf>,
-    /// `ssl_verify_client on`.
-    pub mutual: bool,
-}
-
-/// nginx.conf for `site`. Runs in the foreground (`daemon off`) so the driver owns the master.
-pub fn render(site: &NginxSite) -> String {
-    let d = site.dir.display();
-    let mutual = if site.mutual {
-        let crl = site
-            .crl
-            .as_ref()
-            .map(|c| format!("\n        ssl_crl {};", c.display()))
-            .unwrap_or_default();
+/// nginx.conf for one run on `port` with `pki`'s server certificate; `mutual` requires a client
+/// certificate from its CA, checked against its CRL (the benchmark PKI always has one). Runs in
+/// the foreground (`daemon off`) so the driver owns the master; `dir` holds its pid and temp
+/// paths.
+pub fn render(dir: &Path, port: u16, workers: usize, pki: &Layout, mutual: bool) -> String {
+    let d = dir.display();
+    let mutual = if mutual {
         format!(
             "        ssl_verify_client on;\n        ssl_client_certificate {};\n        \
-             ssl_verify_depth 2;{crl}\n",
-            site.ca.display()
+             ssl_verify_depth 2;\n        ssl_crl {};\n",
+            pki.ca_cert().display(),
+            pki.ca_crl().display()
         )
     } else {
         String::new()
@@ -62,7 +40,7 @@ daemon off;
 master_process on;
 worker_processes {workers};
 pid {d}/nginx.pid;
-error_log {d}/error.log warn;
+error_log {d}/nginx.log warn;
 
 events {{
     worker_connections 4096;
@@ -103,16 +81,15 @@ http {{
     }}
 }}
 ",
-        workers = site.workers,
-        port = site.port,
-        cert = site.cert.display(),
-        key = site.key.display(),
+        cert = pki.server_cert().display(),
+        key = pki.server_key().display(),
         ciphers = TLS12_CIPHERS,
         groups = GROUPS,
     )
 }
 
-/// nginx on the PATH (or in /usr/sbin, which a non-root PATH may lack).
+/// nginx on the PATH (or in /usr/sbin, which a non-root PATH may lack). `bench/install-nginx.sh`
+/// installs it.
 pub fn find() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -121,60 +98,28 @@ pub fn find() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// nginx, installed with `bench/install-nginx.sh` (Debian's package, not started) if missing.
-pub fn ensure(root: &Path) -> Result<PathBuf> {
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    let script = root.join("bench/install-nginx.sh");
-    eprintln!("bench: nginx is missing; running {}", script.display());
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed ({status})", script.display());
-    }
-    find().context("nginx is still not on the PATH after the install")
-}
-
 /// `nginx -v`, e.g. `nginx/1.22.1`.
-pub fn version(nginx: &Path) -> String {
-    Command::new(nginx)
-        .arg("-v")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stderr)
-                .trim()
-                .trim_start_matches("nginx version: ")
-                .to_owned()
-        })
-        .unwrap_or_else(|_| "unknown".into())
+pub fn version(nginx: &Path) -> Option<String> {
+    let out = Command::new(nginx).arg("-v").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    Some(text.trim().trim_start_matches("nginx version: ").to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn site(mutual: bool) -> NginxSite {
-        NginxSite {
-            dir: "/tmp/b".into(),
-            port: 18443,
-            workers: 2,
-            cert: "/p/server/server.crt".into(),
-            key: "/p/server/server.key".into(),
-            ca: "/p/ca/ca.crt".into(),
-            crl: Some("/p/ca/ca.crl".into()),
-            mutual,
-        }
+    fn config(mutual: bool) -> String {
+        render(Path::new("/tmp/b"), 18443, 2, &Layout::new("/p"), mutual)
     }
 
     #[test]
     fn mutual_config() {
-        let c = render(&site(true));
+        let c = config(true);
         assert!(c.contains("listen 127.0.0.1:18443 ssl;"));
         assert!(c.contains("worker_processes 2;"));
         assert!(c.contains("ssl_verify_client on;"));
+        assert!(c.contains("ssl_certificate /p/server/server.crt;"));
         assert!(c.contains("ssl_client_certificate /p/ca/ca.crt;"));
         assert!(c.contains("ssl_crl /p/ca/ca.crl;"));
         assert!(c.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
@@ -190,7 +135,7 @@ mod tests {
 
     #[test]
     fn one_way_config_has_no_client_verification() {
-        let c = render(&site(false));
+        let c = config(false);
         assert!(!c.contains("ssl_verify_client"));
         assert!(!c.contains("ssl_crl"));
         // Only loopback: never a bare port or 0.0.0.0.

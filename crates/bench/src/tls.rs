@@ -1,28 +1,22 @@
 //! The load generator's TLS clients: OpenSSL (tokio-openssl) and rustls, both verifying the
-//! server's chain against `--ca` and its name or IP address. There is no way to turn that off.
+//! server's chain against `--ca` and its name or IP address, with no way to turn that off.
 //!
-//! Session resumption needs the client to offer a saved session. The openssl crate does that
-//! only through `SslRef::set_session`, which is `unsafe` (the session must come from the same
-//! `SSL_CTX`), and OpenSSL's client-side session cache never offers sessions by itself
-//! (`SSL_SESS_CACHE_CLIENT` only stores them). This workspace forbids unsafe code, so the
-//! `resume` mode uses rustls, whose client resumes from its own cache safely; the server side
-//! does exactly the same work either way.
-//!
-//! rustls is also the default for the other modes: on this machine its client spends about
-//! 450 µs of CPU per mutual EC handshake against OpenSSL 3.0's 1,200 µs, and the load generator
-//! shares the cores with the server it measures.
+//! `resume` needs rustls: the openssl crate offers a saved session only through the `unsafe`
+//! `SslRef::set_session`, which this workspace forbids. rustls is the default elsewhere too:
+//! its client costs less CPU per handshake, and it shares the cores with the server measured.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::error::{io, tls, Error, Result};
 
 /// Which TLS library the load generator uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -57,6 +51,14 @@ pub struct Connected {
     pub resumed: bool,
 }
 
+/// Whether an I/O error on an established stream comes from the TLS layer (e.g. the peer's
+/// alert refusing our certificate), not from the connection: both TLS streams wrap their
+/// library's error in the `io::Error` they return.
+pub fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>() || inner.is::<openssl::ssl::Error>())
+}
+
 /// Builds connections for all workers.
 #[derive(Clone)]
 pub enum Connector {
@@ -72,69 +74,79 @@ pub enum Connector {
 }
 
 fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+    std::fs::read(path).map_err(io(format!("read the {what} {}", path.display())))
+}
+
+fn openssl_connector(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<SslConnector> {
+    let setup = || tls("cannot set up the OpenSSL client");
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup())?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(setup())?;
+    b.set_alpn_protos(b"\x08http/1.1").map_err(setup())?;
+    let ca = &files.ca;
+    b.set_ca_file(ca)
+        .map_err(tls(format!("cannot load the CA {}", ca.display())))?;
+    if let Some((cert, key)) = id {
+        let (c, k) = (cert.display(), key.display());
+        b.set_certificate_chain_file(cert)
+            .map_err(tls(format!("cannot load {c}")))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(tls(format!("cannot load {k}")))?;
+        b.check_private_key()
+            .map_err(tls(format!("{k} does not match {c}")))?;
+    }
+    Ok(b.build())
+}
+
+fn rustls_config(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<rustls::ClientConfig> {
+    let not_pem = |p: &Path| tls(format!("{} is not PEM", p.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
+        roots
+            .add(c.map_err(not_pem(&files.ca))?)
+            .map_err(tls("the CA certificate is not usable"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls("no TLS version in common with ring"))?
+        .with_root_certificates(roots);
+    let mut config = match id {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(&read("certificate", cert)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(not_pem(cert))?;
+            let key = PrivateKeyDer::from_pem_slice(&read("key", key)?).map_err(not_pem(key))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(tls("the client certificate and key are not usable"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = Resumption::disabled();
+    Ok(config)
 }
 
 impl Connector {
     /// A connector for `backend`; `resume` asks for session resumption (rustls only).
     pub fn new(backend: Backend, files: &TlsFiles, resume: bool) -> Result<Connector> {
-        let (cert, key) = match (&files.cert, &files.key) {
-            (Some(c), Some(k)) => (Some(c.as_path()), Some(k.as_path())),
-            (None, None) => (None, None),
-            _ => bail!("--cert and --key go together"),
+        let id = match (&files.cert, &files.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => return Err(Error::Usage("--cert and --key go together".into())),
         };
         match backend {
-            Backend::Openssl => {
-                if resume {
-                    bail!(
-                        "the openssl backend cannot offer a saved session without unsafe code; \
-                         use --tls rustls for --mode resume"
-                    );
-                }
-                let mut b = SslConnector::builder(SslMethod::tls_client())?;
-                b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-                b.set_ca_file(&files.ca)
-                    .with_context(|| format!("cannot load the CA {}", files.ca.display()))?;
-                if let (Some(cert), Some(key)) = (cert, key) {
-                    b.set_certificate_chain_file(cert)
-                        .with_context(|| format!("cannot load {}", cert.display()))?;
-                    b.set_private_key_file(key, SslFiletype::PEM)
-                        .with_context(|| format!("cannot load {}", key.display()))?;
-                    b.check_private_key()
-                        .context("the client key does not match the certificate")?;
-                }
-                b.set_alpn_protos(b"\x08http/1.1")?;
-                Ok(Connector::Openssl(b.build()))
-            }
-            Backend::Rustls => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
-                    roots
-                        .add(c.context("the CA file is not PEM")?)
-                        .context("the CA certificate is not usable")?;
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let builder = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots);
-                let mut config = match (cert, key) {
-                    (Some(cert), Some(key)) => {
-                        let chain = CertificateDer::pem_slice_iter(&read("certificate", cert)?)
-                            .collect::<Result<Vec<_>, _>>()
-                            .with_context(|| format!("{} is not PEM", cert.display()))?;
-                        let key = PrivateKeyDer::from_pem_slice(&read("key", key)?)
-                            .with_context(|| format!("{} is not a PEM key", key.display()))?;
-                        builder.with_client_auth_cert(chain, key)?
-                    }
-                    _ => builder.with_no_client_auth(),
-                };
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                config.resumption = Resumption::disabled();
-                Ok(Connector::Rustls {
-                    config: Arc::new(config),
-                    resume,
-                })
-            }
+            Backend::Openssl if resume => Err(Error::Usage(
+                "the openssl backend cannot offer a saved session without unsafe code; \
+                 use --tls rustls for --mode resume"
+                    .into(),
+            )),
+            Backend::Openssl => Ok(Connector::Openssl(openssl_connector(files, id)?)),
+            Backend::Rustls => Ok(Connector::Rustls {
+                config: Arc::new(rustls_config(files, id)?),
+                resume,
+            }),
         }
     }
 
