@@ -40,6 +40,7 @@ pub mod identity;
 pub mod index;
 pub mod inspect;
 pub mod key;
+pub mod problem;
 pub mod profile;
 pub mod request;
 pub mod verify;
