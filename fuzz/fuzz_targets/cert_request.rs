@@ -1,0 +1,13 @@
+//! The TLS 1.2 CertificateRequest parser (what the client reads of a server's cleartext
+//! flight), on arbitrary server bytes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(request) = client::wire::certificate_request(data) {
+        // Each CA name is a distinct slice of the input: together they cannot outgrow it.
+        let total: usize = request.ca_names.iter().map(Vec::len).sum();
+        assert!(total <= data.len());
+    }
+    let _ = client::wire::looks_like_http(data);
+});
