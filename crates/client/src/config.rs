@@ -16,28 +16,20 @@ pub const P12_PASSWORD_ENV: &str = "CLIENT_P12_PASSWORD";
 /// The server the client talks to when told nothing else.
 pub const DEFAULT_URL: &str = "https://127.0.0.1:8091";
 
+/// Default limit for connecting, the handshake, and each request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Which client certificate to present.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ClientCert {
     /// The PKI folder's client pair when both files exist, else none.
     #[default]
     FromPki,
-    /// None (one-way TLS).
-    None,
-    /// A PEM certificate (chain) and its key.
-    Pem {
-        /// Certificate file.
-        cert: PathBuf,
-        /// Key file.
-        key: PathBuf,
-    },
-    /// A PKCS#12 bundle. Without a password, the `.pass` file next to it, else a prompt.
-    Pkcs12 {
-        /// The bundle.
-        path: PathBuf,
-        /// Its password, if known.
-        password: Option<Password>,
-    },
+    /// This one (or, with [`Identity::None`], none).
+    Given(Identity),
+    /// A PKCS#12 bundle whose password is not known yet: the `.pass` file next to it, else a
+    /// prompt on the terminal.
+    Pkcs12(PathBuf),
 }
 
 /// Everything the library needs to reach one server.
@@ -65,7 +57,7 @@ impl Default for Config {
             ca: None,
             client_cert: ClientCert::FromPki,
             server_name: None,
-            timeout: crate::DEFAULT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -76,17 +68,10 @@ impl Config {
     pub fn tls_options(&self) -> Result<TlsOptions, Failure> {
         let layout = Layout::new(&self.pki_dir);
         let identity = match &self.client_cert {
-            ClientCert::None => Identity::None,
-            ClientCert::Pem { cert, key } => Identity::Pem {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            ClientCert::Pkcs12 { path, password } => Identity::Pkcs12 {
+            ClientCert::Given(identity) => identity.clone(),
+            ClientCert::Pkcs12(path) => Identity::Pkcs12 {
                 path: path.clone(),
-                password: match password {
-                    Some(p) => p.clone(),
-                    None => p12_password(path)?,
-                },
+                password: p12_password(path)?,
             },
             ClientCert::FromPki
                 if layout.client_cert().exists() && layout.client_key().exists() =>
@@ -141,7 +126,7 @@ mod tests {
         let tls = config.tls_options().expect("options");
         assert_eq!(tls.ca, Layout::new(dir.path()).ca_cert());
         assert_eq!(tls.identity, Identity::None);
-        assert_eq!(tls.timeout, crate::DEFAULT_TIMEOUT);
+        assert_eq!(tls.timeout, DEFAULT_TIMEOUT);
     }
 
     #[test]
@@ -150,10 +135,7 @@ mod tests {
         let p12 = dir.path().join("client.p12");
         std::fs::write(dir.path().join("client.p12.pass"), "s3cret-Pass\n").expect("write");
         let config = Config {
-            client_cert: ClientCert::Pkcs12 {
-                path: p12.clone(),
-                password: None,
-            },
+            client_cert: ClientCert::Pkcs12(p12.clone()),
             ..Config::default()
         };
         let tls = config.tls_options().expect("options");
@@ -166,10 +148,10 @@ mod tests {
             assert!(shown.contains("<redacted>"), "{shown}");
         }
         let given = Config {
-            client_cert: ClientCert::Pkcs12 {
+            client_cert: ClientCert::Given(Identity::Pkcs12 {
                 path: p12,
-                password: Some(Password::new("given-s3cret")),
-            },
+                password: Password::new("given-s3cret"),
+            }),
             ..Config::default()
         };
         assert!(!format!("{given:?}").contains("given-s3cret"));

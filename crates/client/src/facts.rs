@@ -10,6 +10,8 @@ use pki::verify::Problem;
 use serde::Serialize;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::wire;
+
 /// `ERR_LIB_SSL` (<openssl/err.h>): the library number of the SSL routines' errors.
 const ERR_LIB_SSL: i32 = 20;
 
@@ -143,7 +145,7 @@ impl ErrorFacts {
             verify: Problem::of(verify),
             eof: err.code() == ErrorCode::SYSCALL && err.io_error().is_none(),
             reasons,
-            http: crate::wire::looks_like_http(flight),
+            http: wire::looks_like_http(flight),
         }
     }
 

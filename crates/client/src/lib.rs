@@ -24,13 +24,13 @@ pub mod tls;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
+pub use crate::config::DEFAULT_TIMEOUT;
 use crate::error::{Failure, FailureClass};
 use crate::facts::Endpoint;
 use crate::tls::TlsOptions;
@@ -258,6 +258,3 @@ pub async fn seed_sequence(client: &Client) -> Vec<Result<Reply, Failure>> {
         .await;
     vec![first, second]
 }
-
-/// Default request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,5 +1,5 @@
-//! `client`: parses the config, calls the library, prints results and exits with the code of
-//! the failure class.
+//! `client`: parses flags and `CLIENT_*` variables into the library's plain `Config`, calls the
+//! library, prints results and exits with the code of the failure class.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use client::config::{ClientCert, Config, P12_PASSWORD_ENV};
 use client::error::{Failure, FailureClass};
-use client::tls::Password;
+use client::tls::{Identity, Password};
 use client::{Client, Reply};
 
 /// HTTPS client for a private CA: verifies everything, explains every failure.
@@ -101,17 +101,20 @@ impl Args {
     /// The library's config: what was typed, resolved.
     fn config(&self) -> Config {
         let client_cert = if self.no_client_cert {
-            ClientCert::None
+            ClientCert::Given(Identity::None)
         } else if let Some(path) = &self.p12 {
-            ClientCert::Pkcs12 {
-                path: path.clone(),
-                password: std::env::var(P12_PASSWORD_ENV).ok().map(Password::new),
+            match std::env::var(P12_PASSWORD_ENV) {
+                Ok(password) => ClientCert::Given(Identity::Pkcs12 {
+                    path: path.clone(),
+                    password: Password::new(password),
+                }),
+                Err(_) => ClientCert::Pkcs12(path.clone()),
             }
         } else if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            ClientCert::Pem {
+            ClientCert::Given(Identity::Pem {
                 cert: cert.clone(),
                 key: key.clone(),
-            }
+            })
         } else {
             ClientCert::FromPki
         };

@@ -33,10 +33,12 @@ fn leaf(ca: &Authority, spec: CertSpec) -> openssl::x509::X509 {
     ca.sign(&req, &spec).expect("sign")
 }
 
-/// Our client certificate from `issuer`, valid `from`..`until` (Unix seconds), checked
+/// Our client certificate from `issuer`, valid from `from` to `until` days from now, checked
 /// against `trusted` as our CA file.
 fn own(issuer: &Authority, trusted: &Authority, from: i64, until: i64) -> OwnCert {
-    let spec = CertSpec::new(Profile::Client).validity(Validity::between(from, until));
+    let t = now();
+    let spec =
+        CertSpec::new(Profile::Client).validity(Validity::between(t + from * DAY, t + until * DAY));
     let cert = leaf(issuer, spec);
     let cas = [trusted.certificate().to_owned()];
     OwnCert::check(&cert, &[], &cas, Path::new("certs/ca/ca.crt"))
@@ -69,36 +71,26 @@ fn assert_says(f: &Failure, class: FailureClass, words: &[&str]) {
 #[test]
 fn not_listening_and_connect_timeouts() {
     let addr: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
-    let refused = connect_failure(
-        addr,
-        &Error::from(ErrorKind::ConnectionRefused),
-        Duration::from_secs(3),
-    );
-    assert_says(
-        &refused,
-        FailureClass::NotListening,
-        &["nothing is listening on 127.0.0.1:8443"],
-    );
-    let slow = connect_failure(
-        addr,
-        &Error::from(ErrorKind::TimedOut),
-        Duration::from_secs(3),
-    );
-    assert_says(
-        &slow,
-        FailureClass::Timeout,
-        &["within 3s while connecting"],
-    );
-    let other = connect_failure(
-        addr,
-        &Error::from(ErrorKind::PermissionDenied),
-        Duration::from_secs(3),
-    );
-    assert_says(
-        &other,
-        FailureClass::Other,
-        &["cannot connect to 127.0.0.1:8443"],
-    );
+    for (kind, class, words) in [
+        (
+            ErrorKind::ConnectionRefused,
+            FailureClass::NotListening,
+            "nothing is listening on 127.0.0.1:8443",
+        ),
+        (
+            ErrorKind::TimedOut,
+            FailureClass::Timeout,
+            "within 3s while connecting",
+        ),
+        (
+            ErrorKind::PermissionDenied,
+            FailureClass::Other,
+            "cannot connect to 127.0.0.1:8443",
+        ),
+    ] {
+        let f = connect_failure(addr, &Error::from(kind), Duration::from_secs(3));
+        assert_says(&f, class, &[words]);
+    }
 }
 
 #[test]
@@ -257,20 +249,21 @@ fn anything_else_is_other_and_names_what_came() {
     assert_says(&f, FailureClass::Other, &["certificate expired"]);
 }
 
+/// The server's `alert` about our certificate (checked here as `own`): a refusal saying `words`.
+fn refusal(alert: SslAlert, own: Option<&OwnCert>, words: &[&str]) -> Failure {
+    let f = with(Cause::Alert(alert), true, own);
+    assert_says(&f, FailureClass::ClientCertRefused, words);
+    f
+}
+
 #[test]
 fn expired_says_the_server_but_ours_is_valid_its_crl_is_stale() {
     let ours = ca("ours");
-    let t = now();
-    let valid = own(&ours, &ours, t - DAY, t + 334 * DAY);
-    let f = with(
-        Cause::Alert(SslAlert::CERTIFICATE_EXPIRED),
-        true,
-        Some(&valid),
-    );
+    let valid = own(&ours, &ours, -1, 334);
     let until = format!("but it is valid until {}", valid.summary.not_after);
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
+    let f = refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
+        Some(&valid),
         &[
             "the server says our certificate has expired",
             &until,
@@ -284,17 +277,11 @@ fn expired_says_the_server_but_ours_is_valid_its_crl_is_stale() {
 #[test]
 fn expired_says_the_server_and_so_it_is() {
     let ours = ca("ours");
-    let t = now();
-    let old = own(&ours, &ours, t - 30 * DAY, t - DAY);
-    let f = with(
-        Cause::Alert(SslAlert::CERTIFICATE_EXPIRED),
-        true,
-        Some(&old),
-    );
+    let old = own(&ours, &ours, -30, -1);
     let on = format!("it expired on {}", old.summary.not_after);
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
+    refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
+        Some(&old),
         &[&on, "pki issue client"],
     );
 }
@@ -302,16 +289,10 @@ fn expired_says_the_server_and_so_it_is() {
 #[test]
 fn expired_says_the_server_but_ours_is_not_valid_yet() {
     let ours = ca("ours");
-    let t = now();
-    let early = own(&ours, &ours, t + DAY, t + 30 * DAY);
-    let f = with(
-        Cause::Alert(SslAlert::CERTIFICATE_EXPIRED),
-        true,
+    let early = own(&ours, &ours, 1, 30);
+    refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
         Some(&early),
-    );
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
         &["has expired, but it is not valid until", "a clock is wrong"],
     );
 }
@@ -319,43 +300,26 @@ fn expired_says_the_server_but_ours_is_not_valid_yet() {
 #[test]
 fn expired_says_the_server_and_our_ca_has() {
     let ours = ca("ours");
-    let t = now();
-    let mut valid = own(&ours, &ours, t - DAY, t + 30 * DAY);
+    let mut valid = own(&ours, &ours, -1, 30);
     // `Authority::sign` never outlives its CA, so a CA expired under a valid leaf is set by hand.
     valid.chain = Err(Problem::Expired);
-    let f = with(
-        Cause::Alert(SslAlert::CERTIFICATE_EXPIRED),
-        true,
+    refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
         Some(&valid),
-    );
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
         &["a certificate of its chain (its CA's?) has expired"],
     );
 }
 
 #[test]
-fn unknown_ca_says_the_server_but_ours_chains_to_our_ca() {
-    let ours = ca("ours");
-    let t = now();
-    let valid = own(&ours, &ours, t - DAY, t + 30 * DAY);
-    let f = with(Cause::Alert(SslAlert::UNKNOWN_CA), true, Some(&valid));
-    assert_says(&f, FailureClass::ClientCertRefused, &[
+fn unknown_ca_weighed_both_ways() {
+    let (ours, theirs) = (ca("ours"), ca("theirs"));
+    refusal(SslAlert::UNKNOWN_CA, Some(&own(&ours, &ours, -1, 30)), &[
         "the server says our certificate was not issued by a CA it trusts, but it chains to the CA in certs/ca/ca.crt",
         "no CRL for ours",
     ]);
-}
-
-#[test]
-fn unknown_ca_says_the_server_and_ours_is_from_another_ca() {
-    let (ours, theirs) = (ca("ours"), ca("theirs"));
-    let t = now();
-    let foreign = own(&theirs, &ours, t - DAY, t + 30 * DAY);
-    let f = with(Cause::Alert(SslAlert::UNKNOWN_CA), true, Some(&foreign));
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
+    refusal(
+        SslAlert::UNKNOWN_CA,
+        Some(&own(&theirs, &ours, -1, 30)),
         &["not issued by a CA the server trusts"],
     );
 }
@@ -363,31 +327,20 @@ fn unknown_ca_says_the_server_and_ours_is_from_another_ca() {
 #[test]
 fn bad_certificate_weighed_three_ways() {
     let (ours, theirs) = (ca("ours"), ca("theirs"));
-    let t = now();
-    let bad = |o: &OwnCert| with(Cause::Alert(SslAlert::BAD_CERTIFICATE), true, Some(o));
-
-    let early = own(&ours, &ours, t + DAY, t + 30 * DAY);
+    let early = own(&ours, &ours, 1, 30);
     let until = format!("it is not valid until {}", early.summary.not_before);
-    assert_says(
-        &bad(&early),
-        FailureClass::ClientCertRefused,
-        &[&until, "clocks"],
-    );
-
-    let valid = own(&ours, &ours, t - DAY, t + 30 * DAY);
-    assert_says(
-        &bad(&valid),
-        FailureClass::ClientCertRefused,
+    refusal(SslAlert::BAD_CERTIFICATE, Some(&early), &[&until, "clocks"]);
+    refusal(
+        SslAlert::BAD_CERTIFICATE,
+        Some(&own(&ours, &ours, -1, 30)),
         &[
             "the server says our certificate is invalid, but it is valid until",
             "and chains to the CA in certs/ca/ca.crt",
         ],
     );
-
-    let foreign = own(&theirs, &ours, t - DAY, t + 30 * DAY);
-    assert_says(
-        &bad(&foreign),
-        FailureClass::ClientCertRefused,
+    refusal(
+        SslAlert::BAD_CERTIFICATE,
+        Some(&own(&theirs, &ours, -1, 30)),
         &["the server found it invalid, and so do we: not issued by the trusted CA"],
     );
 }
@@ -395,20 +348,21 @@ fn bad_certificate_weighed_three_ways() {
 #[test]
 fn revoked_cannot_be_checked_here_and_is_said_as_the_server_says() {
     let ours = ca("ours");
-    let t = now();
-    let valid = own(&ours, &ours, t - DAY, t + 30 * DAY);
+    let valid = own(&ours, &ours, -1, 30);
     for checked in [Some(&valid), None] {
-        let f = with(Cause::Alert(SslAlert::CERTIFICATE_REVOKED), true, checked);
-        assert_says(&f, FailureClass::ClientCertRefused, &["revoked by the CA"]);
+        refusal(
+            SslAlert::CERTIFICATE_REVOKED,
+            checked,
+            &["revoked by the CA"],
+        );
     }
 }
 
 #[test]
 fn unchecked_expiry_says_both_readings() {
-    let f = with(Cause::Alert(SslAlert::CERTIFICATE_EXPIRED), true, None);
-    assert_says(
-        &f,
-        FailureClass::ClientCertRefused,
+    refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
+        None,
         &[
             "the server says it has expired",
             "CRL is past its nextUpdate",
