@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use client::config::{ClientCert, Config, P12_PASSWORD_ENV};
 use client::error::{Failure, FailureClass};
-use client::tls::{Identity, Password};
+use client::tls::{Identity, Password, TlsOptions};
 use client::{Client, Reply};
 
 /// HTTPS client for a private CA: verifies everything, explains every failure.
@@ -167,20 +167,8 @@ async fn run(args: &Args) -> Result<u8, Failure> {
             ]
         }
         Some(Command::Diagnose { url }) => {
-            let c = Client::new(url.as_deref().unwrap_or(&config.url), tls.clone())?;
-            let ep = c.endpoint().clone();
-            let report =
-                actix_web::rt::task::spawn_blocking(move || client::diagnose::diagnose(&ep, &tls))
-                    .await
-                    .map_err(|e| {
-                        Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string())
-                    })??;
-            if args.json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            } else {
-                print!("{report}");
-            }
-            return Ok(report.handshake.failure.map_or(0, |f| f.class.exit_code()));
+            let url = url.as_deref().unwrap_or(&config.url);
+            return diagnose(url, tls, args.json).await;
         }
     };
     let mut code = 0;
@@ -201,6 +189,20 @@ async fn run(args: &Args) -> Result<u8, Failure> {
         }
     }
     Ok(code)
+}
+
+/// `diagnose URL`: the report, and the exit code of its handshake's failure class.
+async fn diagnose(url: &str, tls: TlsOptions, json: bool) -> Result<u8, Failure> {
+    let ep = Client::new(url, tls.clone())?.endpoint().clone();
+    let report = actix_web::rt::task::spawn_blocking(move || client::diagnose::diagnose(&ep, &tls))
+        .await
+        .map_err(|e| Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string()))??;
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{report}");
+    }
+    Ok(report.handshake.failure.map_or(0, |f| f.class.exit_code()))
 }
 
 /// `get https://host:port/path` uses that server; `get /path` the --url one.
