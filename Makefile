@@ -8,7 +8,7 @@ FUZZ_SECS ?= 60
 # `make bench BENCH_PROFILE=dev` skips the release build (CI does: it only checks the harness).
 BENCH_PROFILE ?= release
 BENCH_BIN = $${CARGO_TARGET_DIR:-target}/$(if $(filter dev,$(BENCH_PROFILE)),debug,$(BENCH_PROFILE))
-FUZZ_TARGETS := login_form credentials inspect identity name
+FUZZ_TARGETS := login_form credentials inspect identity name cert_request
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
@@ -109,15 +109,17 @@ soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS
 
 fuzz: ## fuzz each parser of untrusted input for FUZZ_SECS seconds (cargo-fuzz, libFuzzer + ASan)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	# Seeds: a fresh PKI's files (PEM and DER), a form, a users file.
+	# Seeds: a fresh PKI's files (PEM and DER), a form, a users file, a TLS 1.2 server flight.
 	seeds=$$(mktemp -d)
 	$(CARGO) run --quiet -p pki -- --dir $$seeds/pki init >/dev/null
-	mkdir -p fuzz/corpus/{login_form,credentials,inspect,identity,name}
+	mkdir -p fuzz/corpus/{login_form,credentials,inspect,identity,name,cert_request}
 	printf "dev-42" > fuzz/corpus/name/seed
 	cp $$seeds/pki/*/*.crt $$seeds/pki/ca/ca.crl fuzz/corpus/inspect/
 	openssl x509 -in $$seeds/pki/client/client.crt -outform DER -out fuzz/corpus/identity/client.der
 	printf 'username=name&password=pwd1' > fuzz/corpus/login_form/seed
 	printf '# users\nname:%s\n' '$$2y$$05$$abcdefghijklmnopqrstuuNxSTtqL0mC6oOaKvvHgX.Yw1a1k2fVC' > fuzz/corpus/credentials/seed
+	# One handshake record: a CertificateRequest naming CN=ca, then ServerHelloDone.
+	printf '\x16\x03\x03\x00\x21\x0d\x00\x00\x19\x01\x01\x00\x02\x04\x03\x00\x11\x00\x0f\x30\x0d\x31\x0b\x30\x09\x06\x03\x55\x04\x03\x0c\x02\x63\x61\x0e\x00\x00\x00' > fuzz/corpus/cert_request/seed
 	rm -rf $$seeds
 	# Stable rustc takes the sanitizer flags cargo-fuzz passes only with RUSTC_BOOTSTRAP.
 	cd fuzz

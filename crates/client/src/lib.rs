@@ -1,28 +1,38 @@
 //! The seed's client done right: awc with an OpenSSL `SslConnector` that verifies the server's
 //! chain and name, can present a client certificate, and explains every failure.
 //!
-//! - [`config::Config`]: the one config struct (flags, `CLIENT_*` variables, `make certs` paths).
+//! - [`config::Config`]: a plain config struct whose defaults match `make certs` (the binary
+//!   fills it from flags and `CLIENT_*` variables).
 //! - [`tls`]: the connector (our CA only, TLS 1.2+, PEM or PKCS#12 identity).
-//! - [`diagnose`]: a probe that says why a handshake failed, and `diagnose URL`.
+//! - [`probe`]: one handshake that sees what awc does not, its failure in plain words
+//!   (typed facts in [`facts`], words in `classify`).
+//! - [`wire`]: the bytes read off the wire (plain HTTP? a TLS 1.2 CertificateRequest?).
+//! - [`diagnose`] and [`report`]: `diagnose URL`.
 //! - [`Client`]: `get`, `post_form`, the seed's sequence.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod classify;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod facts;
+mod own;
+pub mod probe;
+pub mod report;
 pub mod tls;
+pub mod wire;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
 use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
-use crate::diagnose::Endpoint;
+pub use crate::config::DEFAULT_TIMEOUT;
 use crate::error::{Failure, FailureClass};
+use crate::facts::Endpoint;
 use crate::tls::TlsOptions;
 
 /// An HTTP answer.
@@ -214,7 +224,7 @@ impl Client {
         }
         let (ep, tls) = (self.endpoint.clone(), self.tls.clone());
         let probed =
-            actix_web::rt::task::spawn_blocking(move || diagnose::handshake(&ep, &tls, None)).await;
+            actix_web::rt::task::spawn_blocking(move || probe::handshake(&ep, &tls, None)).await;
         match probed {
             Ok(Ok(hs)) => hs.failure.unwrap_or_else(|| {
                 Failure::new(
@@ -248,6 +258,3 @@ pub async fn seed_sequence(client: &Client) -> Vec<Result<Reply, Failure>> {
         .await;
     vec![first, second]
 }
-
-/// Default request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

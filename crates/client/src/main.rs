@@ -1,29 +1,150 @@
-//! `client`: parses the config, calls the library, prints results and exits with the code of
-//! the failure class.
+//! `client`: parses flags and `CLIENT_*` variables into the library's plain `Config`, calls the
+//! library, prints results and exits with the code of the failure class.
 
 use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
-use client::config::{Command, Config};
+use clap::{Parser, Subcommand};
+use client::config::{ClientCert, Config, P12_PASSWORD_ENV};
 use client::error::{Failure, FailureClass};
+use client::tls::{Identity, Password, TlsOptions};
 use client::{Client, Reply};
+
+/// HTTPS client for a private CA: verifies everything, explains every failure.
+///
+/// Exit codes: 0 ok; 1 the server answered with an error (HTTP >= 400, or login false);
+/// 2 local files or usage; 10 nothing listening; 11 timeout; 12 plain HTTP on the port;
+/// 13 server certificate from an unknown CA; 14 name not in the server certificate;
+/// 15 server certificate expired or not yet valid; 16 the server requires a client certificate;
+/// 17 the server refused our client certificate; 18 no common TLS version or cipher; 19 other.
+#[derive(Debug, Parser)]
+#[command(name = "client", version, verbatim_doc_comment)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, global = true, env = "CLIENT_URL", default_value = client::config::DEFAULT_URL)]
+    url: String,
+
+    /// Folder of the PKI; --ca/--cert/--key default to its layout.
+    #[arg(long, global = true, env = "CLIENT_PKI_DIR", default_value = common::DEFAULT_PKI_DIR)]
+    pki_dir: PathBuf,
+
+    /// CA the server's certificate must chain to [default: PKI/ca/ca.crt].
+    #[arg(long, global = true, env = "CLIENT_CA")]
+    ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) [default: PKI/client/client.crt when it exists].
+    #[arg(long, global = true, env = "CLIENT_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// Client private key (PEM) [default: PKI/client/client.key when it exists].
+    #[arg(long, global = true, env = "CLIENT_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Client certificate and key as PKCS#12 (password from CLIENT_P12_PASSWORD, the
+    /// .p12.pass file next to it, or a prompt).
+    #[arg(long, global = true, env = "CLIENT_P12", conflicts_with_all = ["cert", "key"])]
+    p12: Option<PathBuf>,
+
+    /// Send no client certificate (one-way TLS).
+    #[arg(long, global = true)]
+    no_client_cert: bool,
+
+    /// Verify the server as this name instead of the URL's host (still connecting to the URL's host).
+    #[arg(long, global = true, env = "CLIENT_SERVER_NAME")]
+    server_name: Option<String>,
+
+    /// Seconds for connecting, the handshake, and each request.
+    #[arg(long, global = true, env = "CLIENT_TIMEOUT", default_value_t = 10.0)]
+    timeout: f64,
+
+    /// One JSON object per result, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// What to do [default: the seed's sequence, GET /login then POST /login1].
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+enum Command {
+    /// GET a path (or a full https:// URL).
+    Get {
+        /// `/path` on --url, or `https://host:port/path`.
+        target: String,
+    },
+    /// POST /login1 with a username and a password.
+    Login {
+        /// The user.
+        #[arg(long, default_value = "name")]
+        username: String,
+        /// Read the password from this environment variable.
+        #[arg(long)]
+        password_env: Option<String>,
+        /// The password itself (visible to other users in `ps` and in shell history: avoid).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// GET /whoami: who the server thinks we are.
+    Whoami,
+    /// Connect and report protocol, cipher, chain, names, client-certificate policy and local files.
+    Diagnose {
+        /// The server [default: --url].
+        url: Option<String>,
+    },
+}
+
+impl Args {
+    /// The library's config: what was typed, resolved.
+    fn config(&self) -> Config {
+        let client_cert = if self.no_client_cert {
+            ClientCert::Given(Identity::None)
+        } else if let Some(path) = &self.p12 {
+            match std::env::var(P12_PASSWORD_ENV) {
+                Ok(password) => ClientCert::Given(Identity::Pkcs12 {
+                    path: path.clone(),
+                    password: Password::new(password),
+                }),
+                Err(_) => ClientCert::Pkcs12(path.clone()),
+            }
+        } else if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            ClientCert::Given(Identity::Pem {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+        } else {
+            ClientCert::FromPki
+        };
+        Config {
+            url: self.url.clone(),
+            pki_dir: self.pki_dir.clone(),
+            ca: self.ca.clone(),
+            client_cert,
+            server_name: self.server_name.clone(),
+            timeout: Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0)),
+        }
+    }
+}
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    match run(&config).await {
+    let args = Args::parse();
+    match run(&args).await {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            report(&config, &Err(f.clone()));
+            report(args.json, &Err(f.clone()));
             ExitCode::from(f.class.exit_code())
         }
     }
 }
 
-async fn run(config: &Config) -> Result<u8, Failure> {
+async fn run(args: &Args) -> Result<u8, Failure> {
+    let config = args.config();
     let tls = config.tls_options()?;
-    let results = match &config.command {
+    let results = match &args.command {
         None => client::seed_sequence(&Client::new(&config.url, tls)?).await,
         Some(Command::Get { target }) => {
             let (base, path) = split_target(&config.url, target);
@@ -46,25 +167,13 @@ async fn run(config: &Config) -> Result<u8, Failure> {
             ]
         }
         Some(Command::Diagnose { url }) => {
-            let c = Client::new(url.as_deref().unwrap_or(&config.url), tls.clone())?;
-            let ep = c.endpoint().clone();
-            let report =
-                actix_web::rt::task::spawn_blocking(move || client::diagnose::diagnose(&ep, &tls))
-                    .await
-                    .map_err(|e| {
-                        Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string())
-                    })??;
-            if config.json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            } else {
-                print!("{report}");
-            }
-            return Ok(report.handshake.failure.map_or(0, |f| f.class.exit_code()));
+            let url = url.as_deref().unwrap_or(&config.url);
+            return diagnose(url, tls, args.json).await;
         }
     };
     let mut code = 0;
     for r in &results {
-        report(config, r);
+        report(args.json, r);
         let this = match r {
             Err(f) => f.class.exit_code(),
             Ok(reply) if reply.status >= 400 => 1,
@@ -80,6 +189,20 @@ async fn run(config: &Config) -> Result<u8, Failure> {
         }
     }
     Ok(code)
+}
+
+/// `diagnose URL`: the report, and the exit code of its handshake's failure class.
+async fn diagnose(url: &str, tls: TlsOptions, json: bool) -> Result<u8, Failure> {
+    let ep = Client::new(url, tls.clone())?.endpoint().clone();
+    let report = actix_web::rt::task::spawn_blocking(move || client::diagnose::diagnose(&ep, &tls))
+        .await
+        .map_err(|e| Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string()))??;
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{report}");
+    }
+    Ok(report.handshake.failure.map_or(0, |f| f.class.exit_code()))
 }
 
 /// `get https://host:port/path` uses that server; `get /path` the --url one.
@@ -122,8 +245,8 @@ fn read_password(env: Option<&str>, given: Option<&str>) -> Result<String, Failu
 }
 
 /// One result, as the seed printed it (status, then body), or as one JSON object.
-fn report(config: &Config, r: &Result<Reply, Failure>) {
-    match (r, config.json) {
+fn report(json: bool, r: &Result<Reply, Failure>) {
+    match (r, json) {
         (Ok(reply), true) => println!("{}", serde_json::to_string(reply).unwrap_or_default()),
         (Err(f), true) => println!(
             "{}",

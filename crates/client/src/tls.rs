@@ -11,6 +11,29 @@ use openssl::x509::X509;
 
 use crate::error::Failure;
 
+/// A PKCS#12 password. Its `Debug` says `<redacted>`: whatever holds one (an [`Identity`], a
+/// config) can be logged with `{:?}` without printing it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The password itself, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
 /// Where the client certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -27,8 +50,8 @@ pub enum Identity {
     Pkcs12 {
         /// The bundle.
         path: PathBuf,
-        /// Its password (never logged).
-        password: String,
+        /// Its password (redacted in `Debug`, never logged).
+        password: Password,
     },
 }
 
@@ -79,7 +102,7 @@ pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
             let der = pki::files::read("PKCS#12 bundle", path)
                 .map_err(|e| local_file(e, "pass the bundle with --p12"))?;
             let parsed = Pkcs12::from_der(&der)
-                .and_then(|p| p.parse2(password))
+                .and_then(|p| p.parse2(password.expose()))
                 .map_err(|_| {
                     Failure::local(
                         format!(
@@ -136,4 +159,47 @@ pub fn builder(options: &TlsOptions, alpn: &[u8]) -> Result<SslConnectorBuilder,
     }
     b.set_alpn_protos(alpn).map_err(internal)?;
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::FailureClass;
+
+    #[test]
+    fn an_identity_in_debug_output_hides_its_password() {
+        let identity = Identity::Pkcs12 {
+            path: PathBuf::from("certs/client/client.p12"),
+            password: Password::new("hunter2-correct-horse"),
+        };
+        for shown in [format!("{identity:?}"), format!("{identity:#?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("client.p12") && shown.contains("<redacted>"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_a_local_failure() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let folder = pki::Folder::new(common::Layout::new(dir.path()));
+        folder.init(&pki::InitOptions::default()).expect("init");
+        let layout = folder.layout();
+        let mismatched = Identity::Pem {
+            cert: layout.client_cert(),
+            key: layout.server_key(),
+        };
+        let f = load_identity(&mismatched).err().expect("refused");
+        assert_eq!(f.class, FailureClass::LocalFiles, "{f}");
+        assert!(f.message.contains("does not match the certificate"), "{f}");
+        let f = load_identity(&Identity::Pkcs12 {
+            path: layout.client_p12("client"),
+            password: Password::new("wrong"),
+        })
+        .err()
+        .expect("refused");
+        assert!(f.message.contains("wrong password"), "{f}");
+    }
 }

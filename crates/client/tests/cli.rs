@@ -32,13 +32,24 @@ impl Pki {
     }
 }
 
+/// The client binary without the caller's `CLIENT_*` variables: an operator's shell must not
+/// change what a test sees.
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_client"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CLIENT_") {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
 fn client(pki: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_client"))
+    bin()
         .arg("--pki-dir")
         .arg(pki)
         .args(["--timeout", "3"])
         .args(args)
-        .env_remove("CLIENT_P12_PASSWORD")
         .stdin(Stdio::null())
         .output()
         .expect("run client")
@@ -90,7 +101,7 @@ fn the_seed_sequence_whoami_and_login() {
     assert_eq!(who["common_name"], "client");
 
     let login = |extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_client"));
+        let mut c = bin();
         c.arg("--pki-dir")
             .arg(pki.dir())
             .args(["--url", &u, "login"])
@@ -185,6 +196,73 @@ fn each_failure_class_has_its_exit_code_and_words() {
 }
 
 #[test]
+fn client_variables_reach_the_binary() {
+    let pki = Pki::new();
+    let srv = pki.serve(ClientAuth::Required);
+    let env = |name: &str, value: &std::ffi::OsStr| {
+        let mut c = bin();
+        c.env("CLIENT_URL", url(srv.addr.port()))
+            .env("CLIENT_PKI_DIR", pki.dir())
+            .env(name, value)
+            .stdin(Stdio::null());
+        c
+    };
+    let p12 = pki.folder.layout().client_p12("client");
+    let o = env("CLIENT_P12", p12.as_os_str())
+        .arg("whoami")
+        .output()
+        .expect("run");
+    expect(&o, 0, &["\"common_name\":\"client\""]);
+    // CLIENT_P12_PASSWORD comes before the .pass file next to the bundle.
+    let o = env("CLIENT_P12_PASSWORD", "not-the-password".as_ref())
+        .args(["--p12", p12.to_str().expect("utf8"), "whoami"])
+        .output()
+        .expect("run");
+    expect(&o, 2, &["wrong password", "CLIENT_P12_PASSWORD"]);
+}
+
+/// A CRL whose nextUpdate has passed, made by the CA (`pki crl` with 0 days), where the
+/// server reads it.
+fn write_stale_crl(pki: &Pki) {
+    let ca = pki.folder.authority().expect("ca");
+    let crl = ca.crl(&[], 2, 0).expect("crl");
+    let next_update = pki::authority::unix_time(crl.next_update().expect("next")).expect("t");
+    std::fs::write(pki.folder.layout().ca_crl(), crl.to_pem().expect("pem")).expect("write");
+    // nextUpdate is now: wait until it is strictly past (OpenSSL compares in seconds).
+    while pki::authority::now() <= next_update {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Issue 12, day 31: OpenSSL sends "certificate expired" for a CRL past its nextUpdate; our
+/// client checks its own certificate before it believes that.
+#[test]
+fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
+    let pki = Pki::new();
+    write_stale_crl(&pki);
+    let srv = pki.serve(ClientAuth::Required);
+    let u = url(srv.addr.port());
+    let o = client(pki.dir(), &["--url", &u, "whoami"]);
+    expect(
+        &o,
+        17,
+        &[
+            "the server says our certificate has expired, but it is valid until",
+            "the server's CRL is probably out of date or its clock is wrong",
+            "ask its operator to run `pki crl`",
+            "certificate expired",
+        ],
+    );
+    assert!(!text(&o).contains("issue a new one"), "{}", text(&o));
+    // The CRL was the reason: a fresh one, and the same certificate is welcome.
+    let ca = pki.folder.authority().expect("ca");
+    pki.folder.write_crl(&ca).expect("fresh CRL");
+    srv.tls.reload().expect("reload");
+    let o = client(pki.dir(), &["--url", &u, "whoami"]);
+    expect(&o, 0, &["\"common_name\":\"client\""]);
+}
+
+#[test]
 fn an_expired_server_certificate_is_named_with_its_date() {
     let pki = Pki::new();
     let ca = pki.folder.authority().expect("ca");
@@ -261,7 +339,7 @@ fn closed_ports_plain_tcp_and_silent_listeners() {
     // 11: a listener that never answers.
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("addr").port();
-    let o = Command::new(env!("CARGO_BIN_EXE_client"))
+    let o = bin()
         .args([
             "--pki-dir",
             pki.dir().to_str().expect("utf8"),

@@ -655,18 +655,14 @@ impl Folder {
         let _lock = self.lock()?;
         let aki = key_id(ca.certificate())?;
         if let Some(crl) = db.latest_crl(&aki)? {
+            // Never replace a CRL with an older one; one of the same number that says
+            // something else was not made from these records, and is replaced.
             let on_disk = crl_number_on_disk(&self.layout.ca_crl());
-            if on_disk.is_none_or(|n| n < crl.number) {
+            if on_disk.is_none_or(|n| n <= crl.number) {
                 let pem = X509Crl::from_der(&crl.der)
                     .and_then(|c| c.to_pem())
                     .step("crl -out")?;
-                files::write(
-                    "CRL",
-                    &self.layout.ca_crl(),
-                    &pem,
-                    Secrecy::Public,
-                    Overwrite::Replace,
-                )?;
+                write_if_changed("CRL", &self.layout.ca_crl(), &pem)?;
             }
         }
         let next = format!("{:02X}\n", db.next_crl_number(&aki)?);

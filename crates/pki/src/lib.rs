@@ -45,6 +45,7 @@ pub mod inspect;
 pub mod key;
 pub mod name;
 pub mod p12;
+pub mod problem;
 pub mod profile;
 pub mod request;
 pub mod store;

@@ -1,7 +1,7 @@
 //! `openssl verify`: does a certificate chain to our CA, for this purpose and this name?
 //!
-//! Besides the OpenSSL code, every failure carries a plain-language reason ([`explain`]), which
-//! the server's logs and the client's diagnostics reuse.
+//! Besides the OpenSSL code, every failure carries its typed [`Problem`] and that problem's
+//! plain-language reason, from the table the server's logs and the client's diagnosis share.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use openssl::x509::{X509PurposeId, X509Ref, X509StoreContext, X509};
 
 use crate::error::{CryptoContext, Result};
 use crate::inspect;
+pub use crate::problem::Problem;
 
 /// What a certificate is checked for (`openssl verify -purpose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,12 +40,25 @@ pub struct Options {
 /// Why verification failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// The problem, typed.
+    pub problem: Problem,
     /// OpenSSL's `X509_V_ERR_*` code (0 for our own checks).
     pub code: i32,
     /// OpenSSL's text for the code.
     pub openssl: String,
-    /// The reason in plain words, with a hint.
+    /// The reason in plain words, with a hint ([`Problem::explain`]).
     pub plain: String,
+}
+
+impl Failure {
+    fn new(problem: Problem, code: i32, openssl: &str) -> Failure {
+        Failure {
+            problem,
+            code,
+            openssl: openssl.to_owned(),
+            plain: problem.explain().to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -119,54 +133,80 @@ pub fn verify(
         .step(step)?;
     let (ok, err) = outcome;
     if !ok {
-        return Ok(Err(Failure {
-            code: err.as_raw(),
-            openssl: err.error_string().to_owned(),
-            plain: explain(err.as_raw()).to_owned(),
-        }));
+        // A refusal with X509_V_OK would be a bug of OpenSSL's; it still is a refusal.
+        let problem = Problem::of(err).unwrap_or(Problem::Other(err.as_raw()));
+        return Ok(Err(Failure::new(problem, err.as_raw(), err.error_string())));
     }
     // OpenSSL accepts a CA:TRUE certificate as a TLS leaf; rustls-webpki does not, nor do we.
     if options.purpose.is_some() && inspect::is_ca(&cert.to_der().step(step)?) {
-        return Ok(Err(Failure {
-            code: 0,
-            openssl: "ok".into(),
-            plain: "the certificate is a CA certificate (CA:TRUE), not a server or client \
-                    certificate: issue a leaf with `pki issue`"
-                .into(),
-        }));
+        return Ok(Err(Failure::new(Problem::CaAsLeaf, 0, "ok")));
     }
     Ok(Ok(()))
 }
 
-/// A plain-language reason, with what to do, for an OpenSSL `X509_V_ERR_*` code.
+/// A plain-language reason, with what to do, for an OpenSSL `X509_V_ERR_*` code: the words of
+/// [`Problem::explain`] for a raw code (what an OpenSSL verify callback hands over).
 pub fn explain(code: i32) -> &'static str {
-    match code {
-        2 | 20 | 21 => "not issued by the trusted CA (wrong CA file, or the CA was regenerated since): use the ca.crt that signed it",
-        4 | 7 => "the signature does not verify: the certificate was altered or signed by another key",
-        3 => "no CRL for the CA was found: run `pki crl`",
-        8 => "the CRL's signature does not verify: it was not made by this CA",
-        9 => "not valid yet: its notBefore is in the future (check both clocks)",
-        10 => "expired: issue a new certificate",
-        11 => "the CRL is not valid yet (check the clocks)",
-        12 => "the CRL is out of date (past its nextUpdate): run `pki crl`",
-        18 => "self-signed, not issued by the CA: issue it with `pki issue`",
-        19 => "the chain ends in a self-signed certificate that is not the trusted CA",
-        22 | 25 => "the chain is longer than allowed",
-        23 => "revoked by the CA",
-        24 | 79 => "a certificate used as issuer is not a valid CA certificate",
-        26 => "not issued for this use: its extendedKeyUsage lacks serverAuth/clientAuth",
-        32 => "the issuer may not sign certificates (keyUsage lacks keyCertSign)",
-        35 => "the issuer may not sign CRLs (keyUsage lacks cRLSign)",
-        37 => "the issuer is not a CA",
-        62 => "the host name is not in the certificate's subjectAltName: reissue with --san",
-        63 => "the e-mail address is not in the certificate's subjectAltName",
-        64 => "the IP address is not in the certificate's subjectAltName: reissue with --san IP:...",
-        66 => "the certificate's key is too small (OpenSSL 3 wants RSA >= 2048 bits)",
-        67 => "the CA's key is too small (OpenSSL 3 wants RSA >= 2048 bits)",
-        68 => "the CA signed with a weak hash (SHA-1 or MD5)",
-        85 => "the certificate has no authorityKeyIdentifier (strict verifiers refuse it)",
-        89 => "the CA's basicConstraints is not marked critical",
-        92 => "the CA certificate has no keyUsage",
-        _ => "the certificate does not verify",
+    Problem::from_code(code).map_or(Problem::Other(code).explain(), Problem::explain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authority::now;
+    use crate::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, Validity};
+
+    fn ca(name: &str) -> Authority {
+        let k = key::generate(KeyAlgorithm::EcP256).expect("key");
+        let req = request::build(&k, &Subject::new("test", name)).expect("req");
+        Authority::self_sign(&req, k, Validity::days(30)).expect("ca")
+    }
+
+    fn client(ca: &Authority, validity: Validity) -> X509 {
+        let k = key::generate(KeyAlgorithm::EcP256).expect("key");
+        let req = request::build(&k, &Subject::new("test", "client")).expect("req");
+        let spec = CertSpec::new(Profile::Client).validity(validity);
+        ca.sign(&req, &spec).expect("sign")
+    }
+
+    fn problem(cert: &X509Ref, ca: &Authority) -> Option<Problem> {
+        let options = Options {
+            purpose: Some(Purpose::Client),
+            ..Options::default()
+        };
+        let cas = [ca.certificate().to_owned()];
+        verify(cert, &[], &cas, &options)
+            .expect("runs")
+            .err()
+            .map(|f| {
+                assert_eq!(f.plain, f.problem.explain(), "{f}");
+                f.problem
+            })
+    }
+
+    #[test]
+    fn each_failure_is_a_typed_problem() {
+        let (ours, theirs) = (ca("ours"), ca("theirs"));
+        let t = now();
+        let good = client(&ours, Validity::days(10));
+        assert_eq!(problem(&good, &ours), None);
+        assert_eq!(problem(&good, &theirs), Some(Problem::UnknownIssuer));
+        let old = client(&ours, Validity::between(t - 20 * 86_400, t - 86_400));
+        assert_eq!(problem(&old, &ours), Some(Problem::Expired));
+        let early = client(&ours, Validity::between(t + 86_400, t + 20 * 86_400));
+        assert_eq!(problem(&early, &ours), Some(Problem::NotYetValid));
+        // Our CA certificate has no clientAuth: OpenSSL already refuses it for that.
+        assert_eq!(
+            problem(ours.certificate(), &ours),
+            Some(Problem::WrongPurpose)
+        );
+    }
+
+    #[test]
+    fn the_code_wrapper_keeps_the_servers_words() {
+        assert_eq!(explain(23), "revoked by the CA");
+        assert_eq!(explain(12), Problem::CrlExpired.explain());
+        assert_eq!(explain(0), "the certificate does not verify");
+        assert_eq!(explain(9999), "the certificate does not verify");
     }
 }

@@ -1,0 +1,123 @@
+//! `diagnose URL`'s report: the data (serialised as one JSON object for scripts) and its text.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::own::OwnCert;
+use crate::probe::Handshake;
+
+/// A full `diagnose URL` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What was checked.
+    pub endpoint: String,
+    /// The name verified.
+    pub name: String,
+    /// The handshake with our settings.
+    pub handshake: Handshake,
+    /// Whether the presented chain verifies against `--ca` (strictly), and if not why.
+    pub chain_check: Result<(), String>,
+    /// Whether the name is in the server certificate.
+    pub name_check: Result<(), String>,
+    /// CA names the server accepts for client certificates (from a TLS 1.2 probe).
+    pub accepted_ca_names: Vec<String>,
+    /// Whether the server demands a client certificate (None = could not tell).
+    pub client_cert_required: Option<bool>,
+    /// Our own files.
+    pub local: Vec<String>,
+}
+
+/// The `local` lines for our CA file (holding `cas` certificates) and our certificate.
+pub(crate) fn local_lines(
+    ca_file: &std::path::Path,
+    cas: usize,
+    own: Option<&OwnCert>,
+) -> Vec<String> {
+    let mut out = vec![format!(
+        "CA file {}: {cas} certificate(s)",
+        ca_file.display()
+    )];
+    let Some(own) = own else {
+        out.push("client certificate: none (one-way TLS)".into());
+        return out;
+    };
+    let s = &own.summary;
+    out.push(format!(
+        "client certificate {}: {}, key matches",
+        own.source, s.subject
+    ));
+    out.push(if own.client_auth {
+        "extendedKeyUsage includes clientAuth".into()
+    } else {
+        "WARNING: extendedKeyUsage lacks clientAuth: servers will refuse it".into()
+    });
+    out.push(match s.days_left {
+        d if d < 0 => format!("WARNING: expired on {}", s.not_after),
+        d if d < 30 => format!("WARNING: expires in {d} days ({})", s.not_after),
+        d => format!("valid until {} ({d} days left)", s.not_after),
+    });
+    out
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hs = &self.handshake;
+        writeln!(
+            f,
+            "diagnose {} (verifying the name {})",
+            self.endpoint, self.name
+        )?;
+        write_handshake(f, hs)?;
+        let yes = |r: &Result<(), String>| match r {
+            Ok(()) => "yes".to_owned(),
+            Err(e) => format!("NO: {e}"),
+        };
+        writeln!(f, "  chains to CA {}", yes(&self.chain_check))?;
+        writeln!(f, "  name matches {}", yes(&self.name_check))?;
+        let policy = match self.client_cert_required {
+            Some(true) => "the server requires one",
+            Some(false) => "the server does not require one",
+            None => "could not tell whether the server wants one",
+        };
+        writeln!(f, "  client cert  {policy}")?;
+        if !self.accepted_ca_names.is_empty() {
+            writeln!(f, "  it accepts   {}", self.accepted_ca_names.join("; "))?;
+        }
+        for l in &self.local {
+            writeln!(f, "  local        {l}")?;
+        }
+        match &hs.failure {
+            None => writeln!(f, "  result       OK"),
+            Some(fail) => writeln!(f, "  result       FAILED: {}", fail.to_lines()),
+        }
+    }
+}
+
+/// The negotiated parameters and the server's chain.
+fn write_handshake(f: &mut fmt::Formatter<'_>, hs: &Handshake) -> fmt::Result {
+    if !hs.protocol.is_empty() {
+        writeln!(
+            f,
+            "  TLS          {} {} ALPN {} ({:.1} ms)",
+            hs.protocol,
+            hs.cipher,
+            hs.alpn.as_deref().unwrap_or("none"),
+            hs.millis
+        )?;
+    }
+    for (i, c) in hs.chain.iter().enumerate() {
+        writeln!(f, "  server [{i}]   {}", c.subject)?;
+        writeln!(f, "    issuer     {}", c.issuer)?;
+        if !c.names.is_empty() {
+            writeln!(f, "    names      {}", c.names.join(", "))?;
+        }
+        writeln!(
+            f,
+            "    valid      {} → {} ({} days left)",
+            c.not_before, c.not_after, c.days_left
+        )?;
+        writeln!(f, "    key        {}", c.key)?;
+    }
+    Ok(())
+}
