@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslVersion;
 use pki::{CertSpec, Profile};
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 use crate::support::{capture_logs, server_log, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use openssl::ssl::SslVersion;
 use pki::{CertSpec, Profile, Validity};
-use server::config::{ClientAuth, Config, TlsProfile};
+use server::{ClientAuth, Config, TlsProfile};
 
 use crate::support::{run, s, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};

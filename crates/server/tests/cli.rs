@@ -22,8 +22,25 @@ fn make_pki() -> (tempfile::TempDir, Folder) {
     (dir, folder)
 }
 
+/// The server binary with none of the caller's `SERVER_*` variables: a test sees only the
+/// flags and variables it sets itself.
+fn server_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SERVER_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 fn spawn(folder: &Folder, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_server"))
+    spawn_with_env(folder, extra, &[])
+}
+
+fn spawn_with_env(folder: &Folder, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    server_command()
+        .envs(env.iter().copied())
         .arg("--pki-dir")
         .arg(folder.layout().root())
         .args([
@@ -186,4 +203,28 @@ fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     assert!(refused, "a new connection was accepted after SIGTERM");
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn server_variables_set_what_flags_do_and_a_bad_one_is_named() {
+    let (_dir, folder) = make_pki();
+    let mut child = spawn_with_env(&folder, &[], &[("SERVER_CLIENT_AUTH", "none")]);
+    let (line, port) = startup_line(&mut child);
+    assert!(
+        line.contains("one-way TLS (no client certificate)"),
+        "{line}"
+    );
+    served_serial(&folder, port);
+    signal(&child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+
+    let out = spawn_with_env(&folder, &[], &[("SERVER_LOGIN_MAX_FAILURES", "many")])
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'many'") && err.contains("--login-max-failures"),
+        "{err}"
+    );
 }
