@@ -3,6 +3,7 @@
 
 mod browser;
 mod hostile;
+mod own_app;
 mod pages;
 mod pki_interop;
 mod pki_profiles;

@@ -129,6 +129,18 @@ impl TestPki {
         (c, k)
     }
 
+    /// Another client certificate from this PKI's CA, as `pki issue client --name NAME` makes it.
+    pub fn issue_client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let ca = self.folder.authority().expect("ca");
+        self.folder
+            .issue(&ca, &pki::Leaf::client(name), pki::files::Overwrite::Never)
+            .expect("issue");
+        (
+            self.layout().leaf_cert(common::Role::Client, name),
+            self.layout().leaf_key(common::Role::Client, name),
+        )
+    }
+
     pub fn client(&self) -> (PathBuf, PathBuf) {
         (self.layout().client_cert(), self.layout().client_key())
     }

@@ -3,9 +3,12 @@
 //!
 //! - [`Config`]: a plain struct with the binary's defaults ([`Config::for_pki`] for tests);
 //!   it never reads argv or the environment (the binary's flags live in `main.rs`).
-//! - [`start`], [`run`], [`Background`]: the hardened listener (Mozilla profiles, client
-//!   certificate policy, CRL, hot reload, lingering close, limits, access list) with the seed's
-//!   routes mounted.
+//! - [`Server`]: the hardened listener (Mozilla profiles, client-certificate policy, CRL, hot
+//!   reload, lingering close, limits, access list) around the seed's routes or your own
+//!   actix-web services ([`Server::app`]); [`start`], [`run`] and [`Background::spawn`] are
+//!   its shortcuts for the seed's routes.
+//! - [`ClientIdentity`]: the verified client certificate as an extractor (401 without one;
+//!   `Option<ClientIdentity>` serves anonymous clients too).
 //! - [`TlsReloader`]: the TLS state behind a running server, for reloads.
 //!
 //! ```no_run
@@ -33,5 +36,6 @@ mod tls;
 
 pub use config::{ClientAuth, Config, TlsProfile};
 pub use error::ServerError;
-pub use listener::{run, start, Background, Started};
+pub use identity::{ClientIdentity, NoClientCertificate};
+pub use listener::{run, start, Background, Server, Started};
 pub use tls::{CertInfo, Loaded, TlsReloader};

@@ -24,7 +24,7 @@ use crate::routes;
 use crate::tls::TlsReloader;
 
 /// What a server mounts: a function that registers services, called once per worker.
-pub(crate) type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// A bound server, not yet awaited.
 pub struct Started {
@@ -36,15 +36,89 @@ pub struct Started {
     pub tls: Arc<TlsReloader>,
 }
 
-/// Loads certificates and users, binds, and returns the server with the seed's routes, ready to
-/// run. Every file problem is an error naming the file. Call it inside an actix (tokio) runtime.
-pub fn start(config: &Config) -> Result<Started, ServerError> {
-    let seed = routes::seed_app(config)?;
-    start_with(config, Arc::new(move |cfg| seed.configure(cfg)))
+/// The hardened listener around an app: [`Server::new`] mounts the seed's routes,
+/// [`Server::app`] mounts yours instead, through the same TLS (profile, client-certificate
+/// policy, CRL, reload, lingering close), limits and guards (access list, header limit,
+/// cross-site posts, access log).
+///
+/// ```no_run
+/// use actix_web::web;
+/// use server::{ClientAuth, ClientIdentity, Config, Server};
+///
+/// async fn hello(client: ClientIdentity) -> String {
+///     format!("hello, {}", client.subject)
+/// }
+///
+/// # async fn demo() -> Result<(), server::ServerError> {
+/// Server::new(Config::for_pki("certs", ClientAuth::Required))
+///     .app(|cfg: &mut web::ServiceConfig| {
+///         cfg.route("/hello", web::get().to(hello));
+///     })
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+    app: Option<AppFactory>,
 }
 
-/// [`start`] with `app` mounted instead of the seed's routes.
-pub(crate) fn start_with(config: &Config, app: AppFactory) -> Result<Started, ServerError> {
+impl Server {
+    /// A server for `config`, with the seed's routes unless [`Server::app`] says otherwise.
+    pub fn new(config: Config) -> Server {
+        Server { config, app: None }
+    }
+
+    /// Mounts `app` instead of the seed's routes: it registers services, app data and a default
+    /// service on actix-web's `ServiceConfig`, once per worker (as `App::configure` does).
+    pub fn app<F>(mut self, app: F) -> Server
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    {
+        self.app = Some(Arc::new(app));
+        self
+    }
+
+    /// Loads certificates (and, for the seed's routes, users), binds, and returns the server
+    /// ready to run. Every file problem is an error naming the file. Call it inside an actix
+    /// (tokio) runtime.
+    pub fn start(self) -> Result<Started, ServerError> {
+        let app = match self.app {
+            Some(app) => app,
+            None => {
+                let seed = routes::seed_app(&self.config)?;
+                Arc::new(move |cfg: &mut web::ServiceConfig| seed.configure(cfg))
+            }
+        };
+        bind(&self.config, app)
+    }
+
+    /// Starts the server on a new thread with its own runtime; it stops when the returned
+    /// [`Background`] is dropped.
+    pub fn spawn(self) -> Result<Background, ServerError> {
+        Background::spawn_with(move || self.start())
+    }
+
+    /// Starts, prints the start-up line, reloads on SIGHUP (and file changes), and serves until
+    /// SIGINT/SIGTERM (in-flight requests finish first).
+    pub async fn run(self) -> Result<(), ServerError> {
+        let config = self.config.clone();
+        let started = self.start()?;
+        serve(&config, started).await
+    }
+}
+
+/// [`Server::start`] with the seed's routes.
+pub fn start(config: &Config) -> Result<Started, ServerError> {
+    Server::new(config.clone()).start()
+}
+
+/// What `cargo run -p server` does: [`Server::run`] with the seed's routes.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    Server::new(config).run().await
+}
+
+fn bind(config: &Config, app: AppFactory) -> Result<Started, ServerError> {
     let (tls, acceptor) = TlsReloader::new(config)?;
     let bind_error = |source| ServerError::Bind {
         addr: config.bind,
@@ -162,13 +236,14 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts `config` (the seed's routes) on a new thread and waits until it listens.
+    /// Starts `config` with the seed's routes on a new thread and waits until it listens
+    /// ([`Server::spawn`] for another app).
     pub fn spawn(config: Config) -> Result<Background, ServerError> {
-        Background::spawn_with(move || start(&config))
+        Server::new(config).spawn()
     }
 
     /// Runs `start` on a new thread, inside its own actix runtime, and waits until it listens.
-    pub(crate) fn spawn_with(
+    fn spawn_with(
         start: impl FnOnce() -> Result<Started, ServerError> + Send + 'static,
     ) -> Result<Background, ServerError> {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -258,13 +333,6 @@ fn reload(tls: &TlsReloader, why: &str) {
             tracing::error!(why, error = %e, "reload failed; still serving the previous certificates")
         }
     }
-}
-
-/// What `cargo run -p server` does: start, print one line, reload on SIGHUP, serve until
-/// SIGINT/SIGTERM (in-flight requests finish first).
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let started = start(&config)?;
-    serve(&config, started).await
 }
 
 /// Prints the start-up line, warns of a certificate near its end, and serves.

@@ -115,7 +115,7 @@ async fn access_list(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let client = req
         .conn_data::<Connection>()
-        .and_then(|c| c.client.as_ref());
+        .and_then(|c| c.client.as_deref());
     if acl.allows(client) {
         return Ok(next.call(req).await?.map_into_left_body());
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::config::{ClientAuth, Config};
 use crate::error::ServerError;
-use crate::identity::Connection;
+use crate::identity::{ClientIdentity, Connection};
 use crate::limits::MAX_FORM_BYTES;
 use crate::login::{Brakes, Hasher, VerifiedCache};
 use crate::middleware::{read_small_body, BodyRefusal};
@@ -210,7 +210,7 @@ async fn verify(state: &AppState, user: &str, password: String) -> Option<bool> 
 }
 
 /// Whom failed logins are counted against: the client certificate, else the peer address.
-fn client_key(req: &HttpRequest) -> String {
+pub fn client_key(req: &HttpRequest) -> String {
     match req
         .conn_data::<Connection>()
         .and_then(|c| c.client.as_ref())
@@ -225,16 +225,9 @@ fn client_key(req: &HttpRequest) -> String {
     }
 }
 
-/// `GET /whoami`: the verified client certificate, or 401 without one.
-async fn whoami(req: HttpRequest) -> HttpResponse {
-    match req
-        .conn_data::<Connection>()
-        .and_then(|c| c.client.as_ref())
-    {
-        Some(id) => HttpResponse::Ok().json(id),
-        None => HttpResponse::Unauthorized()
-            .json(json!({"error": "no client certificate was presented"})),
-    }
+/// `GET /whoami`: the verified client certificate (the extractor answers 401 without one).
+async fn whoami(client: ClientIdentity) -> HttpResponse {
+    HttpResponse::Ok().json(client)
 }
 
 /// `GET /healthz`: liveness.
