@@ -2,6 +2,7 @@
 //! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki, Chromium).
 
 mod browser;
+mod front_door;
 mod hostile;
 mod own_app;
 mod pages;
@@ -11,3 +12,4 @@ mod server_interop;
 mod server_tls;
 mod support;
 mod tls_client;
+mod upstream;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix_web::{web, HttpResponse};
 use server::{ClientAuth, ClientIdentity, Config, Server};
 
-use crate::support::{TestPki, TestServer};
+use crate::support::{assert_refused_without_a_certificate, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};
 
 /// `/me` needs a certificate, `/maybe` greets anyone, `/count` counts calls across workers,
@@ -125,13 +125,7 @@ fn an_own_app_stands_behind_the_same_guards() {
         assert!(r.body.contains("access list"), "{}", r.body);
     }
     // Required means required, whatever the app's extractors say.
-    let o = Opts {
-        ca: Some(&ca),
-        version: Some(openssl::ssl::SslVersion::TLS1_3),
-        ..Opts::default()
-    };
-    let e = tc::refusal(srv.addr, &o);
-    assert!(e.contains("alert certificate required"), "{e}");
+    assert_refused_without_a_certificate(srv.addr, &ca);
 
     let big = format!(
         "GET /me HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n",

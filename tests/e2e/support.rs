@@ -192,6 +192,18 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Asserts that the server at `addr` refuses a client without a certificate in the handshake,
+/// with TLS 1.3's own alert for it.
+pub fn assert_refused_without_a_certificate(addr: std::net::SocketAddr, ca: &Path) {
+    let o = crate::tls_client::Opts {
+        ca: Some(ca),
+        version: Some(openssl::ssl::SslVersion::TLS1_3),
+        ..Default::default()
+    };
+    let e = crate::tls_client::refusal(addr, &o);
+    assert!(e.contains("alert certificate required"), "{e}");
+}
+
 /// A server of ours on an ephemeral loopback port, in its own thread; stopped on drop.
 pub type TestServer = server::Background;
 

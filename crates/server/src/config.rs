@@ -2,10 +2,13 @@
 //! [`Config::for_pki`] and changed field by field. It never reads argv or the environment; the
 //! binary's flags and `SERVER_*` variables are parsed in `main.rs` and land here.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
+use actix_web::http::Uri;
 use common::Layout;
 
 /// Whether and how the server asks for a client certificate.
@@ -96,6 +99,20 @@ pub struct Config {
     pub max_connections: usize,
     /// Seconds in-flight requests get to finish on shutdown. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// Forward every request to this HTTP application instead of serving the seed's routes
+    /// (the front door). Default none.
+    pub upstream: Option<Upstream>,
+    /// Seconds the upstream gets to send its response headers (then 504), and at most between
+    /// two pieces of its body (then the answer is cut). Default 30.
+    pub upstream_timeout_secs: u64,
+    /// Names of the headers that tell the upstream who the client is: this prefix, then
+    /// `Verify`, `Subject`, `CN`, `SAN`, `Serial`, `SHA256`, `Not-After`. Every header the
+    /// client sent whose name starts with it (`_` counted as `-`) is removed first.
+    /// Default `X-Client-Cert-`.
+    pub identity_header_prefix: String,
+    /// The upstream's login route: a `POST` to it is held to the login brakes (a `false` or
+    /// 401 answer counts as a failure, `true` resets). `None`: no brakes. Default `/login1`.
+    pub upstream_login_path: Option<String>,
 }
 
 impl Default for Config {
@@ -126,6 +143,10 @@ impl Default for Config {
             keep_alive_secs: 30,
             max_connections: 25_000,
             shutdown_timeout_secs: 30,
+            upstream: None,
+            upstream_timeout_secs: 30,
+            identity_header_prefix: "X-Client-Cert-".into(),
+            upstream_login_path: Some("/login1".into()),
         }
     }
 }
@@ -178,5 +199,111 @@ impl Config {
     /// TLS handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+/// An upstream application's address: `http://host:port`, without path or query. A
+/// `user:password@` in it is sent to the upstream as Basic credentials, and is never shown:
+/// `Debug` and `Display` print `***` for the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    uri: Uri,
+}
+
+impl Upstream {
+    /// The URL of `path_and_query` on the upstream (credentials left out).
+    pub fn url(&self, path_and_query: &str) -> String {
+        let host = self.uri.host().unwrap_or_default();
+        match self.uri.port_u16() {
+            Some(port) => format!("http://{host}:{port}{path_and_query}"),
+            None => format!("http://{host}{path_and_query}"),
+        }
+    }
+
+    /// The `user` and `password` of the URL, when it has them.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        let userinfo = self.uri.authority()?.as_str().rsplit_once('@')?.0;
+        Some(userinfo.split_once(':').unwrap_or((userinfo, "")))
+    }
+}
+
+impl FromStr for Upstream {
+    type Err = crate::error::InvalidUpstream;
+
+    fn from_str(s: &str) -> Result<Upstream, Self::Err> {
+        use crate::error::InvalidUpstream as E;
+        let uri: Uri = s.parse().map_err(|_| E::NotAUrl)?;
+        if uri.scheme_str() != Some("http") {
+            return Err(E::NotHttp);
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(E::NoHost);
+        }
+        let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
+        if !matches!(path_and_query, "" | "/") {
+            return Err(E::HasPath);
+        }
+        Ok(Upstream { uri })
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url("");
+        match self.credentials() {
+            Some((user, _)) => write!(
+                f,
+                "{}",
+                url.replacen("http://", &format!("http://{user}:***@"), 1)
+            ),
+            None => f.write_str(&url),
+        }
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upstream({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::InvalidUpstream;
+
+    #[test]
+    fn upstream_urls_are_http_host_port_only() {
+        let u: Upstream = "http://127.0.0.1:5000".parse().expect("url");
+        assert_eq!(u.url("/login?x=1"), "http://127.0.0.1:5000/login?x=1");
+        assert_eq!(u.credentials(), None);
+        let u: Upstream = "http://app.internal/".parse().expect("url");
+        assert_eq!(u.url("/"), "http://app.internal/");
+        for (bad, why) in [
+            ("https://127.0.0.1:5000", InvalidUpstream::NotHttp),
+            ("127.0.0.1:5000", InvalidUpstream::NotHttp),
+            ("http://127.0.0.1:5000/app", InvalidUpstream::HasPath),
+            ("http://127.0.0.1:5000/?q", InvalidUpstream::HasPath),
+            ("http:// bad", InvalidUpstream::NotAUrl),
+        ] {
+            assert_eq!(bad.parse::<Upstream>(), Err(why), "{bad}");
+        }
+    }
+
+    /// Whatever can hold a secret is redacted where a config is formatted.
+    #[test]
+    fn debug_and_display_never_show_the_upstream_password() {
+        let u: Upstream = "http://front:s3cret-pw@127.0.0.1:5000"
+            .parse()
+            .expect("url");
+        assert_eq!(u.credentials(), Some(("front", "s3cret-pw")));
+        assert_eq!(u.url("/x"), "http://127.0.0.1:5000/x");
+        let config = Config {
+            upstream: Some(u.clone()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?} {config:#?} {u}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("http://front:***@127.0.0.1:5000"), "{shown}");
     }
 }

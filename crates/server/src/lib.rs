@@ -6,9 +6,12 @@
 //! - [`Server`]: the hardened listener (Mozilla profiles, client-certificate policy, CRL, hot
 //!   reload, lingering close, limits, access list) around the seed's routes or your own
 //!   actix-web services ([`Server::app`]); [`start`], [`run`] and [`Background::spawn`] are
-//!   its shortcuts for the seed's routes.
+//!   its shortcuts for a config alone (the seed's routes, or the front door).
 //! - [`ClientIdentity`]: the verified client certificate as an extractor (401 without one;
 //!   `Option<ClientIdentity>` serves anonymous clients too).
+//! - [`Config::upstream`]: the front door; every request is forwarded to an HTTP application
+//!   with the verified client in `X-Client-Cert-*` headers (forged ones removed first), bodies
+//!   streamed, 502/504 when the application is down or slow.
 //! - [`TlsReloader`]: the TLS state behind a running server, for reloads.
 //!
 //! ```no_run
@@ -31,11 +34,13 @@ mod listener;
 mod login;
 mod middleware;
 mod pages;
+mod proxy;
+mod proxy_headers;
 mod routes;
 mod tls;
 
-pub use config::{ClientAuth, Config, TlsProfile};
-pub use error::ServerError;
+pub use config::{ClientAuth, Config, TlsProfile, Upstream};
+pub use error::{InvalidUpstream, ServerError};
 pub use identity::{ClientIdentity, NoClientCertificate};
 pub use listener::{run, start, Background, Server, Started};
 pub use tls::{CertInfo, Loaded, TlsReloader};

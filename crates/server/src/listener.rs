@@ -20,6 +20,7 @@ use crate::identity::{self, Acl};
 use crate::limits::{BACKLOG, CLIENT_DISCONNECT_TIMEOUT};
 use crate::linger::Lingering;
 use crate::middleware;
+use crate::proxy;
 use crate::routes;
 use crate::tls::TlsReloader;
 
@@ -64,12 +65,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `config`, with the seed's routes unless [`Server::app`] says otherwise.
+    /// A server for `config`: the front door to `config.upstream` when it is set, else the
+    /// seed's routes, unless [`Server::app`] says otherwise.
     pub fn new(config: Config) -> Server {
         Server { config, app: None }
     }
 
-    /// Mounts `app` instead of the seed's routes: it registers services, app data and a default
+    /// Mounts `app` instead of the seed's routes (or the upstream): it registers services, app data and a default
     /// service on actix-web's `ServiceConfig`, once per worker (as `App::configure` does).
     pub fn app<F>(mut self, app: F) -> Server
     where
@@ -83,9 +85,10 @@ impl Server {
     /// ready to run. Every file problem is an error naming the file. Call it inside an actix
     /// (tokio) runtime.
     pub fn start(self) -> Result<Started, ServerError> {
-        let app = match self.app {
-            Some(app) => app,
-            None => {
+        let app: AppFactory = match (self.app, &self.config.upstream) {
+            (Some(app), _) => app,
+            (None, Some(upstream)) => Arc::new(proxy::proxy_app(&self.config, upstream)?),
+            (None, None) => {
                 let seed = routes::seed_app(&self.config)?;
                 Arc::new(move |cfg: &mut web::ServiceConfig| seed.configure(cfg))
             }
@@ -342,9 +345,14 @@ async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     let expiry = time::OffsetDateTime::from_unix_timestamp(info.not_after)
         .map(|t| t.date().to_string())
         .unwrap_or_default();
+    let forwarding = config
+        .upstream
+        .as_ref()
+        .map(|u| format!("; forwarding to {u}"))
+        .unwrap_or_default();
     for addr in &started.addrs {
         println!(
-            "listening on https://{addr} — {}; certificate {} expires {expiry} ({days} days){}",
+            "listening on https://{addr} — {}; certificate {} expires {expiry} ({days} days){}{forwarding}",
             config.client_auth.describe(),
             info.subject,
             info.revoked

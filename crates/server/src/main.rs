@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use server::{ClientAuth, Config, TlsProfile};
+use server::{ClientAuth, Config, TlsProfile, Upstream};
 
 /// What was typed (flags and `SERVER_*` variables); [`Args::into_config`] makes it a [`Config`].
 #[derive(Debug, Parser)]
@@ -115,6 +115,26 @@ struct Args {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "SERVER_SHUTDOWN_TIMEOUT", default_value_t = defaults().shutdown_timeout_secs)]
     shutdown_timeout_secs: u64,
+
+    /// Be the front door of this HTTP application (http://host:port): every request is
+    /// forwarded to it, with the verified client in headers, instead of the seed's routes.
+    #[arg(long, env = "SERVER_UPSTREAM", value_name = "URL")]
+    upstream: Option<Upstream>,
+
+    /// Seconds the upstream gets to send its response headers (then 504), and at most between
+    /// two pieces of its body.
+    #[arg(long, env = "SERVER_UPSTREAM_TIMEOUT", default_value_t = defaults().upstream_timeout_secs)]
+    upstream_timeout_secs: u64,
+
+    /// Prefix of the headers that tell the upstream who the client is (then Verify, Subject,
+    /// CN, SAN, Serial, SHA256, Not-After); the client's own headers under it are removed.
+    #[arg(long, env = "SERVER_IDENTITY_HEADER_PREFIX", default_value_t = defaults().identity_header_prefix)]
+    identity_header_prefix: String,
+
+    /// The upstream's login route: POSTs to it get the login brakes ("" for none).
+    #[arg(long, env = "SERVER_UPSTREAM_LOGIN_PATH",
+          default_value_t = defaults().upstream_login_path.unwrap_or_default())]
+    upstream_login_path: String,
 }
 
 /// The library's defaults, shown by `--help` and used when neither flag nor variable is set.
@@ -208,6 +228,10 @@ impl Args {
         c.keep_alive_secs = self.keep_alive_secs;
         c.max_connections = self.max_connections;
         c.shutdown_timeout_secs = self.shutdown_timeout_secs;
+        c.upstream = self.upstream;
+        c.upstream_timeout_secs = self.upstream_timeout_secs;
+        c.identity_header_prefix = self.identity_header_prefix;
+        c.upstream_login_path = Some(self.upstream_login_path).filter(|p| !p.is_empty());
         c
     }
 }
@@ -278,6 +302,10 @@ mod tests {
             "--keep-alive-secs=21",
             "--max-connections=22",
             "--shutdown-timeout-secs=23",
+            "--upstream=http://127.0.0.1:5000",
+            "--upstream-timeout-secs=24",
+            "--identity-header-prefix=X-Who-",
+            "--upstream-login-path=",
         ])
         .expect("parse");
         let c = args.into_config();
@@ -309,10 +337,17 @@ mod tests {
             c.keep_alive_secs,
             c.max_connections as u64,
             c.shutdown_timeout_secs,
+            c.upstream_timeout_secs,
         ];
         assert_eq!(
             numbers,
-            [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
+            [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]
+        );
+        assert_eq!(c.upstream, "http://127.0.0.1:5000".parse().ok());
+        assert_eq!(c.identity_header_prefix, "X-Who-");
+        assert_eq!(
+            c.upstream_login_path, None,
+            "an empty path turns the brakes off"
         );
     }
 }

@@ -133,7 +133,7 @@ impl LoginOutcome {
     }
 
     /// The answer: the seed's bare `true`/`false` to API clients, a page to a browser.
-    fn respond(&self, html: bool) -> HttpResponse {
+    pub fn respond(&self, html: bool) -> HttpResponse {
         let mut res = match (self, html) {
             (LoginOutcome::Checked { ok, .. }, false) => HttpResponse::Ok().json(ok),
             (LoginOutcome::Checked { ok, .. }, true) => {
