@@ -7,7 +7,7 @@
 
 use client::tls::{Identity, TlsOptions};
 use common::Layout;
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

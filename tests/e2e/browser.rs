@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 use crate::support::{run, s, server_log, TestPki, TestServer};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslVersion;
 use pki::{CertSpec, Profile};
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 use crate::support::{capture_logs, server_log, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};
@@ -329,18 +329,7 @@ fn brute_force_is_braked_per_certificate_and_indistinguishable() {
     let r = tc::request(srv.addr, &o, &raw).expect("answer");
     assert_eq!(r.status, 429, "{}", r.body);
     // Another client (another certificate) is not affected.
-    let ca_ = pki.folder.authority().expect("ca");
-    pki.folder
-        .issue(
-            &ca_,
-            &pki::Leaf::client("other"),
-            pki::files::Overwrite::Never,
-        )
-        .expect("issue");
-    let other = (
-        pki.layout().leaf_cert(common::Role::Client, "other"),
-        pki.layout().leaf_key(common::Role::Client, "other"),
-    );
+    let other = pki.issue_client("other");
     let r = tc::post(
         srv.addr,
         &good(&pki, &other, &ca),

@@ -2,7 +2,9 @@
 //! not write (x509-parser, the openssl CLI, Python's ssl, rustls-webpki, Chromium).
 
 mod browser;
+mod front_door;
 mod hostile;
+mod own_app;
 mod pages;
 mod pki_interop;
 mod pki_profiles;
@@ -10,3 +12,4 @@ mod server_interop;
 mod server_tls;
 mod support;
 mod tls_client;
+mod upstream;

@@ -3,7 +3,7 @@
 //! Chromium through the same paths.)
 
 use pki::{CertSpec, Profile};
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 use crate::support::{TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};

@@ -1,7 +1,7 @@
 //! Our server driven by clients written elsewhere: curl and Python's urllib, both verifying the
 //! server's name (the check the seed switched off).
 
-use server::config::{ClientAuth, Config};
+use server::{ClientAuth, Config};
 
 use crate::support::{run, s, TestPki, TestServer};
 

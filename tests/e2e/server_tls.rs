@@ -5,7 +5,7 @@ use std::path::Path;
 
 use openssl::ssl::SslVersion;
 use pki::{CertSpec, Profile, Validity};
-use server::config::{ClientAuth, Config, TlsProfile};
+use server::{ClientAuth, Config, TlsProfile};
 
 use crate::support::{run, s, TestPki, TestServer};
 use crate::tls_client::{self as tc, Opts};
@@ -303,23 +303,13 @@ fn login1_answers_true_false_413_415() {
 #[test]
 fn access_lists_answer_403_to_others() {
     let pki = TestPki::new();
-    pki.folder
-        .issue(
-            &pki.folder.authority().expect("ca"),
-            &pki::Leaf::client("sensor-1"),
-            pki::files::Overwrite::Never,
-        )
-        .expect("issue");
+    let sensor = pki.issue_client("sensor-1");
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::Required);
     cfg.allow_cn = vec!["sensor-1".into()];
     let srv = TestServer::spawn(cfg).expect("server starts");
     let ca = pki.layout().ca_cert();
     let r = tc::get(srv.addr, &Opts::mutual(&ca, &pki.client()), "/login").expect("get");
     assert_eq!(r.status, 403, "{}", r.body);
-    let sensor = (
-        pki.layout().leaf_cert(common::Role::Client, "sensor-1"),
-        pki.layout().leaf_key(common::Role::Client, "sensor-1"),
-    );
     let r = tc::get(srv.addr, &Opts::mutual(&ca, &sensor), "/login").expect("get");
     assert_eq!(r.status, 200, "{}", r.body);
 }

@@ -129,6 +129,18 @@ impl TestPki {
         (c, k)
     }
 
+    /// Another client certificate from this PKI's CA, as `pki issue client --name NAME` makes it.
+    pub fn issue_client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let ca = self.folder.authority().expect("ca");
+        self.folder
+            .issue(&ca, &pki::Leaf::client(name), pki::files::Overwrite::Never)
+            .expect("issue");
+        (
+            self.layout().leaf_cert(common::Role::Client, name),
+            self.layout().leaf_key(common::Role::Client, name),
+        )
+    }
+
     pub fn client(&self) -> (PathBuf, PathBuf) {
         (self.layout().client_cert(), self.layout().client_key())
     }
@@ -178,6 +190,18 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String) {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// Asserts that the server at `addr` refuses a client without a certificate in the handshake,
+/// with TLS 1.3's own alert for it.
+pub fn assert_refused_without_a_certificate(addr: std::net::SocketAddr, ca: &Path) {
+    let o = crate::tls_client::Opts {
+        ca: Some(ca),
+        version: Some(openssl::ssl::SslVersion::TLS1_3),
+        ..Default::default()
+    };
+    let e = crate::tls_client::refusal(addr, &o);
+    assert!(e.contains("alert certificate required"), "{e}");
 }
 
 /// A server of ours on an ephemeral loopback port, in its own thread; stopped on drop.

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use common::Layout;
 use pki::files::Overwrite;
 use pki::{CertSpec, Folder, InitOptions, Profile, Validity};
-use server::config::{ClientAuth, Config};
 use server::Background;
+use server::{ClientAuth, Config};
 
 struct Pki {
     _dir: tempfile::TempDir,

@@ -1,15 +1,18 @@
-//! The server's one configuration struct: flags, `SERVER_*` environment variables, and defaults
-//! that match what `make certs` writes.
+//! What the server does, as a plain struct: built with [`Config::default`] or
+//! [`Config::for_pki`] and changed field by field. It never reads argv or the environment; the
+//! binary's flags and `SERVER_*` variables are parsed in `main.rs` and land here.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use actix_web::http::Uri;
 use common::Layout;
 
 /// Whether and how the server asks for a client certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     /// One-way TLS, the seed's first section: no client certificate is asked for.
     None,
@@ -31,7 +34,7 @@ impl ClientAuth {
 }
 
 /// Mozilla's server-side TLS profiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsProfile {
     /// TLS 1.2 and 1.3, ECDHE with AEAD ciphers only.
     Intermediate,
@@ -39,122 +42,118 @@ pub enum TlsProfile {
     Modern,
 }
 
-/// Everything the server needs to start.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "server",
-    version,
-    about = "HTTPS server with one-way or mutual TLS from a private CA"
-)]
+/// Everything the server needs to start. [`Config::default`] is what `cargo run -p server`
+/// does with no flags; each field's doc gives its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
-    /// Address to listen on (loopback unless told otherwise).
-    #[arg(long, env = "SERVER_BIND", default_value = common::DEFAULT_BIND)]
+    /// Address to listen on. Default `127.0.0.1:8091`: loopback unless told otherwise.
     pub bind: SocketAddr,
-
-    /// Folder of the PKI; the file flags below default to its layout.
-    #[arg(long, env = "SERVER_PKI_DIR", default_value = common::DEFAULT_PKI_DIR)]
+    /// Folder of the PKI; the file fields below default to its layout. Default `certs`.
     pub pki_dir: PathBuf,
-
     /// Server certificate (PEM, leaf first, then any intermediates) [default: PKI/server/server.crt].
-    #[arg(long, env = "SERVER_CERT")]
     pub cert: Option<PathBuf>,
-
     /// Server private key (PEM) [default: PKI/server/server.key].
-    #[arg(long, env = "SERVER_KEY")]
     pub key: Option<PathBuf>,
-
     /// CA that client certificates must chain to [default: PKI/ca/ca.crt].
-    #[arg(long, env = "SERVER_CA")]
     pub ca: Option<PathBuf>,
-
     /// CRL to check client certificates against [default: PKI/ca/ca.crl when it exists].
-    #[arg(long, env = "SERVER_CRL")]
     pub crl: Option<PathBuf>,
-
-    /// Client certificate policy: none (one-way), optional, required (mutual).
-    #[arg(long, env = "SERVER_CLIENT_AUTH", value_enum, default_value_t = ClientAuth::Required)]
+    /// Client certificate policy. Default [`ClientAuth::Required`].
     pub client_auth: ClientAuth,
-
-    /// TLS profile: intermediate (TLS 1.2 + 1.3) or modern (TLS 1.3 only).
-    #[arg(long, env = "SERVER_TLS_PROFILE", value_enum, default_value_t = TlsProfile::Intermediate)]
+    /// TLS profile. Default [`TlsProfile::Intermediate`].
     pub tls_profile: TlsProfile,
-
     /// htpasswd-style users file (bcrypt or argon2id) [default: the seed's user name/pwd1].
-    #[arg(long, env = "SERVER_USERS")]
     pub users: Option<PathBuf>,
-
-    /// Allow only clients with this certificate CN (repeatable).
-    #[arg(long = "allow-cn", env = "SERVER_ALLOW_CN", value_delimiter = ',')]
+    /// Allow only clients with one of these certificate CNs (with `allow_san`: either matches).
     pub allow_cn: Vec<String>,
-
-    /// Allow only clients with this subjectAltName value, e.g. `URI:spiffe://x/y` (repeatable).
-    #[arg(long = "allow-san", env = "SERVER_ALLOW_SAN", value_delimiter = ',')]
+    /// Allow only clients with one of these subjectAltName values, e.g. `URI:spiffe://x/y`.
     pub allow_san: Vec<String>,
-
-    /// Failed logins in a row before a client (certificate, else IP) gets 429 (0: never).
-    #[arg(long, env = "SERVER_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    /// Failed logins in a row before a client (certificate, else IP) gets 429 (0: never). Default 5.
     pub login_max_failures: u32,
-
-    /// Seconds a client stays locked out after too many failed logins.
-    #[arg(long, env = "SERVER_LOGIN_LOCKOUT", default_value_t = 60)]
+    /// Seconds a client stays locked out after too many failed logins. Default 60.
     pub login_lockout_secs: u64,
-
     /// Seconds a verified (user, password) is remembered, skipping the slow hash (0: never).
-    #[arg(long, env = "SERVER_LOGIN_CACHE", default_value_t = 60)]
+    /// Default 60.
     pub login_cache_secs: u64,
-
     /// Password hashes run at once [default: half the cores, at least 1].
-    #[arg(long, env = "SERVER_HASH_THREADS")]
     pub hash_threads: Option<usize>,
-
     /// TLS sessions kept for resumption, oldest out (0: no resumption). A session from a
-    /// mutual handshake holds the client certificate: about 6.5 KiB each, ~26 MiB at 4,096.
-    #[arg(long, env = "SERVER_SESSION_CACHE", default_value_t = 4096)]
+    /// mutual handshake holds the client certificate: about 6.5 KiB each, ~26 MiB at the
+    /// default 4,096.
     pub session_cache: u32,
-
-    /// Longest accepted chain below the CA (OpenSSL verify depth).
-    #[arg(long, env = "SERVER_VERIFY_DEPTH", default_value_t = 2)]
+    /// Longest accepted chain below the CA (OpenSSL verify depth). Default 2.
     pub verify_depth: u32,
-
     /// Seconds between checks of the certificate files for changes (0: reload on SIGHUP only).
-    #[arg(long, env = "SERVER_WATCH_SECS", default_value_t = 2)]
+    /// Default 2.
     pub watch_secs: u64,
-
     /// Worker threads [default: number of cores].
-    #[arg(long, env = "SERVER_WORKERS")]
     pub workers: Option<usize>,
-
-    /// Seconds a TLS handshake may take.
-    #[arg(long, env = "SERVER_HANDSHAKE_TIMEOUT", default_value_t = 5)]
+    /// Seconds a TLS handshake may take. Default 5.
     pub handshake_timeout_secs: u64,
-
-    /// Seconds to receive a request's headers.
-    #[arg(long, env = "SERVER_REQUEST_TIMEOUT", default_value_t = 10)]
+    /// Seconds to receive a request's headers. Default 10.
     pub request_timeout_secs: u64,
-
-    /// Seconds an idle keep-alive connection is kept.
-    #[arg(long, env = "SERVER_KEEP_ALIVE", default_value_t = 30)]
+    /// Seconds an idle keep-alive connection is kept. Default 30.
     pub keep_alive_secs: u64,
-
-    /// Most concurrent connections per worker.
-    #[arg(long, env = "SERVER_MAX_CONNECTIONS", default_value_t = 25_000)]
+    /// Most concurrent connections per worker. Default 25,000.
     pub max_connections: usize,
-
-    /// Seconds in-flight requests get to finish on shutdown.
-    #[arg(long, env = "SERVER_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    /// Seconds in-flight requests get to finish on shutdown. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// Forward every request to this HTTP application instead of serving the seed's routes
+    /// (the front door). Default none.
+    pub upstream: Option<Upstream>,
+    /// Seconds the upstream gets to send its response headers (then 504), and at most between
+    /// two pieces of its body (then the answer is cut). Default 30.
+    pub upstream_timeout_secs: u64,
+    /// Names of the headers that tell the upstream who the client is: this prefix, then
+    /// `Verify`, `Subject`, `CN`, `SAN`, `Serial`, `SHA256`, `Not-After`. Every header the
+    /// client sent whose name starts with it (`_` counted as `-`) is removed first.
+    /// Default `X-Client-Cert-`.
+    pub identity_header_prefix: String,
+    /// The upstream's login route: a `POST` to it is held to the login brakes (a `false` or
+    /// 401 answer counts as a failure, `true` resets). `None`: no brakes. Default `/login1`.
+    pub upstream_login_path: Option<String>,
 }
 
 impl Default for Config {
-    /// The defaults of `cargo run -p server` with no flags.
+    /// The defaults of `cargo run -p server` with no flags (and no `SERVER_*` variables).
     fn default() -> Self {
-        Config::parse_from(["server"])
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], common::DEFAULT_PORT)),
+            pki_dir: common::DEFAULT_PKI_DIR.into(),
+            cert: None,
+            key: None,
+            ca: None,
+            crl: None,
+            client_auth: ClientAuth::Required,
+            tls_profile: TlsProfile::Intermediate,
+            users: None,
+            allow_cn: Vec::new(),
+            allow_san: Vec::new(),
+            login_max_failures: 5,
+            login_lockout_secs: 60,
+            login_cache_secs: 60,
+            hash_threads: None,
+            session_cache: 4096,
+            verify_depth: 2,
+            watch_secs: 2,
+            workers: None,
+            handshake_timeout_secs: 5,
+            request_timeout_secs: 10,
+            keep_alive_secs: 30,
+            max_connections: 25_000,
+            shutdown_timeout_secs: 30,
+            upstream: None,
+            upstream_timeout_secs: 30,
+            identity_header_prefix: "X-Client-Cert-".into(),
+            upstream_login_path: Some("/login1".into()),
+        }
     }
 }
 
 impl Config {
-    /// A config for the PKI at `pki_dir`, listening on an ephemeral loopback port (for tests
-    /// and examples).
+    /// A config for the PKI at `pki_dir`, listening on an ephemeral loopback port with one
+    /// worker and no file watch (for tests and examples).
     pub fn for_pki(pki_dir: impl Into<PathBuf>, client_auth: ClientAuth) -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -162,7 +161,7 @@ impl Config {
             client_auth,
             watch_secs: 0,
             workers: Some(1),
-            ..Config::parse_from(["server"])
+            ..Config::default()
         }
     }
 
@@ -200,5 +199,111 @@ impl Config {
     /// TLS handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+/// An upstream application's address: `http://host:port`, without path or query. A
+/// `user:password@` in it is sent to the upstream as Basic credentials, and is never shown:
+/// `Debug` and `Display` print `***` for the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    uri: Uri,
+}
+
+impl Upstream {
+    /// The URL of `path_and_query` on the upstream (credentials left out).
+    pub fn url(&self, path_and_query: &str) -> String {
+        let host = self.uri.host().unwrap_or_default();
+        match self.uri.port_u16() {
+            Some(port) => format!("http://{host}:{port}{path_and_query}"),
+            None => format!("http://{host}{path_and_query}"),
+        }
+    }
+
+    /// The `user` and `password` of the URL, when it has them.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        let userinfo = self.uri.authority()?.as_str().rsplit_once('@')?.0;
+        Some(userinfo.split_once(':').unwrap_or((userinfo, "")))
+    }
+}
+
+impl FromStr for Upstream {
+    type Err = crate::error::InvalidUpstream;
+
+    fn from_str(s: &str) -> Result<Upstream, Self::Err> {
+        use crate::error::InvalidUpstream as E;
+        let uri: Uri = s.parse().map_err(|_| E::NotAUrl)?;
+        if uri.scheme_str() != Some("http") {
+            return Err(E::NotHttp);
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(E::NoHost);
+        }
+        let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
+        if !matches!(path_and_query, "" | "/") {
+            return Err(E::HasPath);
+        }
+        Ok(Upstream { uri })
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url("");
+        match self.credentials() {
+            Some((user, _)) => write!(
+                f,
+                "{}",
+                url.replacen("http://", &format!("http://{user}:***@"), 1)
+            ),
+            None => f.write_str(&url),
+        }
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upstream({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::InvalidUpstream;
+
+    #[test]
+    fn upstream_urls_are_http_host_port_only() {
+        let u: Upstream = "http://127.0.0.1:5000".parse().expect("url");
+        assert_eq!(u.url("/login?x=1"), "http://127.0.0.1:5000/login?x=1");
+        assert_eq!(u.credentials(), None);
+        let u: Upstream = "http://app.internal/".parse().expect("url");
+        assert_eq!(u.url("/"), "http://app.internal/");
+        for (bad, why) in [
+            ("https://127.0.0.1:5000", InvalidUpstream::NotHttp),
+            ("127.0.0.1:5000", InvalidUpstream::NotHttp),
+            ("http://127.0.0.1:5000/app", InvalidUpstream::HasPath),
+            ("http://127.0.0.1:5000/?q", InvalidUpstream::HasPath),
+            ("http:// bad", InvalidUpstream::NotAUrl),
+        ] {
+            assert_eq!(bad.parse::<Upstream>(), Err(why), "{bad}");
+        }
+    }
+
+    /// Whatever can hold a secret is redacted where a config is formatted.
+    #[test]
+    fn debug_and_display_never_show_the_upstream_password() {
+        let u: Upstream = "http://front:s3cret-pw@127.0.0.1:5000"
+            .parse()
+            .expect("url");
+        assert_eq!(u.credentials(), Some(("front", "s3cret-pw")));
+        assert_eq!(u.url("/x"), "http://127.0.0.1:5000/x");
+        let config = Config {
+            upstream: Some(u.clone()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?} {config:#?} {u}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("http://front:***@127.0.0.1:5000"), "{shown}");
     }
 }

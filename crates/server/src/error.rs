@@ -29,6 +29,13 @@ pub enum ServerError {
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] openssl::error::ErrorStack),
 
+    /// The identity header prefix cannot start a header name.
+    #[error("identity header prefix {prefix:?} cannot start a header name: use letters, digits and '-', like X-Client-Cert-")]
+    HeaderPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
+
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -37,4 +44,21 @@ pub enum ServerError {
         /// The reason (in use, permission...).
         source: std::io::Error,
     },
+}
+
+/// Why an upstream URL was refused (`--upstream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUpstream {
+    /// Not a URL at all.
+    #[error("not a URL; give one like http://127.0.0.1:5000")]
+    NotAUrl,
+    /// Another scheme than `http`.
+    #[error("only http:// upstreams are supported (the application is reached on loopback or a private network, without TLS)")]
+    NotHttp,
+    /// No host.
+    #[error("the URL names no host; give one like http://127.0.0.1:5000")]
+    NoHost,
+    /// A path or query: every request goes to the same path on the upstream.
+    #[error("the URL has a path or query; give only http://host:port (every request keeps its own path)")]
+    HasPath,
 }

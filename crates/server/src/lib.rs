@@ -1,15 +1,22 @@
 //! The seed's Flask server, done right: actix-web with an OpenSSL acceptor, one-way or mutual
 //! TLS, on `127.0.0.1:8091` by default.
 //!
-//! - [`config::Config`]: the one config struct (flags, `SERVER_*` variables, `make certs` paths).
-//! - [`tls`]: the acceptor (Mozilla profiles, client-certificate policy, hot reload).
-//! - [`identity`]: the verified client, per connection, and access lists.
-//! - [`routes::configure`]: the routes, shared by `main`, tests and examples.
-//! - [`pages`]: the browser's page, HTML answers and the cross-site guard.
+//! - [`Config`]: a plain struct with the binary's defaults ([`Config::for_pki`] for tests);
+//!   it never reads argv or the environment (the binary's flags live in `main.rs`).
+//! - [`Server`]: the hardened listener (Mozilla profiles, client-certificate policy, CRL, hot
+//!   reload, lingering close, limits, access list) around the seed's routes or your own
+//!   actix-web services ([`Server::app`]); [`start`], [`run`] and [`Background::spawn`] are
+//!   its shortcuts for a config alone (the seed's routes, or the front door).
+//! - [`ClientIdentity`]: the verified client certificate as an extractor (401 without one;
+//!   `Option<ClientIdentity>` serves anonymous clients too).
+//! - [`Config::upstream`]: the front door; every request is forwarded to an HTTP application
+//!   with the verified client in `X-Client-Cert-*` headers (forged ones removed first), bodies
+//!   streamed, 502/504 when the application is down or slow.
+//! - [`TlsReloader`]: the TLS state behind a running server, for reloads.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use server::config::{ClientAuth, Config};
+//! use server::{ClientAuth, Config};
 //! let started = server::start(&Config::for_pki("certs", ClientAuth::Required))?;
 //! println!("listening on {:?}", started.addrs);
 //! started.server.await?;
@@ -18,283 +25,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod config;
-pub mod error;
-pub mod identity;
-pub mod linger;
-pub mod login;
-pub mod pages;
-pub mod routes;
-pub mod tls;
+mod config;
+mod error;
+mod identity;
+mod limits;
+mod linger;
+mod listener;
+mod login;
+mod middleware;
+mod pages;
+mod proxy;
+mod proxy_headers;
+mod routes;
+mod tls;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use actix_http::{HttpService, Protocol};
-use actix_service::{fn_service, map_config, ServiceFactoryExt};
-use actix_tls::accept::openssl::{Acceptor, TlsStream};
-use actix_tls::accept::TlsError;
-use actix_web::dev::{AppConfig, Extensions};
-use actix_web::rt::net::TcpStream;
-use actix_web::App;
-
-use crate::config::Config;
-use crate::error::ServerError;
-use crate::identity::Acl;
-use crate::linger::Lingering;
-use crate::routes::AppState;
-use crate::tls::TlsReloader;
-
-/// A bound server, not yet awaited.
-pub struct Started {
-    /// The addresses it listens on (the real port when 0 was asked for).
-    pub addrs: Vec<SocketAddr>,
-    /// The server future; await it to serve. Its handle stops it.
-    pub server: actix_web::dev::Server,
-    /// The TLS state, for reloads.
-    pub tls: Arc<TlsReloader>,
-}
-
-/// Loads certificates and users, binds, and returns the server ready to run. Every file problem
-/// is an error naming the file. Call it inside an actix (tokio) runtime.
-pub fn start(config: &Config) -> Result<Started, ServerError> {
-    let users = Arc::new(match &config.users {
-        Some(path) => common::Credentials::load(path)?,
-        None => common::Credentials::default(),
-    });
-    let cache = Arc::new(login::VerifiedCache::new(Duration::from_secs(
-        config.login_cache_secs,
-    ))?);
-    let hash_threads = config.hash_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-    });
-    let state = AppState {
-        hasher: login::Hasher::new(users, cache.clone(), hash_threads),
-        acl: Acl {
-            cns: config.allow_cn.clone(),
-            sans: config.allow_san.clone(),
-        },
-        brakes: Arc::new(login::Brakes::new(
-            config.login_max_failures,
-            Duration::from_secs(config.login_lockout_secs),
-        )),
-        cache,
-        client_auth: config.client_auth,
-    };
-    let (tls, acceptor) = TlsReloader::new(config)?;
-    let bind_error = |source| ServerError::Bind {
-        addr: config.bind,
-        source,
-    };
-    let listener = listen(config.bind, BACKLOG).map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
-
-    let mut builder = actix_server::Server::build()
-        .backlog(BACKLOG)
-        .max_concurrent_connections(config.max_connections)
-        .shutdown_timeout(config.shutdown_timeout_secs);
-    if let Some(n) = config.workers {
-        builder = builder.workers(n);
-    }
-    let shutdown = builder.graceful_shutdown_signal();
-    let timeouts = Timeouts {
-        handshake: config.handshake_timeout(),
-        request: Duration::from_secs(config.request_timeout_secs),
-        keep_alive: Duration::from_secs(config.keep_alive_secs),
-    };
-    // What actix-web's `HttpServer::bind_openssl` assembles, with one difference: the socket is
-    // wrapped before the TLS layer sees it, so a refused handshake closes gracefully (linger.rs).
-    let builder = builder
-        .listen("https", listener, move || {
-            let app = App::new().configure(routes::configure(state.clone()));
-            let shutdown = shutdown.clone();
-            let http = HttpService::build()
-                .graceful_shutdown_signal(move || {
-                    let signal = shutdown.clone();
-                    async move { signal.notified().await }
-                })
-                .keep_alive(timeouts.keep_alive)
-                .client_request_timeout(timeouts.request)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .local_addr(addr)
-                .on_connect_ext(|io: &TlsStream<Lingering>, ext: &mut Extensions| {
-                    identity::on_connect(io.ssl(), ext)
-                })
-                .finish(map_config(app, move |_| {
-                    // actix-web keeps AppConfig's constructor crate-private; this is the public,
-                    // doc-hidden one actix-test uses (the version is pinned by Cargo.lock).
-                    AppConfig::__priv_test_new(true, addr.to_string(), addr)
-                }));
-            let mut tls = Acceptor::new(acceptor.clone());
-            tls.set_handshake_timeout(timeouts.handshake);
-            fn_service(|tcp: TcpStream| async move { Ok(Lingering::new(tcp)) })
-                .and_then(tls.map_err(TlsError::into_service_error))
-                .map(|io: TlsStream<Lingering>| {
-                    io.get_ref().established();
-                    let proto = match io.ssl().selected_alpn_protocol() {
-                        Some(b"h2") => Protocol::Http2,
-                        _ => Protocol::Http1,
-                    };
-                    let peer = io.get_ref().tcp().peer_addr().ok();
-                    (io, proto, peer)
-                })
-                .and_then(http.map_err(TlsError::Service))
-        })
-        .map_err(bind_error)?;
-    Ok(Started {
-        addrs: vec![addr],
-        server: builder.run(),
-        tls,
-    })
-}
-
-/// Pending connections the kernel queues per listener (actix-web's default).
-const BACKLOG: u32 = 1024;
-
-#[derive(Clone, Copy)]
-struct Timeouts {
-    handshake: Duration,
-    request: Duration,
-    keep_alive: Duration,
-}
-
-/// A listening socket with `SO_REUSEADDR` (a restart need not wait for TIME_WAIT to pass).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket.into())
-}
-
-/// A server running on its own thread (with its own actix runtime); stopped when dropped.
-/// For tests, examples and embedding.
-pub struct Background {
-    /// The address it listens on.
-    pub addr: SocketAddr,
-    /// Its TLS state, for reloads.
-    pub tls: Arc<TlsReloader>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Background {
-    /// Starts `config` on a new thread and waits until it listens.
-    pub fn spawn(config: Config) -> Result<Background, ServerError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                match start(&config) {
-                    Ok(s) => {
-                        let handle = s.server.handle();
-                        if tx.send(Ok((s.addrs[0], s.tls, handle))).is_ok() {
-                            let _ = s.server.await;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-        });
-        let started = rx.recv().unwrap_or_else(|_| {
-            Err(ServerError::Bind {
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                source: std::io::Error::other("the server thread ended before listening"),
-            })
-        });
-        let (addr, tls, handle) = started?;
-        Ok(Background {
-            addr,
-            tls,
-            handle,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        // `stop` sends the command at once; the returned future only waits for completion,
-        // which joining the thread does too.
-        drop(self.handle.stop(false));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reloads the TLS context on SIGHUP and, every `watch_secs` (0 = never), when a file changed.
-/// A failed reload is logged and the old context keeps serving.
-pub fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
-    let reload = move |tls: &TlsReloader, why: &str| match tls.reload() {
-        Ok(l) => tracing::info!(
-            why,
-            generation = l.generation,
-            certificate = %l.info.subject,
-            serial = %l.info.serial,
-            "TLS context reloaded"
-        ),
-        Err(e) => {
-            tracing::error!(why, error = %e, "reload failed; still serving the previous certificates")
-        }
-    };
-    let on_signal = tls.clone();
-    actix_web::rt::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload by file watch only");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            reload(&on_signal, "SIGHUP");
-        }
-    });
-    if watch_secs > 0 {
-        actix_web::rt::spawn(async move {
-            let mut seen = tls.files().fingerprint();
-            let mut tick = tokio::time::interval(Duration::from_secs(watch_secs));
-            loop {
-                tick.tick().await;
-                let now = tls.files().fingerprint();
-                if now != seen {
-                    seen = now;
-                    reload(&tls, "files changed");
-                }
-            }
-        });
-    }
-}
-
-/// What `cargo run -p server` does: start, print one line, reload on SIGHUP, serve until
-/// SIGINT/SIGTERM (in-flight requests finish first).
-pub async fn run(config: Config) -> Result<(), ServerError> {
-    let started = start(&config)?;
-    let info = started.tls.current().info.clone();
-    let days = (info.not_after - pki::authority::now()).div_euclid(86_400);
-    let expiry = time::OffsetDateTime::from_unix_timestamp(info.not_after)
-        .map(|t| t.date().to_string())
-        .unwrap_or_default();
-    for addr in &started.addrs {
-        println!(
-            "listening on https://{addr} — {}; certificate {} expires {expiry} ({days} days){}",
-            config.client_auth.describe(),
-            info.subject,
-            info.revoked
-                .map(|n| format!("; CRL with {n} revoked"))
-                .unwrap_or_default(),
-        );
-    }
-    if days < 0 {
-        tracing::error!("the server certificate has EXPIRED: clients will refuse it (run `pki issue server --force`)");
-    } else if days < 30 {
-        tracing::warn!(days, "the server certificate expires soon");
-    }
-    spawn_reloader(started.tls.clone(), config.watch_secs);
-    started.server.await.map_err(|source| ServerError::Bind {
-        addr: config.bind,
-        source,
-    })
-}
+pub use config::{ClientAuth, Config, TlsProfile, Upstream};
+pub use error::{InvalidUpstream, ServerError};
+pub use identity::{ClientIdentity, NoClientCertificate};
+pub use listener::{run, start, Background, Server, Started};
+pub use tls::{CertInfo, Loaded, TlsReloader};

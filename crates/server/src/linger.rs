@@ -15,19 +15,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::rt::net::{ActixStream, Ready, TcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// How long a refused connection keeps reading (nginx: `lingering_time` 30 s; a refused client
-/// sends its last flight within milliseconds and then closes).
-pub const LINGER_TIME: Duration = Duration::from_secs(2);
-/// How much a refused connection reads before giving up.
-pub const LINGER_BYTES: usize = 64 * 1024;
-/// Most connections lingering at once; past it, refused connections close at once (a flood of
-/// bad handshakes must not pin file descriptors).
-pub const MAX_LINGERING: usize = 1024;
+use crate::limits::{LINGER_BYTES, LINGER_TIME, MAX_LINGERING};
 
 static LINGERING: AtomicUsize = AtomicUsize::new(0);
 

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use blake2::digest::{KeyInit, Mac};
 use openssl::memcmp;
 
-/// Logins waiting for a hashing thread before new ones get 503.
-const HASH_QUEUE: usize = 1024;
+use crate::limits::{HASH_QUEUE, MAX_TRACKED};
 
 type Job = (String, String, tokio::sync::oneshot::Sender<bool>);
 
@@ -69,9 +68,6 @@ impl Hasher {
         rx.await.ok()
     }
 }
-
-/// Most identities tracked at once; past it, expired entries are dropped, then the oldest.
-const MAX_TRACKED: usize = 100_000;
 
 /// Counts failed logins per client identity.
 #[derive(Debug)]

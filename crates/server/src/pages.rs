@@ -1,21 +1,16 @@
-//! The browser side: `GET /` (who the browser is, from its verified certificate, and the login
-//! form), the HTML answers of `/login1`, the headers every HTML answer carries, and the guard
-//! that refuses cross-site form posts.
+//! The browser side, and the only place with templates: `GET /` (who the browser is, from its
+//! verified certificate, and the login form), the HTML answers of `/login1` and of refusals, and
+//! the headers every HTML answer carries.
 //!
 //! API clients are untouched: the seed's client sends no `Accept: text/html` and no `Origin`,
 //! so it keeps getting JSON and is never taken for a cross-site browser.
 
 use std::sync::LazyLock;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
+use actix_web::http::StatusCode;
 use actix_web::{mime, HttpMessage, HttpRequest, HttpResponse};
 use askama::Template;
-use futures_util::StreamExt;
-use serde_json::json;
 
 use crate::config::ClientAuth;
 use crate::identity::Connection;
@@ -123,73 +118,4 @@ pub fn wants_html(req: &HttpRequest) -> bool {
             .iter()
             .any(|q| q.item == mime::TEXT_HTML && q.quality > header::Quality::ZERO)
     })
-}
-
-/// Why a request is refused as a cross-site post, or None if it may proceed.
-///
-/// The rule of Go's `http.CrossOriginProtection`: safe methods pass; a browser's
-/// `Sec-Fetch-Site` must say `same-origin` (or `none`: typed by the user); failing that, an
-/// `Origin` must name this host. A request with neither header comes from no browser (the
-/// seed's client, curl) and passes: there is no ambient client certificate to abuse there.
-pub fn cross_site_refusal(req: &HttpRequest) -> Option<String> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return None;
-    }
-    let headers = req.headers();
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => None,
-            other => Some(format!(
-                "a form posted from another site (Sec-Fetch-Site: {})",
-                String::from_utf8_lossy(other)
-            )),
-        };
-    }
-    let origin = headers.get(header::ORIGIN)?;
-    let info = req.connection_info();
-    let same = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.strip_prefix("https://"))
-        .is_some_and(|o| o.eq_ignore_ascii_case(info.host()));
-    if same {
-        None
-    } else {
-        Some(format!(
-            "a form posted from another origin ({})",
-            String::from_utf8_lossy(origin.as_bytes())
-        ))
-    }
-}
-
-/// Middleware: 403 for a cross-site post, as a page or JSON depending on what was asked for.
-pub async fn cross_site_guard(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let Some(why) = cross_site_refusal(req.request()) else {
-        return Ok(next.call(req).await?.map_into_left_body());
-    };
-    tracing::warn!("refused {} {}: {why}", req.method(), req.path());
-    // Read the (small) body first: closing on unread bytes can turn the answer into a reset.
-    let mut payload = req.take_payload();
-    let mut seen = 0;
-    while let Some(Ok(chunk)) = payload.next().await {
-        seen += chunk.len();
-        if seen > crate::routes::MAX_FORM_BYTES {
-            break;
-        }
-    }
-    let res = if wants_html(req.request()) {
-        message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was posted from another site. Open this server's own page and sign in \
-             there.",
-            false,
-        )
-    } else {
-        HttpResponse::Forbidden().json(json!({ "error": why }))
-    };
-    Ok(req.into_response(res).map_into_right_body())
 }

@@ -1,35 +1,25 @@
-//! The seed's routes, and what an operator needs around them. [`configure`] is the one app
-//! factory used by `main`, the tests and the examples.
+//! The seed's routes, as one set of services: [`seed_app`] builds their state from the config
+//! and [`AppState::configure`] mounts them, the way any other app is mounted.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::config::ClientAuth;
-use crate::identity::{Acl, Connection};
+use crate::config::{ClientAuth, Config};
+use crate::error::ServerError;
+use crate::identity::{ClientIdentity, Connection};
+use crate::limits::MAX_FORM_BYTES;
 use crate::login::{Brakes, Hasher, VerifiedCache};
+use crate::middleware::{read_small_body, BodyRefusal};
 use crate::pages;
 
-/// Largest `/login1` body read; anything longer is refused with 413.
-pub const MAX_FORM_BYTES: usize = 4096;
-
-/// Largest request head (header names and values) served; beyond it, 431. nginx allows about
-/// as much (4 × 8 KiB); actix-http itself cuts heads at 128 KiB.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-/// What handlers share.
+/// What the seed's handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Who may use the server at all.
-    pub acl: Acl,
     /// Failed-login counting per client.
     pub brakes: Arc<Brakes>,
     /// Recently verified logins.
@@ -41,24 +31,40 @@ pub struct AppState {
     pub client_auth: ClientAuth,
 }
 
-/// Registers every route, with the access list, the cross-site guard and the access log
-/// around them.
-pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone {
-    move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(state.clone())).service(
-            web::scope("")
-                .wrap(from_fn(pages::cross_site_guard))
-                .wrap(from_fn(access_list))
-                .wrap(from_fn(header_limit))
-                .wrap(from_fn(access_log))
-                // Resources answer 405 to a wrong method (a bare route would fall through to 404).
-                .service(web::resource("/").get(index))
-                .service(web::resource("/login").get(login))
-                .service(web::resource("/login1").post(login1))
-                .service(web::resource("/whoami").get(whoami))
-                .service(web::resource("/healthz").get(healthz))
-                .default_service(web::to(not_found)),
-        );
+/// Loads the users and starts the hashing threads for the seed's routes.
+pub fn seed_app(config: &Config) -> Result<AppState, ServerError> {
+    let users = Arc::new(match &config.users {
+        Some(path) => common::Credentials::load(path)?,
+        None => common::Credentials::default(),
+    });
+    let cache = Arc::new(VerifiedCache::new(Duration::from_secs(
+        config.login_cache_secs,
+    ))?);
+    let hash_threads = config.hash_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    });
+    Ok(AppState {
+        hasher: Hasher::new(users, cache.clone(), hash_threads),
+        brakes: Arc::new(Brakes::new(
+            config.login_max_failures,
+            Duration::from_secs(config.login_lockout_secs),
+        )),
+        cache,
+        client_auth: config.client_auth,
+    })
+}
+
+impl AppState {
+    /// Registers the seed's routes and a JSON 404 for the rest.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()))
+            // Resources answer 405 to a wrong method (a bare route would fall through to 404).
+            .service(web::resource("/").get(index))
+            .service(web::resource("/login").get(login))
+            .service(web::resource("/login1").post(login1))
+            .service(web::resource("/whoami").get(whoami))
+            .service(web::resource("/healthz").get(healthz))
+            .default_service(web::to(not_found));
     }
 }
 
@@ -127,7 +133,7 @@ impl LoginOutcome {
     }
 
     /// The answer: the seed's bare `true`/`false` to API clients, a page to a browser.
-    fn respond(&self, html: bool) -> HttpResponse {
+    pub fn respond(&self, html: bool) -> HttpResponse {
         let mut res = match (self, html) {
             (LoginOutcome::Checked { ok, .. }, false) => HttpResponse::Ok().json(ok),
             (LoginOutcome::Checked { ok, .. }, true) => {
@@ -160,26 +166,11 @@ async fn login1(req: HttpRequest, body: web::Payload, state: web::Data<AppState>
 }
 
 async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState) -> LoginOutcome {
-    // Refuse on the declared length before reading anything.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-        return LoginOutcome::TooLarge;
-    }
-    // Read the (small) body before any other answer: closing on unread bytes would turn the
-    // answer into a TCP reset the client may never see.
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            return LoginOutcome::Unreadable;
-        };
-        if buf.len() + chunk.len() > MAX_FORM_BYTES {
-            return LoginOutcome::TooLarge;
-        }
-        buf.extend_from_slice(&chunk);
-    }
+    let form = match read_small_body(req.headers(), &mut body, MAX_FORM_BYTES).await {
+        Ok(form) => form,
+        Err(BodyRefusal::TooLarge) => return LoginOutcome::TooLarge,
+        Err(BodyRefusal::Unreadable) => return LoginOutcome::Unreadable,
+    };
     let is_form = req
         .mime_type()
         .ok()
@@ -195,27 +186,31 @@ async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState
             secs: wait.as_secs() + 1,
         };
     }
-    let Some((user, password)) = common::credentials::parse_login_form(&buf) else {
+    let Some((user, password)) = common::credentials::parse_login_form(&form) else {
         return LoginOutcome::Checked {
             user: String::new(),
             ok: false,
         };
     };
-    let ok = if state.cache.hit(&user, &password) {
-        true
-    } else {
-        // Hashing is slow on purpose: it runs on the hashing threads, never here.
-        match state.hasher.verify(user.clone(), password).await {
-            Some(ok) => ok,
-            None => return LoginOutcome::Busy,
-        }
+    let ok = match verify(state, &user, password).await {
+        Some(ok) => ok,
+        None => return LoginOutcome::Busy,
     };
     state.brakes.record(&who, ok);
     LoginOutcome::Checked { user, ok }
 }
 
+/// Checks a password: from the cache of verified logins, else on the hashing threads (slow on
+/// purpose, never here). None when their queue is full.
+async fn verify(state: &AppState, user: &str, password: String) -> Option<bool> {
+    if state.cache.hit(user, &password) {
+        return Some(true);
+    }
+    state.hasher.verify(user.to_owned(), password).await
+}
+
 /// Whom failed logins are counted against: the client certificate, else the peer address.
-fn client_key(req: &HttpRequest) -> String {
+pub fn client_key(req: &HttpRequest) -> String {
     match req
         .conn_data::<Connection>()
         .and_then(|c| c.client.as_ref())
@@ -230,16 +225,9 @@ fn client_key(req: &HttpRequest) -> String {
     }
 }
 
-/// `GET /whoami`: the verified client certificate, or 401 without one.
-async fn whoami(req: HttpRequest) -> HttpResponse {
-    match req
-        .conn_data::<Connection>()
-        .and_then(|c| c.client.as_ref())
-    {
-        Some(id) => HttpResponse::Ok().json(id),
-        None => HttpResponse::Unauthorized()
-            .json(json!({"error": "no client certificate was presented"})),
-    }
+/// `GET /whoami`: the verified client certificate (the extractor answers 401 without one).
+async fn whoami(client: ClientIdentity) -> HttpResponse {
+    HttpResponse::Ok().json(client)
 }
 
 /// `GET /healthz`: liveness.
@@ -253,73 +241,20 @@ async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(json!({"error": "no such route"}))
 }
 
-/// 431 for a request head larger than [`MAX_HEADER_BYTES`].
-async fn header_limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size <= MAX_HEADER_BYTES {
-        Ok(next.call(req).await?.map_into_left_body())
-    } else {
-        let res = HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-            .json(
-                json!({"error": format!("request headers larger than {MAX_HEADER_BYTES} bytes")}),
-            );
-        Ok(req.into_response(res).map_into_right_body())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// 403 for a client not on the access list (checked on every request, resumed sessions too).
-async fn access_list(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let allowed = req.app_data::<web::Data<AppState>>().is_none_or(|s| {
-        s.acl.allows(
-            req.conn_data::<Connection>()
-                .and_then(|c| c.client.as_ref()),
-        )
-    });
-    if allowed {
-        Ok(next.call(req).await?.map_into_left_body())
-    } else {
-        let res = HttpResponse::Forbidden()
-            .json(json!({"error": "this client certificate is not on the server's access list"}));
-        Ok(req.into_response(res).map_into_right_body())
+    /// The seed app's state is `Debug` for logs and panics: a login it remembered must not show.
+    #[test]
+    fn debug_output_holds_no_password_nor_digest() {
+        let state = seed_app(&Config::default()).expect("state");
+        state.cache.remember("name", "pwd1");
+        assert!(state.cache.hit("name", "pwd1"));
+        let shown = format!("{state:?}");
+        for secret in ["pwd1", "argon2", "entries", "key"] {
+            assert!(!shown.contains(secret), "{secret:?} in {shown}");
+        }
+        assert!(shown.contains("VerifiedCache"), "{shown}");
     }
-}
-
-/// One line per request: method, path (never the query or body), status, latency, client.
-async fn access_log(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // Per-request work only when the line will be written (the benchmarks run at warn).
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return next.call(req).await;
-    }
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.path().to_owned();
-    let client = req
-        .conn_data::<Connection>()
-        .and_then(|c| c.client.as_ref())
-        .map_or_else(|| "-".to_owned(), |c| c.subject.clone());
-    let peer = req.peer_addr();
-    let res = next.call(req).await?;
-    tracing::info!(
-        target: "access",
-        %method,
-        path,
-        status = res.status().as_u16(),
-        micros = start.elapsed().as_micros() as u64,
-        client,
-        peer = ?peer,
-    );
-    Ok(res)
 }

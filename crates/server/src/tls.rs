@@ -271,6 +271,17 @@ fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerE
     b.set_private_key(&m.key)?;
     b.check_private_key()?;
     b.set_alpn_select_callback(|_, client| select_next_proto(ALPN, client).ok_or(AlpnError::NOACK));
+    set_resumption(&mut b, m, settings)?;
+    set_client_verification(&mut b, m, settings)?;
+    Ok(b)
+}
+
+/// Session resumption: only within the same trust material, from a bounded server-side cache.
+fn set_resumption(
+    b: &mut SslAcceptorBuilder,
+    m: &Material,
+    settings: Settings,
+) -> Result<(), ServerError> {
     // Without a session ID context, OpenSSL refuses to resume sessions when peers are verified.
     b.set_session_id_context(&m.digest[..32])?;
     // One TLS 1.3 ticket per handshake, not OpenSSL's two: a client resumes one connection at
@@ -286,7 +297,15 @@ fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerE
     } else {
         b.set_session_cache_size(i32::try_from(settings.session_cache).unwrap_or(i32::MAX));
     }
+    Ok(())
+}
 
+/// Whether a client certificate is asked for, what it must chain to, and the CRL.
+fn set_client_verification(
+    b: &mut SslAcceptorBuilder,
+    m: &Material,
+    settings: Settings,
+) -> Result<(), ServerError> {
     let mode = match settings.client_auth {
         ClientAuth::None => SslVerifyMode::NONE,
         ClientAuth::Optional => SslVerifyMode::PEER,
@@ -305,7 +324,7 @@ fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerE
         b.set_verify_depth(settings.verify_depth);
     }
     b.set_verify_callback(mode, verify_client);
-    Ok(b)
+    Ok(())
 }
 
 fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
@@ -351,24 +370,7 @@ fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
     let Some(der) = ctx.current_cert().and_then(|c| c.to_der().ok()) else {
         return false;
     };
-    let refusal = match X509Certificate::from_der(&der) {
-        Err(_) => Some("unparseable certificate"),
-        Ok((_, cert)) => {
-            let client_auth = cert
-                .extended_key_usage()
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.value.client_auth);
-            if cert.is_ca() {
-                Some("a CA certificate (CA:TRUE) presented as a client certificate")
-            } else if !client_auth {
-                Some("no extendedKeyUsage clientAuth: not issued for TLS clients")
-            } else {
-                None
-            }
-        }
-    };
-    match refusal {
+    match leaf_refusal(&der) {
         Some(reason) => {
             // OpenSSL's own codes cannot be set from safe Rust; the log carries the reason.
             ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
@@ -376,5 +378,25 @@ fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
             false
         }
         None => true,
+    }
+}
+
+/// What OpenSSL lets through but a client certificate must not be: a CA, or a leaf without EKU
+/// clientAuth.
+fn leaf_refusal(der: &[u8]) -> Option<&'static str> {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Some("unparseable certificate");
+    };
+    let client_auth = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value.client_auth);
+    if cert.is_ca() {
+        Some("a CA certificate (CA:TRUE) presented as a client certificate")
+    } else if !client_auth {
+        Some("no extendedKeyUsage clientAuth: not issued for TLS clients")
+    } else {
+        None
     }
 }

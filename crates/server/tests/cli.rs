@@ -22,8 +22,25 @@ fn make_pki() -> (tempfile::TempDir, Folder) {
     (dir, folder)
 }
 
+/// The server binary with none of the caller's `SERVER_*` variables: a test sees only the
+/// flags and variables it sets itself.
+fn server_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SERVER_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 fn spawn(folder: &Folder, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_server"))
+    spawn_with_env(folder, extra, &[])
+}
+
+fn spawn_with_env(folder: &Folder, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    server_command()
+        .envs(env.iter().copied())
         .arg("--pki-dir")
         .arg(folder.layout().root())
         .args([
@@ -186,4 +203,119 @@ fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     assert!(refused, "a new connection was accepted after SIGTERM");
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn server_variables_set_what_flags_do_and_a_bad_one_is_named() {
+    let (_dir, folder) = make_pki();
+    let mut child = spawn_with_env(&folder, &[], &[("SERVER_CLIENT_AUTH", "none")]);
+    let (line, port) = startup_line(&mut child);
+    assert!(
+        line.contains("one-way TLS (no client certificate)"),
+        "{line}"
+    );
+    served_serial(&folder, port);
+    signal(&child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+
+    let out = spawn_with_env(&folder, &[], &[("SERVER_LOGIN_MAX_FAILURES", "many")])
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'many'") && err.contains("--login-max-failures"),
+        "{err}"
+    );
+}
+
+/// Kibibytes of a `/proc/PID/status` field (`VmRSS`, `VmHWM`).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// An HTTP application that answers `GET /big` with `mib` MiB, written as fast as the socket
+/// takes them, made piece by piece (it holds 64 KiB at a time), and anything else with `ok`.
+fn big_upstream(mib: u64) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            if !head.starts_with(b"GET /big ") {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                );
+                continue;
+            }
+            let total = mib << 20;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n"
+            );
+            let piece = vec![b'x'; 64 * 1024];
+            for _ in 0..total / piece.len() as u64 {
+                if s.write_all(&piece).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_front_door_streams_a_large_answer_to_a_slow_reader_in_bounded_memory() {
+    let (_dir, folder) = make_pki();
+    let upstream = big_upstream(64);
+    let mut child = spawn(&folder, &["--upstream", &format!("http://{upstream}")]);
+    let (line, port) = startup_line(&mut child);
+    assert!(
+        line.contains(&format!("forwarding to http://{upstream}")),
+        "{line}"
+    );
+    served_serial(&folder, port); // warm up: TLS, a first request, the upstream client
+    let before = proc_kib(child.id(), "VmRSS");
+
+    let mut s = connect(&folder, port);
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut buf = vec![0u8; 1 << 20];
+    s.read_exact(&mut buf).expect("first MiB");
+    // A reader that pauses: the upstream has all 64 MiB ready; the server must not take them.
+    std::thread::sleep(Duration::from_secs(1));
+    let paused = proc_kib(child.id(), "VmRSS");
+    let mut total = buf.len();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    let peak = proc_kib(child.id(), "VmHWM");
+    signal(&child, "-TERM");
+    let _ = child.wait();
+    eprintln!(
+        "front door, 64 MiB to a slow reader: RSS {before} KiB before, {paused} KiB while paused, peak {peak} KiB"
+    );
+    let head_len = total - (64 << 20);
+    assert!(head_len < 1024, "the whole body arrived: {total} bytes");
+    assert!(
+        paused < before + 8 * 1024,
+        "{paused} KiB while paused, {before} KiB before"
+    );
+    assert!(
+        peak < before + 16 * 1024,
+        "peak {peak} KiB, {before} KiB before"
+    );
 }

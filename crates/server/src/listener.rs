@@ -1,0 +1,373 @@
+//! The hardened listener: TLS with lingering close, HTTP with its timeouts, the guards of
+//! [`crate::middleware`], and whatever app is mounted inside; started here, on a background
+//! thread, or as the binary runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::{HttpService, Protocol};
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
+use actix_tls::accept::openssl::{Acceptor, TlsStream};
+use actix_tls::accept::TlsError;
+use actix_web::dev::{AppConfig, Extensions};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::identity::{self, Acl};
+use crate::limits::{BACKLOG, CLIENT_DISCONNECT_TIMEOUT};
+use crate::linger::Lingering;
+use crate::middleware;
+use crate::proxy;
+use crate::routes;
+use crate::tls::TlsReloader;
+
+/// What a server mounts: a function that registers services, called once per worker.
+type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// A bound server, not yet awaited.
+pub struct Started {
+    /// The addresses it listens on (the real port when 0 was asked for).
+    pub addrs: Vec<SocketAddr>,
+    /// The server future; await it to serve. Its handle stops it.
+    pub server: actix_web::dev::Server,
+    /// The TLS state, for reloads.
+    pub tls: Arc<TlsReloader>,
+}
+
+/// The hardened listener around an app: [`Server::new`] mounts the seed's routes,
+/// [`Server::app`] mounts yours instead, through the same TLS (profile, client-certificate
+/// policy, CRL, reload, lingering close), limits and guards (access list, header limit,
+/// cross-site posts, access log).
+///
+/// ```no_run
+/// use actix_web::web;
+/// use server::{ClientAuth, ClientIdentity, Config, Server};
+///
+/// async fn hello(client: ClientIdentity) -> String {
+///     format!("hello, {}", client.subject)
+/// }
+///
+/// # async fn demo() -> Result<(), server::ServerError> {
+/// Server::new(Config::for_pki("certs", ClientAuth::Required))
+///     .app(|cfg: &mut web::ServiceConfig| {
+///         cfg.route("/hello", web::get().to(hello));
+///     })
+///     .run()
+///     .await
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+    app: Option<AppFactory>,
+}
+
+impl Server {
+    /// A server for `config`: the front door to `config.upstream` when it is set, else the
+    /// seed's routes, unless [`Server::app`] says otherwise.
+    pub fn new(config: Config) -> Server {
+        Server { config, app: None }
+    }
+
+    /// Mounts `app` instead of the seed's routes (or the upstream): it registers services, app data and a default
+    /// service on actix-web's `ServiceConfig`, once per worker (as `App::configure` does).
+    pub fn app<F>(mut self, app: F) -> Server
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    {
+        self.app = Some(Arc::new(app));
+        self
+    }
+
+    /// Loads certificates (and, for the seed's routes, users), binds, and returns the server
+    /// ready to run. Every file problem is an error naming the file. Call it inside an actix
+    /// (tokio) runtime.
+    pub fn start(self) -> Result<Started, ServerError> {
+        let app: AppFactory = match (self.app, &self.config.upstream) {
+            (Some(app), _) => app,
+            (None, Some(upstream)) => Arc::new(proxy::proxy_app(&self.config, upstream)?),
+            (None, None) => {
+                let seed = routes::seed_app(&self.config)?;
+                Arc::new(move |cfg: &mut web::ServiceConfig| seed.configure(cfg))
+            }
+        };
+        bind(&self.config, app)
+    }
+
+    /// Starts the server on a new thread with its own runtime; it stops when the returned
+    /// [`Background`] is dropped.
+    pub fn spawn(self) -> Result<Background, ServerError> {
+        Background::spawn_with(move || self.start())
+    }
+
+    /// Starts, prints the start-up line, reloads on SIGHUP (and file changes), and serves until
+    /// SIGINT/SIGTERM (in-flight requests finish first).
+    pub async fn run(self) -> Result<(), ServerError> {
+        let config = self.config.clone();
+        let started = self.start()?;
+        serve(&config, started).await
+    }
+}
+
+/// [`Server::start`] with the seed's routes.
+pub fn start(config: &Config) -> Result<Started, ServerError> {
+    Server::new(config.clone()).start()
+}
+
+/// What `cargo run -p server` does: [`Server::run`] with the seed's routes.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    Server::new(config).run().await
+}
+
+fn bind(config: &Config, app: AppFactory) -> Result<Started, ServerError> {
+    let (tls, acceptor) = TlsReloader::new(config)?;
+    let bind_error = |source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    };
+    let listener = listen(config.bind, BACKLOG).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let mut builder = actix_server::Server::build()
+        .backlog(BACKLOG)
+        .max_concurrent_connections(config.max_connections)
+        .shutdown_timeout(config.shutdown_timeout_secs);
+    if let Some(n) = config.workers {
+        builder = builder.workers(n);
+    }
+    let worker = Worker {
+        shutdown: builder.graceful_shutdown_signal(),
+        acceptor,
+        addr,
+        app,
+        acl: Arc::new(Acl {
+            cns: config.allow_cn.clone(),
+            sans: config.allow_san.clone(),
+        }),
+        handshake: config.handshake_timeout(),
+        request: Duration::from_secs(config.request_timeout_secs),
+        keep_alive: Duration::from_secs(config.keep_alive_secs),
+    };
+    let builder = builder
+        .listen("https", listener, move || worker.clone().service())
+        .map_err(bind_error)?;
+    Ok(Started {
+        addrs: vec![addr],
+        server: builder.run(),
+        tls,
+    })
+}
+
+/// What each worker thread builds its connection pipeline from.
+#[derive(Clone)]
+struct Worker {
+    shutdown: actix_server::GracefulShutdownSignal,
+    acceptor: openssl::ssl::SslAcceptor,
+    addr: SocketAddr,
+    app: AppFactory,
+    acl: Arc<Acl>,
+    handshake: Duration,
+    request: Duration,
+    keep_alive: Duration,
+}
+
+impl Worker {
+    /// What actix-web's `HttpServer::bind_openssl` assembles, with one difference: the socket is
+    /// wrapped before the TLS layer sees it, so a refused handshake closes gracefully
+    /// (linger.rs).
+    fn service(
+        self,
+    ) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), InitError = ()>
+    {
+        let Worker { app, addr, .. } = self.clone();
+        let app = middleware::harden(App::new().configure(move |cfg| app(cfg)), self.acl);
+        let shutdown = self.shutdown;
+        let http = HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let signal = shutdown.clone();
+                async move { signal.notified().await }
+            })
+            .keep_alive(self.keep_alive)
+            .client_request_timeout(self.request)
+            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            .local_addr(addr)
+            .on_connect_ext(|io: &TlsStream<Lingering>, ext: &mut Extensions| {
+                identity::on_connect(io.ssl(), ext)
+            })
+            .finish(map_config(app, move |_| {
+                // actix-web keeps AppConfig's constructor crate-private; this is the public,
+                // doc-hidden one actix-test uses (the version is pinned by Cargo.lock).
+                AppConfig::__priv_test_new(true, addr.to_string(), addr)
+            }));
+        let mut tls = Acceptor::new(self.acceptor);
+        tls.set_handshake_timeout(self.handshake);
+        fn_service(|tcp: TcpStream| async move { Ok(Lingering::new(tcp)) })
+            .and_then(tls.map_err(TlsError::into_service_error))
+            .map(|io: TlsStream<Lingering>| {
+                io.get_ref().established();
+                let proto = match io.ssl().selected_alpn_protocol() {
+                    Some(b"h2") => Protocol::Http2,
+                    _ => Protocol::Http1,
+                };
+                let peer = io.get_ref().tcp().peer_addr().ok();
+                (io, proto, peer)
+            })
+            .and_then(http.map_err(TlsError::Service))
+    }
+}
+
+/// A listening socket with `SO_REUSEADDR` (a restart need not wait for TIME_WAIT to pass).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// A server running on its own thread (with its own actix runtime); stopped when dropped.
+/// For tests, examples and embedding.
+pub struct Background {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its TLS state, for reloads.
+    pub tls: Arc<TlsReloader>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts `config` with the seed's routes on a new thread and waits until it listens
+    /// ([`Server::spawn`] for another app).
+    pub fn spawn(config: Config) -> Result<Background, ServerError> {
+        Server::new(config).spawn()
+    }
+
+    /// Runs `start` on a new thread, inside its own actix runtime, and waits until it listens.
+    fn spawn_with(
+        start: impl FnOnce() -> Result<Started, ServerError> + Send + 'static,
+    ) -> Result<Background, ServerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match start() {
+                    Ok(s) => {
+                        let handle = s.server.handle();
+                        if tx.send(Ok((s.addrs[0], s.tls, handle))).is_ok() {
+                            let _ = s.server.await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        let started = rx.recv().unwrap_or_else(|_| {
+            Err(ServerError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source: std::io::Error::other("the server thread ended before listening"),
+            })
+        });
+        let (addr, tls, handle) = started?;
+        Ok(Background {
+            addr,
+            tls,
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the returned future only waits for completion,
+        // which joining the thread does too.
+        drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reloads the TLS context on SIGHUP and, every `watch_secs` (0 = never), when a file changed.
+/// A failed reload is logged and the old context keeps serving.
+fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
+    let on_signal = tls.clone();
+    actix_web::rt::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload by file watch only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            reload(&on_signal, "SIGHUP");
+        }
+    });
+    if watch_secs > 0 {
+        actix_web::rt::spawn(async move {
+            let mut seen = tls.files().fingerprint();
+            let mut tick = tokio::time::interval(Duration::from_secs(watch_secs));
+            loop {
+                tick.tick().await;
+                let now = tls.files().fingerprint();
+                if now != seen {
+                    seen = now;
+                    reload(&tls, "files changed");
+                }
+            }
+        });
+    }
+}
+
+/// One reload, logged either way.
+fn reload(tls: &TlsReloader, why: &str) {
+    match tls.reload() {
+        Ok(l) => tracing::info!(
+            why,
+            generation = l.generation,
+            certificate = %l.info.subject,
+            serial = %l.info.serial,
+            "TLS context reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(why, error = %e, "reload failed; still serving the previous certificates")
+        }
+    }
+}
+
+/// Prints the start-up line, warns of a certificate near its end, and serves.
+async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
+    let info = started.tls.current().info.clone();
+    let days = (info.not_after - pki::authority::now()).div_euclid(86_400);
+    let expiry = time::OffsetDateTime::from_unix_timestamp(info.not_after)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default();
+    let forwarding = config
+        .upstream
+        .as_ref()
+        .map(|u| format!("; forwarding to {u}"))
+        .unwrap_or_default();
+    for addr in &started.addrs {
+        println!(
+            "listening on https://{addr} — {}; certificate {} expires {expiry} ({days} days){}{forwarding}",
+            config.client_auth.describe(),
+            info.subject,
+            info.revoked
+                .map(|n| format!("; CRL with {n} revoked"))
+                .unwrap_or_default(),
+        );
+    }
+    if days < 0 {
+        tracing::error!("the server certificate has EXPIRED: clients will refuse it (run `pki issue server --force`)");
+    } else if days < 30 {
+        tracing::warn!(days, "the server certificate expires soon");
+    }
+    spawn_reloader(started.tls.clone(), config.watch_secs);
+    started.server.await.map_err(|source| ServerError::Bind {
+        addr: config.bind,
+        source,
+    })
+}

@@ -1,0 +1,218 @@
+//! What stands in front of every app the server mounts: the access log, the header limit, the
+//! access list and the cross-site guard (outermost first), and the one way to read a small body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+
+use crate::identity::{Acl, Connection};
+use crate::limits::{MAX_FORM_BYTES, MAX_HEADER_BYTES};
+use crate::pages;
+
+/// `app` with every guard around it. Registered on the `App` itself, so requests that match no
+/// route (the default service) pass the same guards.
+pub fn harden<T, B>(
+    app: App<T>,
+    acl: Arc<Acl>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    app.wrap(from_fn(cross_site_guard))
+        .wrap(from_fn(move |req, next| {
+            access_list(acl.clone(), req, next)
+        }))
+        .wrap(from_fn(header_limit))
+        .wrap(from_fn(access_log))
+}
+
+/// Why a small body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Longer than the limit (declared or sent).
+    TooLarge,
+    /// The connection failed or the framing was wrong.
+    Unreadable,
+}
+
+/// Reads a body of at most `limit` bytes, refusing at once on a larger `Content-Length`.
+/// Called before any answer that refuses a request: closing on unread bytes makes the kernel
+/// send a reset, and the client may never see the answer. (A body declared too large has not
+/// been sent yet by a client that waits, so it is not read at all.)
+pub async fn read_small_body<S>(
+    headers: &HeaderMap,
+    body: &mut S,
+    limit: usize,
+) -> Result<BytesMut, BodyRefusal>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyRefusal::TooLarge);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| BodyRefusal::Unreadable)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyRefusal::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// 431 for a request head larger than [`MAX_HEADER_BYTES`].
+async fn header_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size <= MAX_HEADER_BYTES {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let res = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        .json(json!({"error": format!("request headers larger than {MAX_HEADER_BYTES} bytes")}));
+    Ok(req.into_response(res).map_into_right_body())
+}
+
+/// 403 for a client not on the access list (checked on every request, resumed sessions too).
+async fn access_list(
+    acl: Arc<Acl>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let client = req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_deref());
+    if acl.allows(client) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let res = HttpResponse::Forbidden()
+        .json(json!({"error": "this client certificate is not on the server's access list"}));
+    Ok(req.into_response(res).map_into_right_body())
+}
+
+/// One line per request: method, path (never the query or body), status, latency, client.
+async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // Per-request work only when the line will be written (the benchmarks run at warn).
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return next.call(req).await;
+    }
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let client = req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_ref())
+        .map_or_else(|| "-".to_owned(), |c| c.subject.clone());
+    let peer = req.peer_addr();
+    let res = next.call(req).await?;
+    tracing::info!(
+        target: "access",
+        %method,
+        path,
+        status = res.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        client,
+        peer = ?peer,
+    );
+    Ok(res)
+}
+
+/// Why a request is refused as a cross-site post, or None if it may proceed.
+///
+/// The rule of Go's `http.CrossOriginProtection`: safe methods pass; a browser's
+/// `Sec-Fetch-Site` must say `same-origin` (or `none`: typed by the user); failing that, an
+/// `Origin` must name this host. A request with neither header comes from no browser (the
+/// seed's client, curl) and passes: there is no ambient client certificate to abuse there.
+fn cross_site_refusal(req: &HttpRequest) -> Option<String> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => None,
+            other => Some(format!(
+                "a form posted from another site (Sec-Fetch-Site: {})",
+                String::from_utf8_lossy(other)
+            )),
+        };
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let info = req.connection_info();
+    let same = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix("https://"))
+        .is_some_and(|o| o.eq_ignore_ascii_case(info.host()));
+    if same {
+        return None;
+    }
+    Some(format!(
+        "a form posted from another origin ({})",
+        String::from_utf8_lossy(origin.as_bytes())
+    ))
+}
+
+/// 403 for a cross-site post, as a page or JSON depending on what was asked for: a browser
+/// sends the client certificate along with any site's form, so only our own pages may post.
+async fn cross_site_guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(why) = cross_site_refusal(req.request()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    tracing::warn!("refused {} {}: {why}", req.method(), req.path());
+    let mut payload = req.take_payload();
+    // What is read or why not does not change the answer.
+    let _ = read_small_body(req.headers(), &mut payload, MAX_FORM_BYTES).await;
+    let res = if pages::wants_html(req.request()) {
+        pages::message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was posted from another site. Open this server's own page and sign in \
+             there.",
+            false,
+        )
+    } else {
+        HttpResponse::Forbidden().json(json!({ "error": why }))
+    };
+    Ok(req.into_response(res).map_into_right_body())
+}
