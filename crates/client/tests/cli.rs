@@ -6,42 +6,24 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::Layout;
 use pki::files::Overwrite;
-use pki::{CertSpec, Folder, InitOptions, Profile, Validity};
+use pki::{CertSpec, InitOptions, Profile, Validity};
 use server::Background;
 use server::{ClientAuth, Config};
+use testkit::{text, TestPki};
 
-struct Pki {
-    _dir: tempfile::TempDir,
-    folder: Folder,
+/// A fresh PKI as `make certs` makes it (its p12 password in `client.p12.pass`).
+fn new_pki() -> TestPki {
+    TestPki::with_options(InitOptions::default())
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("tmp");
-        let folder = Folder::new(Layout::new(dir.path().join("certs")));
-        folder.init(&InitOptions::default()).expect("init");
-        Pki { _dir: dir, folder }
-    }
-    fn dir(&self) -> &Path {
-        self.folder.layout().root()
-    }
-    fn serve(&self, auth: ClientAuth) -> Background {
-        Background::spawn(Config::for_pki(self.dir(), auth)).expect("server")
-    }
+fn serve(pki: &TestPki, auth: ClientAuth) -> Background {
+    Background::spawn(Config::for_pki(pki.dir(), auth)).expect("server")
 }
 
-/// The client binary without the caller's `CLIENT_*` variables: an operator's shell must not
-/// change what a test sees.
+/// The client binary, without the caller's `CLIENT_*` (or other of our) variables.
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_client"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CLIENT_") {
-            c.env_remove(name);
-        }
-    }
-    c
+    testkit::command(env!("CARGO_BIN_EXE_client"))
 }
 
 fn client(pki: &Path, args: &[&str]) -> Output {
@@ -53,14 +35,6 @@ fn client(pki: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run client")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn url(port: u16) -> String {
@@ -78,8 +52,8 @@ fn expect(o: &Output, code: i32, words: &[&str]) {
 
 #[test]
 fn the_seed_sequence_whoami_and_login() {
-    let pki = Pki::new();
-    let srv = pki.serve(ClientAuth::Required);
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
     let u = url(srv.addr.port());
     let o = client(pki.dir(), &["--url", &u]);
     expect(
@@ -139,8 +113,8 @@ fn the_seed_sequence_whoami_and_login() {
 
 #[test]
 fn each_failure_class_has_its_exit_code_and_words() {
-    let pki = Pki::new();
-    let srv = pki.serve(ClientAuth::Required);
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
     let u = url(srv.addr.port());
 
     // 16: the server requires a client certificate.
@@ -148,7 +122,7 @@ fn each_failure_class_has_its_exit_code_and_words() {
     expect(&o, 16, &["requires a client certificate", "alert"]);
 
     // 13: the server's certificate is from another CA than ours.
-    let other = Pki::new();
+    let other = new_pki();
     let other_ca = other.folder.layout().ca_cert();
     let o = client(
         pki.dir(),
@@ -197,8 +171,8 @@ fn each_failure_class_has_its_exit_code_and_words() {
 
 #[test]
 fn client_variables_reach_the_binary() {
-    let pki = Pki::new();
-    let srv = pki.serve(ClientAuth::Required);
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
     let env = |name: &str, value: &std::ffi::OsStr| {
         let mut c = bin();
         c.env("CLIENT_URL", url(srv.addr.port()))
@@ -223,7 +197,7 @@ fn client_variables_reach_the_binary() {
 
 /// A CRL whose nextUpdate has passed, made by the CA (`pki crl` with 0 days), where the
 /// server reads it.
-fn write_stale_crl(pki: &Pki) {
+fn write_stale_crl(pki: &TestPki) {
     let ca = pki.folder.authority().expect("ca");
     let crl = ca.crl(&[], 2, 0).expect("crl");
     let next_update = pki::authority::unix_time(crl.next_update().expect("next")).expect("t");
@@ -238,9 +212,9 @@ fn write_stale_crl(pki: &Pki) {
 /// client checks its own certificate before it believes that.
 #[test]
 fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
-    let pki = Pki::new();
+    let pki = new_pki();
     write_stale_crl(&pki);
-    let srv = pki.serve(ClientAuth::Required);
+    let srv = serve(&pki, ClientAuth::Required);
     let u = url(srv.addr.port());
     let o = client(pki.dir(), &["--url", &u, "whoami"]);
     expect(
@@ -264,7 +238,7 @@ fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
 
 #[test]
 fn an_expired_server_certificate_is_named_with_its_date() {
-    let pki = Pki::new();
+    let pki = new_pki();
     let ca = pki.folder.authority().expect("ca");
     let now = pki::authority::now();
     let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
@@ -291,7 +265,7 @@ fn an_expired_server_certificate_is_named_with_its_date() {
         Overwrite::Replace,
     )
     .expect("write");
-    let srv = pki.serve(ClientAuth::Required);
+    let srv = serve(&pki, ClientAuth::Required);
     let o = client(pki.dir(), &["--url", &url(srv.addr.port())]);
     expect(
         &o,
@@ -305,7 +279,7 @@ fn an_expired_server_certificate_is_named_with_its_date() {
 
 #[test]
 fn closed_ports_plain_tcp_and_silent_listeners() {
-    let pki = Pki::new();
+    let pki = new_pki();
     // 10: nothing listening (bind, learn the port, close).
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -356,8 +330,8 @@ fn closed_ports_plain_tcp_and_silent_listeners() {
 
 #[test]
 fn json_errors_carry_class_and_exit_code() {
-    let pki = Pki::new();
-    let srv = pki.serve(ClientAuth::Required);
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
     let o = client(
         pki.dir(),
         &[
@@ -377,8 +351,8 @@ fn json_errors_carry_class_and_exit_code() {
 
 #[test]
 fn diagnose_reports_chain_names_and_client_policy() {
-    let pki = Pki::new();
-    let srv = pki.serve(ClientAuth::Required);
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
     let o = client(pki.dir(), &["diagnose", &url(srv.addr.port())]);
     expect(
         &o,
@@ -398,7 +372,7 @@ fn diagnose_reports_chain_names_and_client_policy() {
             "result       OK",
         ],
     );
-    let other = Pki::new();
+    let other = new_pki();
     let o = client(
         pki.dir(),
         &[
@@ -410,7 +384,7 @@ fn diagnose_reports_chain_names_and_client_policy() {
     );
     expect(&o, 13, &["chains to CA NO", "not issued by the trusted CA"]);
 
-    let one_way = pki.serve(ClientAuth::None);
+    let one_way = serve(&pki, ClientAuth::None);
     let o = client(
         pki.dir(),
         &["diagnose", &url(one_way.addr.port()), "--no-client-cert"],
@@ -423,7 +397,7 @@ fn diagnose_reports_chain_names_and_client_policy() {
 }
 
 /// Python's `http.server` behind `ssl`: a TLS server we did not write.
-fn python_server(pki: &Pki, mode: &str) -> (Child, u16) {
+fn python_server(pki: &TestPki, mode: &str) -> (Child, u16) {
     let l = pki.folder.layout();
     let script = r#"
 import http.server, ssl, sys
@@ -469,7 +443,7 @@ srv.serve_forever()
 
 #[test]
 fn against_pythons_tls_server_one_way_and_mutual() {
-    let pki = Pki::new();
+    let pki = new_pki();
     let (mut one_way, port) = python_server(&pki, "oneway");
     let o = client(
         pki.dir(),

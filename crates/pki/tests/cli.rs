@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use support::{snapshot, text};
+use testkit::{snapshot, text};
 
 fn pki(dir: &Path, args: &[&str]) -> Output {
     support::run(dir, &[], args)

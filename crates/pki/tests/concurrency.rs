@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::text;
+use testkit::text;
 
 /// One backend under test: SQLite in the folder, or a fresh PostgreSQL database.
 struct Backend {
@@ -462,7 +462,7 @@ fn killed_after_renaming_the_record_is_settled_not_lost() {
 }
 
 fn assert_no_temp_files(dir: &Path) {
-    let leftovers: Vec<_> = support::snapshot(dir)
+    let leftovers: Vec<_> = testkit::snapshot(dir)
         .into_iter()
         .map(|(p, _)| p)
         .filter(|p| p.to_string_lossy().contains(".pki-"))

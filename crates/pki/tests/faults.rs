@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use support::{snapshot as files, text};
+use testkit::{snapshot as files, text};
 
 fn pki(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     support::run(dir, env, args)

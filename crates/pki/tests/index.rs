@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod support;
-use support::text;
+use testkit::text;
 
 fn ok(dir: &Path, args: &[&str]) -> std::process::Output {
     let o = support::run(dir, &[], args);

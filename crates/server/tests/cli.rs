@@ -6,32 +6,21 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::Layout;
 use openssl::ssl::{SslConnector, SslMethod};
-use pki::{Folder, InitOptions};
+use pki::Folder;
+use testkit::TestPki;
 
-fn make_pki() -> (tempfile::TempDir, Folder) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let folder = Folder::new(Layout::new(dir.path().join("certs")));
-    folder
-        .init(&InitOptions {
-            p12_password: Some("x".into()),
-            ..InitOptions::default()
-        })
-        .expect("init");
-    (dir, folder)
+/// A fresh PKI (the workspace's fixture) and its folder.
+fn make_pki() -> (TestPki, Folder) {
+    let pki = TestPki::new();
+    let folder = pki.folder.clone();
+    (pki, folder)
 }
 
-/// The server binary with none of the caller's `SERVER_*` variables: a test sees only the
-/// flags and variables it sets itself.
+/// The server binary with none of the caller's `SERVER_*` (or other of our) variables: a test
+/// sees only the flags and variables it sets itself.
 fn server_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SERVER_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
+    testkit::command(env!("CARGO_BIN_EXE_server"))
 }
 
 fn spawn(folder: &Folder, extra: &[&str]) -> Child {
