@@ -9,9 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Integer, Asn1Time, Asn1TimeRef};
 use openssl::bn::{BigNum, MsbOption};
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{PKey, PKeyRef, Private, Public};
 use openssl::x509::extension::{AuthorityKeyIdentifier, CrlNumber};
-use openssl::x509::{X509Crl, X509CrlBuilder, X509Ref, X509Req, X509RevokedBuilder, X509};
+use openssl::x509::{
+    X509Crl, X509CrlBuilder, X509NameRef, X509Ref, X509Req, X509RevokedBuilder, X509,
+};
 
 use crate::error::{CryptoContext, Error, Result};
 use crate::key::{self, KeyAlgorithm};
@@ -121,7 +123,13 @@ impl Authority {
             ));
         }
         let spec = CertSpec::new(Profile::Ca).validity(validity);
-        let cert = build(req, &spec, None, &key, algorithm)?;
+        let public = req.public_key().step("x509 -req")?;
+        let signer = Signer {
+            issuer: None,
+            key: &key,
+            algorithm,
+        };
+        let cert = build(req.subject_name(), &public, &spec, &signer)?;
         Ok(Authority {
             cert,
             key,
@@ -167,10 +175,28 @@ impl Authority {
     /// would outlive the CA is cut to the CA's notAfter.
     pub fn sign(&self, req: &X509Req, spec: &CertSpec) -> Result<X509> {
         check_request(req)?;
+        let key = req.public_key().step("x509 -req")?;
+        self.sign_key(req.subject_name(), &key, spec)
+    }
+
+    /// A leaf for `subject` and a public key whose possession was proven before: a renewal with
+    /// the same key (`openssl x509 -x509toreq` then `-req`), or a device's request signed under
+    /// a subject the CA chose. The validity is cut to the CA's notAfter.
+    pub fn sign_key(
+        &self,
+        subject: &X509NameRef,
+        key: &PKeyRef<Public>,
+        spec: &CertSpec,
+    ) -> Result<X509> {
         let ca_end = unix_time(self.cert.not_after())?;
         let mut spec = spec.clone();
         spec.validity.not_after = spec.validity.not_after.min(ca_end);
-        build(req, &spec, Some(&self.cert), &self.key, self.algorithm)
+        let signer = Signer {
+            issuer: Some(&self.cert),
+            key: &self.key,
+            algorithm: self.algorithm,
+        };
+        build(subject, key, &spec, &signer)
     }
 
     /// `openssl ca -gencrl`: a v2 CRL listing `revoked`, with CRL number `number` and a
@@ -237,17 +263,28 @@ fn check_request(req: &X509Req) -> Result<()> {
     Ok(())
 }
 
+/// Who signs: the issuer's certificate (none for a self-signed root) and key.
+struct Signer<'a> {
+    issuer: Option<&'a X509Ref>,
+    key: &'a PKey<Private>,
+    algorithm: KeyAlgorithm,
+}
+
 fn build(
-    req: &X509Req,
+    subject: &X509NameRef,
+    subject_key: &PKeyRef<Public>,
     spec: &CertSpec,
-    issuer: Option<&X509Ref>,
-    signer: &PKey<Private>,
-    signer_algorithm: KeyAlgorithm,
+    signer: &Signer<'_>,
 ) -> Result<X509> {
     let step = "x509 -req";
-    let subject_key = req.public_key().step(step)?;
-    let subject_algorithm = KeyAlgorithm::of(&subject_key)
-        .ok_or_else(|| Error::Refused(format!("unsupported key type {:?}", subject_key.id())))?;
+    let issuer = signer.issuer;
+    let subject_algorithm = KeyAlgorithm::of(subject_key).ok_or_else(|| {
+        Error::Refused(format!(
+            "unsupported key type {:?} of {} bits: we issue for RSA 2048/3072/4096, EC P-256/P-384 and Ed25519 only",
+            subject_key.id(),
+            subject_key.bits()
+        ))
+    })?;
     if spec.validity.not_after <= spec.validity.not_before {
         return Err(Error::Refused(
             "notAfter must be later than notBefore".into(),
@@ -256,10 +293,10 @@ fn build(
     let mut b = X509::builder().step(step)?;
     b.set_version(2).step(step)?; // v3
     b.set_serial_number(&*random_serial()?).step(step)?;
-    b.set_subject_name(req.subject_name()).step(step)?;
-    b.set_issuer_name(issuer.map_or(req.subject_name(), |i| i.subject_name()))
+    b.set_subject_name(subject).step(step)?;
+    b.set_issuer_name(issuer.map_or(subject, |i| i.subject_name()))
         .step(step)?;
-    b.set_pubkey(&subject_key).step(step)?;
+    b.set_pubkey(subject_key).step(step)?;
     b.set_not_before(&*Asn1Time::from_unix(spec.validity.not_before).step(step)?)
         .step(step)?;
     b.set_not_after(&*Asn1Time::from_unix(spec.validity.not_after).step(step)?)
@@ -272,7 +309,7 @@ fn build(
     for e in exts {
         b.append_extension(e).step(step)?;
     }
-    b.sign(signer, signer_algorithm.signature_digest())
+    b.sign(signer.key, signer.algorithm.signature_digest())
         .step(step)?;
     Ok(b.build())
 }

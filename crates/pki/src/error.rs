@@ -110,6 +110,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// An enrollment token was refused; nothing was issued and the token is unchanged.
+    #[error("{0}")]
+    Token(crate::store::TokenRefusal),
+
     /// OpenSSL reported an error during a step.
     #[error("{step} failed: {source}")]
     Crypto {

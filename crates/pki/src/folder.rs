@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openssl::pkey::{PKey, Private};
-use openssl::x509::{X509Crl, X509Ref, X509};
+use openssl::pkey::{PKey, PKeyRef, Private, Public};
+use openssl::x509::{X509Crl, X509NameRef, X509Ref, X509};
 
 use crate::authority::{key_id, now, serial_hex, unix_time, Authority, CertSpec, Validity};
 use crate::error::{CryptoContext, Error, Result};
@@ -289,32 +289,57 @@ impl Folder {
         overwrite: Overwrite,
         claim: Claim,
     ) -> Result<Issued> {
-        let role = leaf.profile.role();
-        let (cert_path, key_path) = self.leaf_paths(role, &leaf.name)?;
-        let (cert, rec) = self.sign(ca, leaf, &key, &cert_path)?;
+        let (_, key_path) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
         let keep_key = overwrite == Overwrite::Never && files::exists(&key_path);
-        let staged_key = if keep_key {
-            None
-        } else {
-            Some(files::stage(
+        let public = public_of(&key)?;
+        let placement = Placement {
+            subject: leaf.subject.to_x509_name()?,
+            public: &public,
+            key: (!keep_key).then_some(&key),
+            overwrite,
+            claim,
+            renews: None,
+            token: None,
+        };
+        self.place(ca, leaf, &placement)
+    }
+
+    /// Signs and writes `leaf` as `placement` says, in the order of the module documentation:
+    /// files staged, record committed, files renamed, record settled, exports rewritten.
+    pub(crate) fn place(
+        &self,
+        ca: &Authority,
+        leaf: &Leaf,
+        placement: &Placement<'_>,
+    ) -> Result<Issued> {
+        let (cert_path, key_path) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
+        let (cert, mut rec) =
+            self.sign(ca, leaf, &placement.subject, placement.public, &cert_path)?;
+        rec.renews = placement.renews.clone();
+        let staged_key = match placement.key {
+            Some(key) => Some(files::stage(
                 "private key",
                 &key_path,
-                &key::to_pem(&key)?,
+                &key::to_pem(key)?,
                 Secrecy::Secret,
-                overwrite,
-            )?)
+                placement.overwrite,
+            )?),
+            None => None,
         };
         let staged_cert = files::stage(
             "certificate",
             &cert_path,
             &cert.to_pem().step("x509 -out")?,
             Secrecy::Public,
-            overwrite,
+            placement.overwrite,
         )?;
         // Files first, records second: a full disk or a read-only folder fails above, with
         // nothing recorded.
         let mut db = self.open_db(Some(ca))?;
-        db.insert(&rec, claim)?;
+        match &placement.token {
+            Some(digest) => db.insert_with_token(&rec, placement.claim, digest, now())?,
+            None => db.insert(&rec, placement.claim)?,
+        }
         files::crash_point("crash-after-commit");
         let placed = staged_key
             .map_or(Ok(()), Staged::commit)
@@ -386,7 +411,9 @@ impl Folder {
         let mut issued = Vec::with_capacity(leaves.len());
         for (leaf, (cert_path, key_path)) in leaves.iter().zip(paths) {
             let key = key::generate(leaf.key)?;
-            let (cert, rec) = self.sign(ca, leaf, &key, cert_path)?;
+            let public = public_of(&key)?;
+            let subject = leaf.subject.to_x509_name()?;
+            let (cert, rec) = self.sign(ca, leaf, &subject, &public, cert_path)?;
             staged.push(files::stage(
                 "private key",
                 key_path,
@@ -427,12 +454,14 @@ impl Folder {
         Ok(issued)
     }
 
-    /// Signs `leaf` for `key` and makes its record (state Issuing, claimed by this process).
+    /// Signs `leaf` for `public` under `subject` and makes its record (state Issuing, claimed
+    /// by this process).
     fn sign(
         &self,
         ca: &Authority,
         leaf: &Leaf,
-        key: &PKey<Private>,
+        subject: &X509NameRef,
+        public: &PKeyRef<Public>,
         cert_path: &Path,
     ) -> Result<(X509, Record)> {
         let days = Days::new(i64::from(leaf.days.unwrap_or(leaf.profile.default_days())))?;
@@ -452,11 +481,10 @@ impl Folder {
                 days.get()
             ));
         }
-        let req = request::build(key, &leaf.subject)?;
         let spec = CertSpec::new(leaf.profile)
             .names(leaf.names.clone())
             .validity(wanted);
-        let cert = ca.sign(&req, &spec)?;
+        let cert = ca.sign_key(subject, public, &spec)?;
         let rec = record_of(&cert, ca, leaf, self.layout.relative(cert_path))?;
         Ok((cert, rec))
     }
@@ -734,6 +762,30 @@ impl Folder {
         }
         out
     }
+}
+
+/// How [`Folder::place`] writes a leaf.
+pub(crate) struct Placement<'a> {
+    /// The certificate's subject.
+    pub subject: openssl::x509::X509Name,
+    /// The key it certifies.
+    pub public: &'a PKeyRef<Public>,
+    /// The private key to write beside it, if one is written.
+    pub key: Option<&'a PKey<Private>>,
+    /// Whether existing files are replaced.
+    pub overwrite: Overwrite,
+    /// How the record takes the name.
+    pub claim: Claim,
+    /// The serial of the certificate this one renews.
+    pub renews: Option<String>,
+    /// The digest of an enrollment token spent in the same transaction as the record.
+    pub token: Option<String>,
+}
+
+/// The public half of `key`.
+pub(crate) fn public_of(key: &PKeyRef<Private>) -> Result<PKey<Public>> {
+    let der = key.public_key_to_der().step("pkey -pubout")?;
+    PKey::public_key_from_der(&der).step("pkey -pubout")
 }
 
 /// The record of a certificate just signed for `leaf`, before its files exist.

@@ -43,6 +43,7 @@ pub mod index;
 pub mod init;
 pub mod inspect;
 pub mod key;
+pub mod lifecycle;
 pub mod name;
 pub mod p12;
 pub mod problem;

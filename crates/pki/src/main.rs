@@ -75,7 +75,73 @@ enum Command {
         reason: Option<Reason>,
     },
     /// Write a fresh CRL to ca/ca.crl.
-    Crl,
+    Crl {
+        /// Only when the CRL on record is within --before of its nextUpdate (silent otherwise;
+        /// for cron and systemd timers).
+        #[arg(long)]
+        if_due: bool,
+        /// The margin of --if-due.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+        before: Duration,
+    },
+    /// Sign a certificate request made elsewhere (`openssl req -new`, a device, a TPM): only
+    /// the certificate is written, the key never travels.
+    Sign {
+        /// The request (PKCS#10, PEM or DER).
+        #[arg(long)]
+        csr: PathBuf,
+        /// server or client.
+        #[arg(value_enum)]
+        role: RoleArg,
+        /// Name of its file and record (A-Z a-z 0-9 . - _); the CN unless --cn.
+        #[arg(long)]
+        name: String,
+        /// Subject CN, when it should differ from the name.
+        #[arg(long)]
+        cn: Option<String>,
+        /// subjectAltNames (repeatable; a server needs at least one). The request's own
+        /// extensions are never copied.
+        #[arg(long = "san")]
+        sans: Vec<SubjectAltName>,
+        #[command(flatten)]
+        common: IssueArgs,
+    },
+    /// Issue a successor for a certificate in force (same subject, names and key unless
+    /// --rekey), written where the old one was; the old one stays valid unless --revoke-old.
+    Renew {
+        /// Its name or serial.
+        target: String,
+        /// A new key too.
+        #[arg(long)]
+        rekey: bool,
+        /// Revoke the old certificate (reason superseded).
+        #[arg(long)]
+        revoke_old: bool,
+        /// Only when due (in the last third of its lifetime, or within --within); silent and
+        /// successful otherwise.
+        #[arg(long)]
+        if_due: bool,
+        /// The margin of --if-due.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        within: Option<Duration>,
+        /// Validity in days of the successor.
+        #[arg(long, allow_negative_numbers = true)]
+        days: Option<Days>,
+    },
+    /// Is this certificate due for renewal? Exit 0: due; 1: not due; 255: cannot tell
+    /// (the codes of systemd's ExecCondition=, where 1 skips the unit and 255 fails it).
+    NeedsRenewal {
+        /// The certificate (PEM).
+        file: PathBuf,
+        /// Due within this time of its notAfter [default: in the last third of its lifetime].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        within: Option<Duration>,
+    },
+    /// One-time enrollment tokens for the online CA (`ca`, EST simpleenroll).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Bundle a client's key and certificate as PKCS#12 (password from PKI_P12_PASSWORD or a prompt).
     ExportP12 {
         /// The client's name.
@@ -115,6 +181,24 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token that enrolls NAME once, within --ttl; it is printed this once.
+    Create {
+        /// The name it may enroll.
+        #[arg(long)]
+        name: String,
+        /// The role it may enroll.
+        #[arg(long, value_enum, default_value = "client")]
+        role: RoleArg,
+        /// How long it works.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        ttl: Duration,
+    },
+    /// The tokens made, and whether they were used (never the tokens themselves).
+    List,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum StatusArg {
     Valid,
@@ -126,6 +210,15 @@ enum StatusArg {
 enum RoleArg {
     Server,
     Client,
+}
+
+impl std::fmt::Display for RoleArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoleArg::Server => "server",
+            RoleArg::Client => "client",
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -214,11 +307,32 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             json,
         } => list(folder, status, role, expiring_within, json),
         Command::Revoke { target, reason } => revoke(folder, &target, reason),
-        Command::Crl => {
-            let ca = folder.authority()?;
-            println!("wrote {}", folder.write_crl(&ca)?.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Crl { if_due, before } => crl(folder, if_due, before),
+        Command::Sign {
+            csr,
+            role,
+            name,
+            cn,
+            sans,
+            common,
+        } => sign(folder, &csr, role, &name, cn, sans, common),
+        Command::Renew {
+            target,
+            rekey,
+            revoke_old,
+            if_due,
+            within,
+            days,
+        } => renew(
+            folder,
+            &target,
+            rekey,
+            revoke_old,
+            if_due.then_some(within),
+            days,
+        ),
+        Command::NeedsRenewal { file, within } => Ok(needs_renewal(&file, within)),
+        Command::Token { action } => token(folder, action),
         Command::ExportP12 {
             name,
             legacy,
@@ -448,6 +562,163 @@ fn list(
             e.file,
             e.subject
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn crl(folder: &Folder, if_due: bool, before: Duration) -> Result<ExitCode> {
+    let ca = folder.authority()?;
+    if !if_due {
+        println!("wrote {}", folder.write_crl(&ca)?.display());
+    } else if folder.crl_if_due(&ca, before)? {
+        println!(
+            "wrote {} (the last one was due)",
+            folder.layout().ca_crl().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(
+    folder: &Folder,
+    csr: &Path,
+    role: RoleArg,
+    name: &str,
+    cn: Option<String>,
+    sans: Vec<SubjectAltName>,
+    args: IssueArgs,
+) -> Result<ExitCode> {
+    let mut leaf = match role {
+        RoleArg::Server => Leaf::server(name, sans),
+        RoleArg::Client => {
+            let mut leaf = Leaf::client(name);
+            leaf.names = sans;
+            leaf
+        }
+    };
+    if let Some(cn) = cn {
+        pki::name::check_common_name(&cn)?;
+        leaf.subject.common_name = cn;
+    }
+    if let Some(org) = args.org {
+        leaf.subject.organization = org;
+    }
+    leaf.days = args.days.map(Days::get);
+    let req = pki::lifecycle::load_request(csr)?;
+    let ca = folder.authority()?;
+    let request = pki::lifecycle::Request {
+        csr: &req,
+        leaf: &leaf,
+        overwrite: overwrite(args.force),
+        token: None,
+        renews: None,
+    };
+    let issued = folder.sign_request(&ca, &request)?;
+    println!(
+        "signed {} certificate {} (serial {}) for the key of {}",
+        leaf.profile,
+        issued.cert_path.display(),
+        issued.serial,
+        csr.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn renew(
+    folder: &Folder,
+    target: &str,
+    rekey: bool,
+    revoke_old: bool,
+    if_due: Option<Option<Duration>>,
+    days: Option<Days>,
+) -> Result<ExitCode> {
+    let ca = folder.authority()?;
+    if let Some(within) = if_due {
+        let due = folder.due(within)?;
+        let names = |r: &&pki::Record| r.name.eq_ignore_ascii_case(target) || r.serial == target;
+        if !due.iter().any(|r| names(&r)) {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let r = folder.renew(&ca, target, rekey, revoke_old, days.map(Days::get))?;
+    println!(
+        "renewed {} (serial {} → {}), the old one kept as {}{}",
+        r.issued.cert_path.display(),
+        r.old_serial,
+        r.issued.serial,
+        r.archived.display(),
+        if r.old_revoked {
+            " and revoked"
+        } else {
+            ", valid until it expires"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 0 due, 1 not due, 255 cannot tell.
+fn needs_renewal(file: &Path, within: Option<Duration>) -> ExitCode {
+    let judged = pki::folder::load_cert("certificate", file).and_then(|cert| {
+        let due = pki::lifecycle::renewal_due(&cert, within, pki::authority::now())?;
+        let end = pki::authority::unix_time(cert.not_after())?;
+        Ok((due, end))
+    });
+    match judged {
+        Ok((true, end)) => {
+            println!(
+                "{}: due for renewal (expires {})",
+                file.display(),
+                pki::inspect::date(end)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((false, end)) => {
+            println!(
+                "{}: not due (expires {})",
+                file.display(),
+                pki::inspect::date(end)
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("pki: error: {}", common::error_chain(&e));
+            ExitCode::from(255)
+        }
+    }
+}
+
+fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
+    match action {
+        TokenAction::Create { name, role, ttl } => {
+            let profile = match role {
+                RoleArg::Server => pki::Profile::Server,
+                RoleArg::Client => pki::Profile::Client,
+            };
+            let token = folder.create_token(profile, &name, ttl)?;
+            eprintln!(
+                "pki: token for {role} {name}, valid {}, once (shown only now):",
+                humantime::format_duration(ttl)
+            );
+            println!("{token}");
+        }
+        TokenAction::List => {
+            let ca = folder.authority()?;
+            let at = pki::authority::now();
+            println!("{:<24}  {:<6}  {:<23}  STATE", "NAME", "ROLE", "EXPIRES");
+            for t in folder.open_db(Some(&ca))?.tokens()? {
+                let state = match (t.used_at, t.expires_at <= at) {
+                    (Some(_), _) => format!("used ({})", t.used_serial.unwrap_or_default()),
+                    (None, true) => "expired".into(),
+                    (None, false) => "unused".into(),
+                };
+                println!(
+                    "{:<24}  {:<6}  {:<23}  {state}",
+                    t.name,
+                    t.role,
+                    pki::inspect::date(t.expires_at)
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -457,6 +457,99 @@ impl Db {
         }
     }
 
+    /// Records `rec` as [`Db::insert`] does, in the same transaction as spending the enrollment
+    /// token whose digest is `token` (which must be unused, unexpired at `at`, and for this
+    /// role and name): a token is spent exactly when a certificate is recorded with it.
+    pub fn insert_with_token(
+        &mut self,
+        rec: &Record,
+        claim: Claim,
+        token: &str,
+        at: i64,
+    ) -> Result<()> {
+        let outcome = self.write(|tx| {
+            let spent = tx.exec(
+                "UPDATE tokens SET used_at = $1, used_serial = $2 WHERE digest = $3 AND \
+                 used_at IS NULL AND expires_at > $1 AND role = $4 AND name_key = $5",
+                &[
+                    at.into(),
+                    rec.serial.as_str().into(),
+                    token.into(),
+                    rec.role.as_str().into(),
+                    rec.name.to_ascii_lowercase().into(),
+                ],
+            )?;
+            if spent != 1 {
+                let why = token_refusal(tx, token, &rec.role, &rec.name, at)?;
+                return Ok(Err(why));
+            }
+            if claim == Claim::Replace {
+                tx.exec(
+                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
+                    &[rec.role.as_str().into(), rec.name.to_ascii_lowercase().into()],
+                )?;
+            }
+            match insert_row(tx, rec) {
+                // Roll the token back with the record: nothing was issued.
+                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
+                    role: rec.role.clone(),
+                    name: rec.name.clone(),
+                })),
+                Err(e) => Err(Failed::Sql(e)),
+                Ok(()) => Ok(Ok(())),
+            }
+        })?;
+        outcome.map_err(Error::Token)
+    }
+
+    /// Stores a new enrollment token (its digest) for `role`/`name`, valid until `expires_at`.
+    pub fn add_token(
+        &mut self,
+        digest: &str,
+        role: &str,
+        name: &str,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO tokens (digest, role, name_key, name, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    digest.into(),
+                    role.into(),
+                    name.to_ascii_lowercase().into(),
+                    name.into(),
+                    at.into(),
+                    expires_at.into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The tokens: (name, role, created, expires, used at).
+    pub fn tokens(&mut self) -> Result<Vec<TokenRecord>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT name, role, created_at, expires_at, used_at, used_serial FROM tokens \
+                 ORDER BY created_at",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| TokenRecord {
+                    name: r[0].text(),
+                    role: r[1].text(),
+                    created_at: r[2].int(),
+                    expires_at: r[3].int(),
+                    used_at: r[4].opt_int(),
+                    used_serial: r[5].opt_text(),
+                })
+                .collect())
+        })
+    }
+
     /// Marks records whose files are written as issued, releasing their claims.
     pub fn settle(&mut self, aki: &str, serials: &[String]) -> Result<()> {
         self.write(|tx| {
@@ -627,6 +720,69 @@ impl Db {
             Ok(())
         })
     }
+}
+
+/// An enrollment token, as the records keep it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    /// The name it may enroll.
+    pub name: String,
+    /// The role it may enroll.
+    pub role: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it stops working.
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+    /// The certificate it was used for.
+    pub used_serial: Option<String>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No such token.
+    Unknown,
+    /// Used already.
+    Used,
+    /// Past its expiry.
+    Expired,
+    /// Made for another name or role.
+    OtherName,
+}
+
+impl fmt::Display for TokenRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenRefusal::Unknown => "the enrollment token is not known",
+            TokenRefusal::Used => "the enrollment token was used already",
+            TokenRefusal::Expired => "the enrollment token has expired",
+            TokenRefusal::OtherName => "the enrollment token was made for another name",
+        })
+    }
+}
+
+fn token_refusal(
+    tx: &mut dyn Sql,
+    digest: &str,
+    role: &str,
+    name: &str,
+    at: i64,
+) -> Result<TokenRefusal, SqlError> {
+    let rows = tx.query(
+        "SELECT used_at, expires_at, role, name_key FROM tokens WHERE digest = $1",
+        &[digest.into()],
+    )?;
+    Ok(match rows.first() {
+        None => TokenRefusal::Unknown,
+        Some(r) if r[0].opt_int().is_some() => TokenRefusal::Used,
+        Some(r) if r[1].int() <= at => TokenRefusal::Expired,
+        Some(r) if r[2].text() != role || r[3].text() != name.to_ascii_lowercase() => {
+            TokenRefusal::OtherName
+        }
+        Some(_) => TokenRefusal::Unknown,
+    })
 }
 
 /// What a transaction body can fail with: the engine, or a refusal of ours.

@@ -43,6 +43,18 @@ const MIGRATIONS: &[&str] = &[
         der {blob} NOT NULL,
         PRIMARY KEY (aki, number)
     );",
+    // 2: one-time enrollment tokens (stored as SHA-256 digests, never in the clear).
+    "CREATE TABLE tokens (
+        digest TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at {int} NOT NULL,
+        expires_at {int} NOT NULL,
+        used_at {int},
+        used_serial TEXT
+    );
+    CREATE INDEX tokens_name ON tokens (name_key);",
 ];
 
 /// The newest schema version this build knows.
