@@ -105,7 +105,22 @@ impl Layout {
         self.dir(Role::Ca).join("ca.key")
     }
 
-    /// `ca/ca.crl`: the CA's certificate revocation list.
+    /// `ca/intermediate.crt`: the issuing CA of a two-level PKI (signed by `ca/ca.crt`).
+    pub fn intermediate_cert(&self) -> PathBuf {
+        self.dir(Role::Ca).join("intermediate.crt")
+    }
+
+    /// `ca/intermediate.key`: its private key.
+    pub fn intermediate_key(&self) -> PathBuf {
+        self.dir(Role::Ca).join("intermediate.key")
+    }
+
+    /// `ca/root.crl`: the root's CRL in a two-level PKI (the intermediates it revoked).
+    pub fn root_crl(&self) -> PathBuf {
+        self.dir(Role::Ca).join("root.crl")
+    }
+
+    /// `ca/ca.crl`: the issuing CA's certificate revocation list.
     pub fn ca_crl(&self) -> PathBuf {
         self.dir(Role::Ca).join("ca.crl")
     }

@@ -60,6 +60,10 @@ pub struct CertSpec {
     pub names: Vec<SubjectAltName>,
     /// The validity window.
     pub validity: Validity,
+    /// A root's pathlen: 0 when it signs leaves itself, 1 above an issuing intermediate.
+    pub path_len: u32,
+    /// What a CA certificate may sign for (empty: no nameConstraints extension).
+    pub constraints: crate::constraints::NameConstraints,
 }
 
 impl CertSpec {
@@ -69,6 +73,8 @@ impl CertSpec {
             profile,
             names: Vec::new(),
             validity: Validity::days(profile.default_days()),
+            path_len: 0,
+            constraints: crate::constraints::NameConstraints::default(),
         }
     }
 
@@ -114,6 +120,11 @@ impl std::fmt::Debug for Authority {
 impl Authority {
     /// `openssl x509 -req -in ca.req -signkey ca.key`: the self-signed root.
     pub fn self_sign(req: &X509Req, key: PKey<Private>, validity: Validity) -> Result<Authority> {
+        Authority::self_sign_spec(req, key, &CertSpec::new(Profile::Ca).validity(validity))
+    }
+
+    /// [`Authority::self_sign`] with a spec of profile CA (a pathlen, name constraints).
+    pub fn self_sign_spec(req: &X509Req, key: PKey<Private>, spec: &CertSpec) -> Result<Authority> {
         let algorithm = KeyAlgorithm::of(&key)
             .ok_or_else(|| Error::Refused(format!("unsupported CA key type {:?}", key.id())))?;
         check_request(req)?;
@@ -122,14 +133,13 @@ impl Authority {
                 "the request was not made with the CA key".into(),
             ));
         }
-        let spec = CertSpec::new(Profile::Ca).validity(validity);
         let public = req.public_key().step("x509 -req")?;
         let signer = Signer {
             issuer: None,
             key: &key,
             algorithm,
         };
-        let cert = build(req.subject_name(), &public, &spec, &signer)?;
+        let cert = build(req.subject_name(), &public, spec, &signer)?;
         Ok(Authority {
             cert,
             key,
@@ -303,8 +313,7 @@ fn build(
         .step(step)?;
     let exts = {
         let ctx = b.x509v3_context(issuer, None);
-        spec.profile
-            .extensions(subject_algorithm, &spec.names, &ctx)?
+        spec.profile.extensions(subject_algorithm, spec, &ctx)?
     };
     for e in exts {
         b.append_extension(e).step(step)?;

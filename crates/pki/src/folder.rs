@@ -161,14 +161,6 @@ impl Folder {
         }
     }
 
-    /// Loads the CA, refusing a key that does not match the certificate.
-    pub fn authority(&self) -> Result<Authority> {
-        let (cert_path, key_path) = (self.layout.ca_cert(), self.layout.ca_key());
-        let cert = load_cert("CA certificate", &cert_path)?;
-        let key = key::load("CA private key", &key_path)?;
-        Authority::from_parts(cert, key, (&cert_path, &key_path))
-    }
-
     /// The files of leaf `name` of `role`, inside the folder, after the name passed the rule.
     pub fn leaf_paths(&self, role: Role, name: &str) -> Result<(PathBuf, PathBuf)> {
         let name = Name::parse(name)?;
@@ -183,18 +175,31 @@ impl Folder {
     /// `index.txt`, repairs what a command that died left behind, and rewrites the CRL and
     /// `index.txt` if a command died before writing them.
     pub fn open_db(&self, ca: Option<&Authority>) -> Result<Db> {
+        self.open_for(ca, Purpose::Write)
+    }
+
+    /// [`Folder::open_db`] for a command that writes no certificate or key file (it reads, or
+    /// changes records only): temporary files of dead commands are left for the next writer.
+    pub fn open_db_to_read(&self, ca: Option<&Authority>) -> Result<Db> {
+        self.open_for(ca, Purpose::Read)
+    }
+
+    fn open_for(&self, ca: Option<&Authority>, purpose: Purpose) -> Result<Db> {
         let default = self.layout.dir(Role::Ca).join("ca.db");
         let mut db = Db::open(&self.db, &default, self.lock_timeout)?;
         if let Some(ca) = ca {
             if db.is_empty()? {
                 self.import_index(&mut db, ca)?;
             }
-            self.repair(&mut db, ca)?;
-            for p in self.remove_stale_temps() {
-                self.notice(format!(
-                    "removed {} (left by an interrupted run)",
-                    p.display()
-                ));
+            // A dead command's temporary files: always after a repair, and before any write
+            // (a folder of 100,000 devices is not listed on every read-only command).
+            if self.repair(&mut db, ca)? || !matches!(purpose, Purpose::Read) {
+                for p in self.remove_stale_temps() {
+                    self.notice(format!(
+                        "removed {} (left by an interrupted run)",
+                        p.display()
+                    ));
+                }
             }
             self.export(&mut db, ca)?;
         }
@@ -209,6 +214,18 @@ impl Folder {
         algorithm: KeyAlgorithm,
         overwrite: Overwrite,
     ) -> Result<Authority> {
+        self.create_root(subject, algorithm, &CertSpec::new(Profile::Ca), overwrite)
+    }
+
+    /// [`Folder::create_ca`] with the root's spec (a pathlen above an intermediate, name
+    /// constraints when it signs leaves itself).
+    pub fn create_root(
+        &self,
+        subject: &Subject,
+        algorithm: KeyAlgorithm,
+        spec: &CertSpec,
+        overwrite: Overwrite,
+    ) -> Result<Authority> {
         if overwrite == Overwrite::Never {
             for (what, p) in [
                 ("CA private key", self.layout.ca_key()),
@@ -219,17 +236,21 @@ impl Folder {
                 }
             }
         }
-        self.self_sign_ca(subject, key::generate(algorithm)?, overwrite)
+        self.self_sign_ca(subject, key::generate(algorithm)?, spec, overwrite)
     }
 
     pub(crate) fn self_sign_ca(
         &self,
         subject: &Subject,
         key: PKey<Private>,
+        spec: &CertSpec,
         overwrite: Overwrite,
     ) -> Result<Authority> {
         let req = request::build(&key, subject)?;
-        let ca = Authority::self_sign(&req, key, Validity::days(Profile::Ca.default_days()))?;
+        let spec = spec
+            .clone()
+            .validity(Validity::days(Profile::Ca.default_days()));
+        let ca = Authority::self_sign_spec(&req, key, &spec)?;
         // Key first: a crash between the two writes leaves a key that the next run reuses.
         files::write(
             "CA private key",
@@ -326,10 +347,12 @@ impl Folder {
             )?),
             None => None,
         };
+        let mut pem = cert.to_pem().step("x509 -out")?;
+        pem.extend_from_slice(&self.chain_after_leaf()?);
         let staged_cert = files::stage(
             "certificate",
             &cert_path,
-            &cert.to_pem().step("x509 -out")?,
+            &pem,
             Secrecy::Public,
             placement.overwrite,
         )?;
@@ -406,6 +429,7 @@ impl Folder {
         leaves: &[Leaf],
         paths: &[(PathBuf, PathBuf)],
     ) -> Result<Vec<Issued>> {
+        let chain = self.chain_after_leaf()?;
         let mut staged = Vec::with_capacity(leaves.len() * 2);
         let mut records = Vec::with_capacity(leaves.len());
         let mut issued = Vec::with_capacity(leaves.len());
@@ -421,10 +445,12 @@ impl Folder {
                 Secrecy::Secret,
                 Overwrite::Never,
             )?);
+            let mut pem = cert.to_pem().step("x509 -out")?;
+            pem.extend_from_slice(&chain);
             staged.push(files::stage(
                 "certificate",
                 cert_path,
-                &cert.to_pem().step("x509 -out")?,
+                &pem,
                 Secrecy::Public,
                 Overwrite::Never,
             )?);
@@ -481,6 +507,8 @@ impl Folder {
                 days.get()
             ));
         }
+        crate::constraints::NameConstraints::of(ca.certificate())?
+            .check(&leaf.names, &leaf.subject.common_name)?;
         let spec = CertSpec::new(leaf.profile)
             .names(leaf.names.clone())
             .validity(wanted);
@@ -500,7 +528,7 @@ impl Folder {
     /// The records `filter` selects.
     pub fn select(&self, filter: &Filter) -> Result<Vec<Record>> {
         let ca = self.authority()?;
-        self.open_db(Some(&ca))?.list(filter)
+        self.open_db_to_read(Some(&ca))?.list(filter)
     }
 
     /// The records and their status now, for `pki list`.
@@ -524,26 +552,42 @@ impl Folder {
         query: &str,
         reason: Option<Reason>,
     ) -> Result<Vec<Record>> {
-        let mut db = self.open_db(Some(ca))?;
+        self.revoke_many(ca, &[query], reason)
+    }
+
+    /// [`Folder::revoke`] for many queries at once (`pki revoke --from FILE`): every one must
+    /// match, and all are revoked in one transaction with one CRL.
+    pub fn revoke_many(
+        &self,
+        ca: &Authority,
+        queries: &[&str],
+        reason: Option<Reason>,
+    ) -> Result<Vec<Record>> {
+        let mut db = self.open_db_to_read(Some(ca))?;
         let aki = key_id(ca.certificate())?;
-        let found = db.find(&aki, query)?;
-        if found.is_empty() {
-            return Err(Error::NotInIndex(format!(
-                "no certificate with serial, CN or name {query:?} in {}: `pki list` shows them",
-                db.place()
-            )));
+        let mut serials = Vec::new();
+        for query in queries {
+            let found = db.find(&aki, query)?;
+            if found.is_empty() {
+                return Err(Error::NotInIndex(format!(
+                    "no certificate with serial, CN or name {query:?} in {}: `pki list` shows them",
+                    db.place()
+                )));
+            }
+            serials.extend(
+                found
+                    .into_iter()
+                    .filter(|r| r.state != State::Revoked)
+                    .map(|r| r.serial),
+            );
         }
-        let serials: Vec<String> = found
-            .iter()
-            .filter(|r| r.state != State::Revoked)
-            .map(|r| r.serial.clone())
-            .collect();
         let (revoked, _) = db.revoke(&aki, &serials, now(), reason, &mut |n, list| {
             sign_crl(ca, &aki, n, list)
         })?;
         if revoked.is_empty() {
             return Err(Error::NotInIndex(format!(
-                "every certificate matching {query:?} is already revoked"
+                "every certificate matching {} is already revoked",
+                queries.join(", ")
             )));
         }
         self.export(&mut db, ca)?;
@@ -553,16 +597,18 @@ impl Folder {
     /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered in the
     /// records, written to `ca/ca.crl`. Returns its path.
     pub fn write_crl(&self, ca: &Authority) -> Result<PathBuf> {
-        let mut db = self.open_db(Some(ca))?;
+        let mut db = self.open_db_to_read(Some(ca))?;
         let aki = key_id(ca.certificate())?;
         db.crl(&aki, now(), &mut |n, list| sign_crl(ca, &aki, n, list))?;
         self.export(&mut db, ca)?;
         Ok(self.layout.ca_crl())
     }
 
-    /// Finishes or forgets records left in state "issuing" by commands that died.
-    fn repair(&self, db: &mut Db, ca: &Authority) -> Result<()> {
+    /// Finishes or forgets records left in state "issuing" by commands that died; true when it
+    /// repaired one.
+    fn repair(&self, db: &mut Db, ca: &Authority) -> Result<bool> {
         let at = now();
+        let mut repaired = false;
         for rec in db.unsettled()? {
             let live = rec
                 .claim
@@ -571,6 +617,7 @@ impl Folder {
             if live {
                 continue;
             }
+            repaired = true;
             let path = self.layout.root().join(&rec.file);
             let on_disk = load_cert("certificate", &path).ok();
             let in_place = on_disk
@@ -595,7 +642,7 @@ impl Folder {
             }
         }
         let _ = ca;
-        Ok(())
+        Ok(repaired)
     }
 
     /// Imports `ca/index.txt` of an older `pki` into a new database, every record kept.
@@ -680,8 +727,19 @@ impl Folder {
     /// a lock, leaving files that already say the same untouched. A CRL on disk is only ever
     /// replaced by one with a higher number.
     pub(crate) fn export(&self, db: &mut Db, ca: &Authority) -> Result<()> {
-        let _lock = self.lock()?;
         let aki = key_id(ca.certificate())?;
+        let marker = self.layout.dir(Role::Ca).join(".exported");
+        let stamp = format!("{aki} {}\n", db.generation()?);
+        let current = |path: &Path| files::exists(path);
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == stamp)
+            && current(&self.layout.ca_index())
+            && current(&self.layout.ca_crl())
+        {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        // Read again under the lock: whoever writes last writes the newest state.
+        let stamp = format!("{aki} {}\n", db.generation()?);
         if let Some(crl) = db.latest_crl(&aki)? {
             // Never replace a CRL with an older one; one of the same number that says
             // something else was not made from these records, and is replaced.
@@ -695,14 +753,14 @@ impl Folder {
         }
         let next = format!("{:02X}\n", db.next_crl_number(&aki)?);
         write_if_changed("CRL number", &self.layout.ca_crl_number(), next.as_bytes())?;
-        let records = db.list(&Filter::default())?;
-        let text = index::render(records.iter().filter(|r| r.aki == aki));
+        let text = db.index_lines(&aki)?;
         write_if_changed("CA index", &self.layout.ca_index(), text.as_bytes())?;
         write_if_changed(
             "CA index attributes",
             &self.layout.dir(Role::Ca).join("index.txt.attr"),
             index::ATTR.as_bytes(),
-        )
+        )?;
+        write_if_changed("export stamp", &marker, stamp.as_bytes())
     }
 
     /// The folder's lock (`ca/.lock`), held while files are written from the records.
@@ -736,32 +794,59 @@ impl Folder {
         }
     }
 
-    /// Private keys under the folder that group or others can read: each a warning to show.
+    /// The CA's keys and the default leaves' that group or others can read: each a warning
+    /// to show on every command. [`Folder::loose_key_permissions_all`] looks at every device.
     pub fn loose_key_permissions(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for role in [Role::Ca, Role::Server, Role::Client] {
-            let Ok(dir) = std::fs::read_dir(self.layout.dir(role)) else {
-                continue;
-            };
-            for entry in dir.flatten() {
-                let p = entry.path();
-                let secret = matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("key" | "p12" | "pass")
-                );
-                if let (true, Some(mode)) = (secret, files::mode(&p)) {
-                    if mode & 0o077 != 0 {
-                        out.push(format!(
-                            "{} has mode {mode:04o}: others can read a secret; run `chmod 600 {}`",
-                            p.display(),
-                            p.display()
-                        ));
-                    }
-                }
-            }
-        }
-        out
+        let l = &self.layout;
+        let paths = [
+            l.ca_key(),
+            l.intermediate_key(),
+            l.server_key(),
+            l.client_key(),
+            l.client_p12(common::DEFAULT_CLIENT_NAME),
+            l.client_p12_pass(common::DEFAULT_CLIENT_NAME),
+        ];
+        loose(paths.into_iter())
     }
+
+    /// Every private key, bundle and password under the folder that group or others can read
+    /// (a folder of 100,000 devices takes a while: `pki init` and `pki list` look).
+    pub fn loose_key_permissions_all(&self) -> Vec<String> {
+        let files = [Role::Ca, Role::Server, Role::Client]
+            .into_iter()
+            .filter_map(|role| std::fs::read_dir(self.layout.dir(role)).ok())
+            .flat_map(|dir| dir.flatten().map(|e| e.path()));
+        loose(files)
+    }
+}
+
+/// The warnings of the loose ones among `paths`.
+fn loose(paths: impl Iterator<Item = PathBuf>) -> Vec<String> {
+    paths
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("key" | "p12" | "pass")
+            )
+        })
+        .filter_map(|p| {
+            let mode = files::mode(&p)?;
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "{} has mode {mode:04o}: others can read a secret; run `chmod 600 {}`",
+                    p.display(),
+                    p.display()
+                )
+            })
+        })
+        .collect()
+}
+
+/// What a command will do with the records it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Read,
+    Write,
 }
 
 /// How [`Folder::place`] writes a leaf.

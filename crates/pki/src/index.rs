@@ -149,7 +149,8 @@ impl Entry {
             .find_map(|part| part.strip_prefix("CN="))
     }
 
-    fn to_line(&self) -> String {
+    /// The entry as one `index.txt` line (with its newline).
+    pub fn to_line(&self) -> String {
         let (status, revoked) = match self.revoked {
             Some((at, reason)) => (
                 'R',
@@ -222,22 +223,6 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
 /// `index.txt.attr`: several valid certificates may share a subject (a renewal, a reissue), so
 /// `openssl ca` must not insist on unique subjects when it reads the index.
 pub const ATTR: &str = "unique_subject = no\n";
-
-/// The index lines of `records`, in `openssl ca`'s format.
-pub fn render<'a>(records: impl Iterator<Item = &'a crate::store::Record>) -> String {
-    records
-        .map(|r| {
-            Entry {
-                serial: r.serial.clone(),
-                subject: r.subject.clone(),
-                file: r.file.clone(),
-                not_after: r.not_after,
-                revoked: r.revoked,
-            }
-            .to_line()
-        })
-        .collect()
-}
 
 /// Writes `entries` to `path` atomically.
 pub fn save(path: &Path, entries: &[Entry]) -> Result<()> {

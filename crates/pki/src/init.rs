@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
 
-use crate::authority::Authority;
+use crate::authority::{Authority, CertSpec};
+use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::{load_cert, Folder, Leaf};
@@ -40,6 +41,12 @@ pub struct InitOptions {
     pub p12_password: Option<String>,
     /// Regenerate everything, CA included.
     pub force: bool,
+    /// Two levels: a root, and an issuing intermediate under it that signs the leaves.
+    pub intermediate: bool,
+    /// The intermediate's subject (two levels).
+    pub intermediate_subject: Subject,
+    /// What the issuing CA may sign for (critical nameConstraints); empty: anything.
+    pub constraints: NameConstraints,
 }
 
 impl Default for InitOptions {
@@ -50,13 +57,31 @@ impl Default for InitOptions {
             server_names: SubjectAltName::localhost(),
             p12_password: None,
             force: false,
+            intermediate: false,
+            intermediate_subject: default_intermediate_subject(None),
+            constraints: NameConstraints::default(),
         }
     }
 }
 
-/// The CA subject `make certs` uses.
+/// A CA subject of its own for each PKI: `https Project Root CA [WHO] XXXXXXXX` (see
+/// [`crate::hierarchy::unique_ca_name`]); `who` is the user@host that makes it.
+pub fn ca_subject(who: Option<&str>) -> Subject {
+    let cn = crate::hierarchy::unique_ca_name("https Project Root CA", who)
+        .unwrap_or_else(|_| "https Project Root CA".into());
+    Subject::new(Profile::Ca.default_organization(), cn)
+}
+
+/// The root subject of [`InitOptions::default`]: [`ca_subject`] without a user@host.
 pub fn default_ca_subject() -> Subject {
-    Subject::new(Profile::Ca.default_organization(), "https Project Root CA")
+    ca_subject(None)
+}
+
+/// The intermediate's subject: `https Project Issuing CA [WHO] XXXXXXXX`.
+pub fn default_intermediate_subject(who: Option<&str>) -> Subject {
+    let cn = crate::hierarchy::unique_ca_name("https Project Issuing CA", who)
+        .unwrap_or_else(|_| "https Project Issuing CA".into());
+    Subject::new(Profile::Intermediate.default_organization(), cn)
 }
 
 /// What `init` did with each file.
@@ -140,7 +165,15 @@ impl Folder {
             removed: self.remove_stale_temps(),
             ..InitReport::default()
         };
-        let (ca, fresh_ca) = self.init_ca(opts, &mut report)?;
+        let (root, fresh_root) = self.init_ca(opts, &mut report)?;
+        let (ca, fresh_ca) = if opts.intermediate || (self.has_intermediate() && !opts.force) {
+            let (inter, fresh) =
+                self.init_intermediate(opts, root.as_ref(), fresh_root, &mut report)?;
+            (inter, fresh || fresh_root)
+        } else {
+            let root = root.map_or_else(|| self.root(), Ok)?;
+            (root, fresh_root)
+        };
         let mut server = Leaf::server(common::DEFAULT_SERVER_NAME, opts.server_names.clone());
         server.key = opts.key;
         let mut client = Leaf::client(common::DEFAULT_CLIENT_NAME);
@@ -160,13 +193,32 @@ impl Folder {
         Ok(report)
     }
 
-    fn init_ca(&self, opts: &InitOptions, report: &mut InitReport) -> Result<(Authority, bool)> {
+    /// The root. `None` when its key is offline and an intermediate does the signing.
+    fn init_ca(
+        &self,
+        opts: &InitOptions,
+        report: &mut InitReport,
+    ) -> Result<(Option<Authority>, bool)> {
         let l = self.layout().clone();
         let overwrite = if opts.force {
             Overwrite::Replace
         } else {
             Overwrite::Never
         };
+        let mut spec = CertSpec::new(Profile::Ca);
+        if opts.intermediate {
+            spec.path_len = 1;
+        } else {
+            spec.constraints = opts.constraints.clone();
+        }
+        let offline = !opts.force
+            && self.has_intermediate()
+            && files::exists(&l.ca_cert())
+            && !files::exists(&l.ca_key());
+        if offline {
+            report.kept.push(l.ca_cert());
+            return Ok((None, false));
+        }
         let mut made = None;
         let mut pair = Pair {
             what: "the CA".into(),
@@ -174,21 +226,88 @@ impl Folder {
             key: l.ca_key(),
             make: Box::new(|key| {
                 made = Some(match key {
-                    Some(k) => self.self_sign_ca(&opts.ca_subject, k, Overwrite::Never)?,
-                    None => self.create_ca(&opts.ca_subject, opts.key, overwrite)?,
+                    Some(k) => self.self_sign_ca(&opts.ca_subject, k, &spec, Overwrite::Never)?,
+                    None => self.create_root(&opts.ca_subject, opts.key, &spec, overwrite)?,
                 });
                 Ok(())
             }),
-            check: Box::new(|| self.authority().map(drop)),
+            check: Box::new(|| self.root().map(drop)),
             remedy: "remake the whole PKI with --force".into(),
         };
         let fresh = ensure_pair(&mut pair, opts.force, report)?;
         drop(pair);
-        let ca = match made {
+        let root = match made {
             Some(ca) => ca,
-            None => self.authority()?,
+            None => self.root()?,
         };
-        Ok((ca, fresh))
+        Ok((Some(root), fresh))
+    }
+
+    /// The issuing intermediate of a two-level PKI.
+    fn init_intermediate(
+        &self,
+        opts: &InitOptions,
+        root: Option<&Authority>,
+        fresh_root: bool,
+        report: &mut InitReport,
+    ) -> Result<(Authority, bool)> {
+        let l = self.layout().clone();
+        let overwrite = if opts.force || fresh_root {
+            Overwrite::Replace
+        } else {
+            Overwrite::Never
+        };
+        let root_cert = l.ca_cert();
+        let mut pair = Pair {
+            what: "the intermediate CA".into(),
+            cert: l.intermediate_cert(),
+            key: l.intermediate_key(),
+            make: Box::new(|key| {
+                let root = root.ok_or_else(|| {
+                    Error::Refused(
+                        "making an intermediate needs the root key: `pki root import`".into(),
+                    )
+                })?;
+                let key = match key {
+                    Some(k) => k,
+                    None => key::generate(opts.key)?,
+                };
+                let ow = if files::exists(&l.intermediate_key()) {
+                    Overwrite::Replace
+                } else {
+                    overwrite
+                };
+                self.create_intermediate(
+                    root,
+                    &opts.intermediate_subject,
+                    key,
+                    &opts.constraints,
+                    ow,
+                )?;
+                Ok(())
+            }),
+            check: Box::new(|| {
+                let inter = self.authority()?;
+                let root = load_cert("CA certificate", &root_cert)?;
+                let signed = inter
+                    .certificate()
+                    .verify(&*root.public_key().step("x509 -pubkey")?)
+                    .unwrap_or(false);
+                if signed {
+                    Ok(())
+                } else {
+                    Err(Error::Refused(format!(
+                        "{} was not issued by {}: rerun with --force to remake the PKI",
+                        l.intermediate_cert().display(),
+                        root_cert.display()
+                    )))
+                }
+            }),
+            remedy: "remake the whole PKI with --force".into(),
+        };
+        let fresh = ensure_pair(&mut pair, opts.force || fresh_root, report)?;
+        drop(pair);
+        Ok((self.authority()?, fresh))
     }
 
     /// Makes, finishes or checks one default leaf; true when its certificate was made.

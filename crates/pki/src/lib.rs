@@ -35,9 +35,11 @@
 
 pub mod authority;
 mod claim;
+pub mod constraints;
 pub mod error;
 pub mod files;
 pub mod folder;
+pub mod hierarchy;
 pub mod identity;
 pub mod index;
 pub mod init;

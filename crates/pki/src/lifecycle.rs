@@ -145,12 +145,6 @@ impl Folder {
         self.place(ca, request.leaf, &placement)
     }
 
-    /// The CA certificates a peer needs to build a chain to the root, issuing CA first and the
-    /// root last (`ca/ca.crt` alone for a single-level PKI).
-    pub fn ca_chain(&self) -> Result<Vec<X509>> {
-        Ok(vec![load_cert("CA certificate", &self.layout().ca_cert())?])
-    }
-
     /// `pki renew`: a successor for the same subject and names, with the same key unless
     /// `rekey`, written where the old one was (a reload picks it up). The old certificate is
     /// kept in the records and in `ROLE/archive/NAME-SERIAL.crt`, and stays valid until it

@@ -45,6 +45,25 @@ enum Command {
         /// Regenerate everything, the CA included (every certificate issued before becomes invalid).
         #[arg(long)]
         force: bool,
+        /// Two levels: a root, and an issuing intermediate under it (the root key can then go
+        /// offline with `pki root export`).
+        #[arg(long)]
+        intermediate: bool,
+        /// The issuing CA may sign only for this DNS subtree (repeatable; `.internal` = below
+        /// it, `localhost` = that name and below): critical nameConstraints.
+        #[arg(long = "permit-dns")]
+        permit_dns: Vec<String>,
+        /// The issuing CA may sign only for this network (repeatable; 10.0.0.0/8, ::1).
+        #[arg(long = "permit-ip")]
+        permit_ip: Vec<String>,
+        /// The root's CN [default: "https Project Root CA USER@HOST XXXXXXXX", unique per PKI].
+        #[arg(long)]
+        ca_name: Option<String>,
+    },
+    /// The root key of a two-level PKI: take it off this host, or bring it back.
+    Root {
+        #[command(subcommand)]
+        action: RootAction,
     },
     /// Issue a server or client certificate with a fresh key.
     Issue {
@@ -69,7 +88,11 @@ enum Command {
     /// Revoke certificates by serial, CN or name, and write a new CRL.
     Revoke {
         /// Serial (hex), CN, or name (`client`).
-        target: String,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        target: Option<String>,
+        /// Revoke one per line of this file, in one transaction with one CRL.
+        #[arg(long)]
+        from: Option<PathBuf>,
         /// RFC 5280 reason.
         #[arg(long, value_enum)]
         reason: Option<Reason>,
@@ -182,6 +205,21 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum RootAction {
+    /// Copy the root key to FILE (0600, never over a file), then remove ca/ca.key.
+    Export {
+        /// Where the key goes (removable media, a vault).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put the root key back as ca/ca.key (checked against ca/ca.crt).
+    Import {
+        /// The exported key.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Make a token that enrolls NAME once, within --ttl; it is printed this once.
     Create {
@@ -280,7 +318,14 @@ fn main() -> ExitCode {
     let folder = Folder::new(common::Layout::new(&cli.dir))
         .with_db(cli.db.as_deref().map_or(DbUrl::Default, DbUrl::parse))
         .with_lock_timeout(Duration::from_secs(cli.lock_timeout));
-    for warning in folder.loose_key_permissions() {
+    // Every device's key only where a look at the whole folder is expected.
+    let thorough = matches!(cli.command, Command::Init { .. } | Command::List { .. });
+    let warnings = if thorough {
+        folder.loose_key_permissions_all()
+    } else {
+        folder.loose_key_permissions()
+    };
+    for warning in warnings {
         eprintln!("pki: warning: {warning}");
     }
     let result = run(&folder, cli.command);
@@ -298,7 +343,52 @@ fn main() -> ExitCode {
 
 fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Init { key, sans, force } => init(folder, key, sans, force),
+        Command::Init {
+            key,
+            sans,
+            force,
+            intermediate,
+            permit_dns,
+            permit_ip,
+            ca_name,
+        } => {
+            let mut opts = InitOptions {
+                key,
+                force,
+                intermediate,
+                p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
+                ..InitOptions::default()
+            };
+            let who = who_am_i();
+            opts.ca_subject = pki::init::ca_subject(who.as_deref());
+            opts.intermediate_subject = pki::init::default_intermediate_subject(who.as_deref());
+            if let Some(cn) = ca_name {
+                pki::name::check_common_name(&cn)?;
+                opts.ca_subject.common_name = cn;
+            }
+            if !sans.is_empty() {
+                opts.server_names = sans;
+            }
+            opts.constraints = constraints(permit_dns, &permit_ip)?;
+            init(folder, &opts)
+        }
+        Command::Root { action } => {
+            match action {
+                RootAction::Export { to } => {
+                    folder.root_export(&to)?;
+                    println!(
+                        "the root key is now {} only; {} was removed (everything but a new intermediate works without it)",
+                        to.display(),
+                        folder.layout().ca_key().display()
+                    );
+                }
+                RootAction::Import { file } => {
+                    folder.root_import(&file)?;
+                    println!("wrote {}", folder.layout().ca_key().display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Issue { kind } => issue(folder, kind),
         Command::List {
             status,
@@ -306,7 +396,11 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             expiring_within,
             json,
         } => list(folder, status, role, expiring_within, json),
-        Command::Revoke { target, reason } => revoke(folder, &target, reason),
+        Command::Revoke {
+            target,
+            from,
+            reason,
+        } => revoke(folder, target, from.as_deref(), reason),
         Command::Crl { if_due, before } => crl(folder, if_due, before),
         Command::Sign {
             csr,
@@ -357,22 +451,34 @@ fn overwrite(force: bool) -> Overwrite {
     }
 }
 
-fn init(
-    folder: &Folder,
-    key: KeyAlgorithm,
-    sans: Vec<SubjectAltName>,
-    force: bool,
-) -> Result<ExitCode> {
-    let mut opts = InitOptions {
-        key,
-        force,
-        p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
-        ..InitOptions::default()
-    };
-    if !sans.is_empty() {
-        opts.server_names = sans;
+/// `user@host` for the CA's name, as mkcert names its CA.
+fn who_am_i() -> Option<String> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(format!("{user}@{}", host.trim()))
+}
+
+fn constraints(dns: Vec<String>, ip: &[String]) -> Result<pki::constraints::NameConstraints> {
+    for d in &dns {
+        let bare = d.strip_prefix('.').unwrap_or(d);
+        bare.parse::<SubjectAltName>()
+            .ok()
+            .filter(|n| matches!(n, SubjectAltName::Dns(_)))
+            .with_context(|| format!("--permit-dns {d}: not a DNS name or .suffix"))?;
     }
-    let report = folder.init(&opts).context("pki init")?;
+    Ok(pki::constraints::NameConstraints {
+        dns: dns.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+        ip: ip
+            .iter()
+            .map(|n| pki::constraints::IpNet::parse(n))
+            .collect::<pki::Result<_>>()?,
+    })
+}
+
+fn init(folder: &Folder, opts: &InitOptions) -> Result<ExitCode> {
+    let report = folder.init(opts).context("pki init")?;
     for p in &report.removed {
         println!("removed {} (left by an interrupted run)", p.display());
     }
@@ -497,7 +603,11 @@ fn client_names(
         }
         return Ok((1..=count).map(|i| format!("{prefix}{i}")).collect());
     }
-    let file = file.context("give --name, --count with --prefix, or --names FILE")?;
+    lines_of(file.context("give --name, --count with --prefix, or --names FILE")?)
+}
+
+/// The lines of a names file, blank lines and `#` comments skipped; refused when empty.
+fn lines_of(file: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the names file {}", file.display()))?;
     let names: Vec<String> = text
@@ -723,10 +833,26 @@ fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn revoke(folder: &Folder, target: &str, reason: Option<Reason>) -> Result<ExitCode> {
+fn revoke(
+    folder: &Folder,
+    target: Option<String>,
+    from: Option<&Path>,
+    reason: Option<Reason>,
+) -> Result<ExitCode> {
     let ca = folder.authority()?;
-    for e in folder.revoke(&ca, target, reason)? {
-        println!("revoked {} {} ({})", e.serial, e.subject, e.file);
+    let targets = match (target, from) {
+        (Some(t), _) => vec![t],
+        (None, Some(file)) => lines_of(file)?,
+        (None, None) => bail!("give a serial, CN or name, or --from FILE"),
+    };
+    let queries: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let revoked = folder.revoke_many(&ca, &queries, reason)?;
+    if revoked.len() > 20 {
+        println!("revoked {} certificates", revoked.len());
+    } else {
+        for e in revoked {
+            println!("revoked {} {} ({})", e.serial, e.subject, e.file);
+        }
     }
     println!("wrote {}", folder.layout().ca_crl().display());
     Ok(ExitCode::SUCCESS)

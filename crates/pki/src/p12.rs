@@ -54,9 +54,10 @@ impl Folder {
             });
         }
         let mut chain = Stack::new().step("pkcs12 -export")?;
-        chain
-            .push(ca.certificate().to_owned())
-            .step("pkcs12 -export")?;
+        for c in self.ca_chain()? {
+            chain.push(c).step("pkcs12 -export")?;
+        }
+        let _ = ca;
         // Set explicitly rather than taken from the linked OpenSSL, whose defaults changed in 3.0.
         let (cipher, mac) = match encryption {
             P12Encryption::Modern => (Nid::AES_256_CBC, MessageDigest::sha256()),

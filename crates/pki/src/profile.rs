@@ -22,8 +22,12 @@ use common::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// The self-signed root: `CA:TRUE, pathlen:0`, keyCertSign + cRLSign.
+    /// The self-signed root: `CA:TRUE`, keyCertSign + cRLSign; `pathlen:0` when it signs leaves
+    /// itself, `pathlen:1` above an issuing intermediate.
     Ca,
+    /// The issuing CA under an offline root: `CA:TRUE, pathlen:0`, keyCertSign + cRLSign,
+    /// and the name constraints it may sign for.
+    Intermediate,
     /// A TLS server: EKU serverAuth, subjectAltName required.
     Server,
     /// A TLS client ("device"): EKU clientAuth, SAN optional.
@@ -34,7 +38,7 @@ impl Profile {
     /// The folder/role this profile's files belong to.
     pub fn role(self) -> Role {
         match self {
-            Profile::Ca => Role::Ca,
+            Profile::Ca | Profile::Intermediate => Role::Ca,
             Profile::Server => Role::Server,
             Profile::Client => Role::Client,
         }
@@ -43,7 +47,7 @@ impl Profile {
     /// The seed's `O=` for this role.
     pub fn default_organization(self) -> &'static str {
         match self {
-            Profile::Ca => "https Project Certificate Authority",
+            Profile::Ca | Profile::Intermediate => "https Project Certificate Authority",
             Profile::Server => "https Project",
             Profile::Client => "https Project Device Certificate",
         }
@@ -54,6 +58,7 @@ impl Profile {
     pub fn default_days(self) -> u32 {
         match self {
             Profile::Ca => 3650,
+            Profile::Intermediate => 1825,
             Profile::Server | Profile::Client => 365,
         }
     }
@@ -62,7 +67,7 @@ impl Profile {
     /// nothing else; a CA takes none.
     pub fn check_names(self, names: &[SubjectAltName]) -> Result<()> {
         match self {
-            Profile::Ca if !names.is_empty() => Err(Error::Refused(
+            Profile::Ca | Profile::Intermediate if !names.is_empty() => Err(Error::Refused(
                 "a CA certificate carries no subjectAltName".into(),
             )),
             Profile::Server if names.is_empty() => Err(Error::Refused(
@@ -88,19 +93,25 @@ impl Profile {
     pub(crate) fn extensions(
         self,
         subject_key: KeyAlgorithm,
-        names: &[SubjectAltName],
+        spec: &crate::authority::CertSpec,
         ctx: &X509v3Context<'_>,
     ) -> Result<Vec<X509Extension>> {
+        let names = &spec.names;
         self.check_names(names)?;
         let step = "x509 -extfile";
         let mut exts = Vec::new();
         match self {
-            Profile::Ca => {
+            Profile::Ca | Profile::Intermediate => {
+                let pathlen = if self == Profile::Ca {
+                    spec.path_len
+                } else {
+                    0
+                };
                 exts.push(
                     BasicConstraints::new()
                         .critical()
                         .ca()
-                        .pathlen(0)
+                        .pathlen(pathlen)
                         .build()
                         .step(step)?,
                 );
@@ -113,6 +124,17 @@ impl Profile {
                         .step(step)?,
                 );
                 exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
+                if self == Profile::Intermediate {
+                    exts.push(
+                        AuthorityKeyIdentifier::new()
+                            .keyid(true)
+                            .build(ctx)
+                            .step(step)?,
+                    );
+                }
+                if !spec.constraints.is_empty() {
+                    exts.push(spec.constraints.extension(ctx)?);
+                }
             }
             Profile::Server | Profile::Client => {
                 exts.push(BasicConstraints::new().critical().build().step(step)?);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use testkit::{snapshot, text};
+use testkit::{text, tree as snapshot};
 
 fn pki(dir: &Path, args: &[&str]) -> Output {
     support::run(dir, &[], args)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod support;
-use testkit::{snapshot, text};
+use testkit::{text, tree as snapshot};
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
     let o = support::run(dir, &[], args);

@@ -37,6 +37,22 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Every regular file under `dir` with the SHA-256 of its bytes, sorted by path: what
+/// [`snapshot`] compares, short enough to read when an assertion fails.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
+    snapshot(dir)
+        .into_iter()
+        .map(|(p, bytes)| {
+            let hex: String = openssl::sha::sha256(&bytes)
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (p, hex)
+        })
+        .collect()
+}
+
 /// Every regular file under `dir` with its bytes, sorted by path.
 pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

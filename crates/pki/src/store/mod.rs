@@ -317,8 +317,17 @@ impl fmt::Debug for Db {
     }
 }
 
-const COLUMNS: &str = "aki, serial, role, name, subject, cn, sans, not_before, not_after, state, \
-                       revoked_at, reason, current, file, der, issued_at, claim, renews";
+/// The columns of a [`Record`], without its DER: rows stay small, so a scan of 100,000 of them
+/// reads a few megabytes, not the certificates.
+const COLUMNS: &str = "c.aki, c.serial, c.role, c.name, c.subject, c.cn, c.sans, c.not_before, \
+                       c.not_after, c.state, c.revoked_at, c.reason, c.current, c.file, NULL, \
+                       c.issued_at, c.claim, c.renews FROM certificates c";
+
+/// The same with the DER, kept in its own table.
+const COLUMNS_DER: &str = "c.aki, c.serial, c.role, c.name, c.subject, c.cn, c.sans, \
+                           c.not_before, c.not_after, c.state, c.revoked_at, c.reason, c.current, \
+                           c.file, d.der, c.issued_at, c.claim, c.renews FROM certificates c \
+                           LEFT JOIN certificate_ders d ON d.aki = c.aki AND d.serial = c.serial";
 
 impl Db {
     /// Opens (creating and migrating when needed) the records at `url`; `default_path` is
@@ -404,57 +413,52 @@ impl Db {
     /// True when no record was ever made (a new database, before any import).
     pub fn is_empty(&mut self) -> Result<bool> {
         self.read(|tx| {
-            let n = tx.query("SELECT count(*) FROM certificates", &[])?;
-            let crls = tx.query("SELECT count(*) FROM crl_numbers", &[])?;
-            Ok(n[0][0].int() == 0 && crls[0][0].int() == 0)
+            let n = tx.query("SELECT 1 FROM certificates LIMIT 1", &[])?;
+            let crls = tx.query("SELECT 1 FROM crl_numbers LIMIT 1", &[])?;
+            Ok(n.is_empty() && crls.is_empty())
         })
     }
 
     /// Records `rec` (state [`State::Issuing`], claimed by this process) as the current one under
     /// its name. With [`Claim::New`], fails with [`Error::NameTaken`] when another is current.
     pub fn insert(&mut self, rec: &Record, claim: Claim) -> Result<()> {
-        let taken = self.write(|tx| {
+        self.write(|tx| {
             if claim == Claim::Replace {
                 tx.exec(
                     "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
                     &[rec.role.as_str().into(), rec.name.to_ascii_lowercase().into()],
                 )?;
             }
+            // A refusal rolls the transaction back: nothing changes, not even the counter.
             match insert_row(tx, rec) {
-                Err(SqlError::Unique) => Ok(true),
+                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
+                    role: rec.role.clone(),
+                    name: rec.name.clone(),
+                })),
                 Err(e) => Err(Failed::Sql(e)),
-                Ok(()) => Ok(false),
+                Ok(()) => Ok(()),
             }
-        })?;
-        if taken {
-            return Err(Error::NameTaken {
-                role: rec.role.clone(),
-                name: rec.name.clone(),
-            });
-        }
-        Ok(())
+        })
     }
 
     /// Records many at once (a batch), in one transaction; names already taken are refused as a
     /// whole, naming the first.
     pub fn insert_all(&mut self, recs: &[Record]) -> Result<()> {
-        let taken = self.write(|tx| {
+        self.write(|tx| {
             for rec in recs {
                 match insert_row(tx, rec) {
-                    Err(SqlError::Unique) => return Ok(Some(rec.clone())),
+                    Err(SqlError::Unique) => {
+                        return Err(Failed::Pki(Error::NameTaken {
+                            role: rec.role.clone(),
+                            name: rec.name.clone(),
+                        }))
+                    }
                     Err(e) => return Err(Failed::Sql(e)),
                     Ok(()) => {}
                 }
             }
-            Ok(None)
-        })?;
-        match taken {
-            Some(rec) => Err(Error::NameTaken {
-                role: rec.role,
-                name: rec.name,
-            }),
-            None => Ok(()),
-        }
+            Ok(())
+        })
     }
 
     /// Records `rec` as [`Db::insert`] does, in the same transaction as spending the enrollment
@@ -553,6 +557,7 @@ impl Db {
     /// Marks records whose files are written as issued, releasing their claims.
     pub fn settle(&mut self, aki: &str, serials: &[String]) -> Result<()> {
         self.write(|tx| {
+            bump(tx)?;
             for s in serials {
                 tx.exec(
                     "UPDATE certificates SET state = 'issued', claim = NULL WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
@@ -566,42 +571,48 @@ impl Db {
     /// The records `filter` selects, oldest first.
     pub fn list(&mut self, filter: &Filter) -> Result<Vec<Record>> {
         let (clause, params) = where_clause(filter);
-        let sql = format!("SELECT {COLUMNS} FROM certificates{clause} ORDER BY issued_at, serial");
+        let sql = format!("SELECT {COLUMNS}{clause} ORDER BY c.issued_at, c.serial");
         self.read(|tx| Ok(tx.query(&sql, &params)?.iter().map(|r| row(r)).collect()))
     }
 
     /// How many records `filter` selects.
     pub fn count(&mut self, filter: &Filter) -> Result<i64> {
         let (clause, params) = where_clause(filter);
-        let sql = format!("SELECT count(*) FROM certificates{clause}");
+        let sql = format!("SELECT count(*) FROM certificates c{clause}");
         self.read(|tx| Ok(tx.query(&sql, &params)?[0][0].int()))
     }
 
     /// Records in state `Issuing`: each either being written by a live command, or left by one
     /// that died (see [`crate::folder`]'s repair).
     pub fn unsettled(&mut self) -> Result<Vec<Record>> {
-        let sql = format!("SELECT {COLUMNS} FROM certificates WHERE state = 'issuing'");
+        let sql = format!("SELECT {COLUMNS_DER} WHERE c.state = 'issuing'");
         self.read(|tx| Ok(tx.query(&sql, &[])?.iter().map(|r| row(r)).collect()))
     }
 
-    /// The records of `aki` whose serial, name or CN is `query`.
+    /// The records of `aki` whose serial, name or CN is `query`, oldest first.
     pub fn find(&mut self, aki: &str, query: &str) -> Result<Vec<Record>> {
         let serial = query.replace(':', "").to_ascii_uppercase();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM certificates WHERE aki = $1 AND \
-             (serial = $2 OR name_key = $3 OR cn = $4) ORDER BY issued_at, serial"
-        );
+        // Three look-ups, each on its own index: one query with an OR (or an IN over a
+        // UNION) lets the planner walk every record instead.
+        let by =
+            |column: &str| format!("SELECT {COLUMNS_DER} WHERE c.aki = $1 AND c.{column} = $2");
+        let lookups = [
+            (by("serial"), serial),
+            (by("name_key"), query.to_ascii_lowercase()),
+            (by("cn"), query.to_owned()),
+        ];
         self.read(|tx| {
-            let rows = tx.query(
-                &sql,
-                &[
-                    aki.into(),
-                    serial.as_str().into(),
-                    query.to_ascii_lowercase().into(),
-                    query.into(),
-                ],
-            )?;
-            Ok(rows.iter().map(|r| row(r)).collect())
+            let mut found: Vec<Record> = Vec::new();
+            for (sql, value) in &lookups {
+                for r in tx.query(sql, &[aki.into(), value.as_str().into()])? {
+                    let rec = row(&r);
+                    if !found.iter().any(|f| f.serial == rec.serial) {
+                        found.push(rec);
+                    }
+                }
+            }
+            found.sort_by(|a, b| (a.issued_at, &a.serial).cmp(&(b.issued_at, &b.serial)));
+            Ok(found)
         })
     }
 
@@ -610,10 +621,17 @@ impl Db {
     /// the certificate that is on disk under that name, that one is current again.
     pub fn abandon(&mut self, aki: &str, serial: &str, restore: Option<&str>) -> Result<()> {
         self.write(|tx| {
-            tx.exec(
+            bump(tx)?;
+            let gone = tx.exec(
                 "DELETE FROM certificates WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
                 &[aki.into(), serial.into()],
             )?;
+            if gone == 1 {
+                tx.exec(
+                    "DELETE FROM certificate_ders WHERE aki = $1 AND serial = $2",
+                    &[aki.into(), serial.into()],
+                )?;
+            }
             if let Some(other) = restore {
                 tx.exec(
                     "UPDATE certificates SET current = 1 WHERE aki = $1 AND serial = $2",
@@ -636,7 +654,7 @@ impl Db {
         reason: Option<Reason>,
         sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
     ) -> Result<(Vec<Record>, CrlRecord)> {
-        let select = format!("SELECT {COLUMNS} FROM certificates WHERE aki = $1 AND serial = $2");
+        let select = format!("SELECT {COLUMNS} WHERE c.aki = $1 AND c.serial = $2");
         self.write(|tx| {
             let mut done = Vec::new();
             for s in serials {
@@ -665,6 +683,40 @@ impl Db {
         self.write(|tx| sign_crl(tx, aki, at, sign))
     }
 
+    /// The change counter: any change to the records or a new CRL raises it.
+    pub fn generation(&mut self) -> Result<i64> {
+        self.read(|tx| {
+            let rows = tx.query("SELECT value FROM meta WHERE key = 'generation'", &[])?;
+            Ok(rows.first().map_or(0, |r| r[0].int()))
+        })
+    }
+
+    /// The lines of `index.txt` for the records of `aki`, in `openssl ca`'s format (only the
+    /// columns it needs are read).
+    pub fn index_lines(&mut self, aki: &str) -> Result<String> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT serial, subject, file, not_after, revoked_at, reason FROM certificates \
+                 WHERE aki = $1 ORDER BY issued_at, serial",
+                &[aki.into()],
+            )?;
+            let mut out = String::with_capacity(rows.len() * 120);
+            for r in &rows {
+                let entry = crate::index::Entry {
+                    serial: r[0].text(),
+                    subject: r[1].text(),
+                    file: r[2].text(),
+                    not_after: r[3].int(),
+                    revoked: r[4]
+                        .opt_int()
+                        .map(|at| (at, r[5].opt_text().and_then(|s| Reason::parse(&s)))),
+                };
+                out.push_str(&entry.to_line());
+            }
+            Ok(out)
+        })
+    }
+
     /// The CRL of `aki` with the highest number, if one was signed.
     pub fn latest_crl(&mut self, aki: &str) -> Result<Option<CrlRecord>> {
         self.read(|tx| {
@@ -689,9 +741,9 @@ impl Db {
     /// nothing when the database already holds records.
     pub fn import(&mut self, aki: &str, recs: &[Record], next_crl: i64) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.query("SELECT count(*) FROM certificates", &[])?;
-            let c = tx.query("SELECT count(*) FROM crl_numbers", &[])?;
-            if n[0][0].int() > 0 || c[0][0].int() > 0 {
+            let n = tx.query("SELECT 1 FROM certificates LIMIT 1", &[])?;
+            let c = tx.query("SELECT 1 FROM crl_numbers LIMIT 1", &[])?;
+            if !n.is_empty() || !c.is_empty() {
                 return Ok(false);
             }
             for rec in recs {
@@ -712,6 +764,7 @@ impl Db {
                 "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
                 &[aki.into()],
             )?;
+            bump(tx)?;
             // A new CA under the same folder: the names of the old one's leaves are free again.
             tx.exec(
                 "UPDATE certificates SET current = 0 WHERE aki <> $1 AND current = 1",
@@ -803,12 +856,22 @@ impl From<Error> for Failed {
     }
 }
 
+/// Marks the records changed: exports compare this counter with the one they were made at.
+fn bump(tx: &mut dyn Sql) -> Result<(), SqlError> {
+    tx.exec(
+        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+        &[],
+    )
+    .map(|_| ())
+}
+
 fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
+    bump(tx)?;
     tx.exec(
         "INSERT INTO certificates (aki, serial, role, name, name_key, subject, cn, sans, \
-         not_before, not_after, state, revoked_at, reason, current, file, der, issued_at, claim, \
+         not_before, not_after, state, revoked_at, reason, current, file, issued_at, claim, \
          renews) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-         $17, $18, $19)",
+         $17, $18)",
         &[
             r.aki.as_str().into(),
             r.serial.as_str().into(),
@@ -828,13 +891,22 @@ fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
                 .into(),
             i64::from(r.current).into(),
             r.file.as_str().into(),
-            r.der.clone().map_or(Value::Null, Value::Blob),
             r.issued_at.into(),
             r.claim.clone().into(),
             r.renews.clone().into(),
         ],
-    )
-    .map(|_| ())
+    )?;
+    if let Some(der) = &r.der {
+        tx.exec(
+            "INSERT INTO certificate_ders (aki, serial, der) VALUES ($1, $2, $3)",
+            &[
+                r.aki.as_str().into(),
+                r.serial.as_str().into(),
+                Value::Blob(der.clone()),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn sign_crl(
@@ -867,6 +939,7 @@ fn sign_crl(
         })
         .collect();
     let crl = sign(number, &revoked)?;
+    bump(tx)?;
     tx.exec(
         "INSERT INTO crls (aki, number, this_update, next_update, der) VALUES ($1, $2, $3, $4, $5)",
         &[

@@ -23,7 +23,6 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT,
         current {int} NOT NULL,
         file TEXT NOT NULL,
-        der {blob},
         issued_at {int} NOT NULL,
         claim TEXT,
         renews TEXT,
@@ -34,6 +33,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX certificates_name ON certificates (name_key);
     CREATE INDEX certificates_state ON certificates (state);
     CREATE INDEX certificates_cn ON certificates (cn);
+    CREATE TABLE certificate_ders (
+        aki TEXT NOT NULL,
+        serial TEXT NOT NULL,
+        der {blob} NOT NULL,
+        PRIMARY KEY (aki, serial)
+    );
+    -- Covers the index.txt export: read from the index alone, in its order.
+    CREATE INDEX certificates_export ON certificates
+        (aki, issued_at, serial, subject, file, not_after, revoked_at, reason);
     CREATE TABLE crl_numbers (aki TEXT PRIMARY KEY, next {int} NOT NULL);
     CREATE TABLE crls (
         aki TEXT NOT NULL,
@@ -55,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
         used_serial TEXT
     );
     CREATE INDEX tokens_name ON tokens (name_key);",
+    // 3: a counter every change bumps, so exports are rewritten only when something changed.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value {int} NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('generation', 1);",
 ];
 
 /// The newest schema version this build knows.

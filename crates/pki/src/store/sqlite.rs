@@ -43,6 +43,12 @@ impl Sqlite {
         // commits on power loss, and a record must never be lost).
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(fail)?;
+        // Read pages through a mapping and keep more of them: a scan of 100,000 records
+        // (the index.txt export) otherwise spends most of its time copying pages in pread.
+        conn.pragma_update(None, "mmap_size", 268_435_456_i64)
+            .map_err(fail)?;
+        conn.pragma_update(None, "cache_size", -65_536_i64)
+            .map_err(fail)?;
         Ok(Sqlite { conn })
     }
 }
