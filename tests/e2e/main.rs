@@ -8,6 +8,7 @@ mod own_app;
 mod pages;
 mod pki_interop;
 mod pki_profiles;
+mod pki_rotation;
 mod server_interop;
 mod server_tls;
 mod support;

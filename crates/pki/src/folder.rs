@@ -564,26 +564,39 @@ impl Folder {
         reason: Option<Reason>,
     ) -> Result<Vec<Record>> {
         let mut db = self.open_db_to_read(Some(ca))?;
-        let aki = key_id(ca.certificate())?;
-        let mut serials = Vec::new();
+        // During a rotation a certificate may be of either CA; each signs its own CRL.
+        let issuers = self.issuers(ca)?;
+        let mut per_issuer: Vec<Vec<String>> = vec![Vec::new(); issuers.len()];
         for query in queries {
-            let found = db.find(&aki, query)?;
-            if found.is_empty() {
+            let mut matched = false;
+            for (issuer, serials) in issuers.iter().zip(per_issuer.iter_mut()) {
+                let found = db.find(&key_id(issuer.certificate())?, query)?;
+                matched |= !found.is_empty();
+                serials.extend(
+                    found
+                        .into_iter()
+                        .filter(|r| r.state != State::Revoked)
+                        .map(|r| r.serial),
+                );
+            }
+            if !matched {
                 return Err(Error::NotInIndex(format!(
                     "no certificate with serial, CN or name {query:?} in {}: `pki list` shows them",
                     db.place()
                 )));
             }
-            serials.extend(
-                found
-                    .into_iter()
-                    .filter(|r| r.state != State::Revoked)
-                    .map(|r| r.serial),
-            );
         }
-        let (revoked, _) = db.revoke(&aki, &serials, now(), reason, &mut |n, list| {
-            sign_crl(ca, &aki, n, list)
-        })?;
+        let mut revoked = Vec::new();
+        for (issuer, serials) in issuers.iter().zip(&per_issuer) {
+            if serials.is_empty() {
+                continue;
+            }
+            let aki = key_id(issuer.certificate())?;
+            let (done, _) = db.revoke(&aki, serials, now(), reason, &mut |n, list| {
+                sign_crl(issuer, &aki, n, list)
+            })?;
+            revoked.extend(done);
+        }
         if revoked.is_empty() {
             return Err(Error::NotInIndex(format!(
                 "every certificate matching {} is already revoked",
@@ -595,11 +608,14 @@ impl Folder {
     }
 
     /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered in the
-    /// records, written to `ca/ca.crl`. Returns its path.
+    /// records, written to `ca/ca.crl` (one CRL per CA in force during a rotation). Returns
+    /// its path.
     pub fn write_crl(&self, ca: &Authority) -> Result<PathBuf> {
         let mut db = self.open_db_to_read(Some(ca))?;
-        let aki = key_id(ca.certificate())?;
-        db.crl(&aki, now(), &mut |n, list| sign_crl(ca, &aki, n, list))?;
+        for issuer in self.issuers(ca)? {
+            let aki = key_id(issuer.certificate())?;
+            db.crl(&aki, now(), &mut |n, list| sign_crl(&issuer, &aki, n, list))?;
+        }
         self.export(&mut db, ca)?;
         Ok(self.layout.ca_crl())
     }
@@ -727,11 +743,18 @@ impl Folder {
     /// a lock, leaving files that already say the same untouched. A CRL on disk is only ever
     /// replaced by one with a higher number.
     pub(crate) fn export(&self, db: &mut Db, ca: &Authority) -> Result<()> {
-        let aki = key_id(ca.certificate())?;
+        let akis = self
+            .issuer_certs(ca)?
+            .iter()
+            .map(|c| key_id(c))
+            .collect::<Result<Vec<_>>>()?;
         let marker = self.layout.dir(Role::Ca).join(".exported");
-        let stamp = format!("{aki} {}\n", db.generation()?);
+        let stamp = |db: &mut Db| -> Result<String> {
+            Ok(format!("{} {}\n", akis.join(","), db.generation()?))
+        };
         let current = |path: &Path| files::exists(path);
-        if std::fs::read_to_string(&marker).is_ok_and(|m| m == stamp)
+        let now_stamp = stamp(db)?;
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == now_stamp)
             && current(&self.layout.ca_index())
             && current(&self.layout.ca_crl())
         {
@@ -739,21 +762,14 @@ impl Folder {
         }
         let _lock = self.lock()?;
         // Read again under the lock: whoever writes last writes the newest state.
-        let stamp = format!("{aki} {}\n", db.generation()?);
-        if let Some(crl) = db.latest_crl(&aki)? {
-            // Never replace a CRL with an older one; one of the same number that says
-            // something else was not made from these records, and is replaced.
-            let on_disk = crl_number_on_disk(&self.layout.ca_crl());
-            if on_disk.is_none_or(|n| n <= crl.number) {
-                let pem = X509Crl::from_der(&crl.der)
-                    .and_then(|c| c.to_pem())
-                    .step("crl -out")?;
-                write_if_changed("CRL", &self.layout.ca_crl(), &pem)?;
-            }
-        }
-        let next = format!("{:02X}\n", db.next_crl_number(&aki)?);
+        let stamp = stamp(db)?;
+        self.export_crls(db, &akis)?;
+        let next = format!("{:02X}\n", db.next_crl_number(&akis[0])?);
         write_if_changed("CRL number", &self.layout.ca_crl_number(), next.as_bytes())?;
-        let text = db.index_lines(&aki)?;
+        let mut text = String::new();
+        for aki in &akis {
+            text.push_str(&db.index_lines(aki)?);
+        }
         write_if_changed("CA index", &self.layout.ca_index(), text.as_bytes())?;
         write_if_changed(
             "CA index attributes",
@@ -761,6 +777,31 @@ impl Folder {
             index::ATTR.as_bytes(),
         )?;
         write_if_changed("export stamp", &marker, stamp.as_bytes())
+    }
+
+    /// `ca/ca.crl`: the newest CRL of each CA in force, the issuing one first. With one CA, a
+    /// CRL on disk is never replaced by an older one; one of the same number that says
+    /// something else was not made from these records, and is replaced.
+    fn export_crls(&self, db: &mut Db, akis: &[String]) -> Result<()> {
+        let mut pem = Vec::new();
+        for aki in akis {
+            if let Some(crl) = db.latest_crl(aki)? {
+                if akis.len() == 1 {
+                    let on_disk = crl_number_on_disk(&self.layout.ca_crl());
+                    if on_disk.is_some_and(|n| n > crl.number) {
+                        return Ok(());
+                    }
+                }
+                let one = X509Crl::from_der(&crl.der)
+                    .and_then(|c| c.to_pem())
+                    .step("crl -out")?;
+                pem.extend_from_slice(&one);
+            }
+        }
+        if pem.is_empty() {
+            return Ok(());
+        }
+        write_if_changed("CRL", &self.layout.ca_crl(), &pem)
     }
 
     /// The folder's lock (`ca/.lock`), held while files are written from the records.

@@ -51,6 +51,7 @@ pub mod p12;
 pub mod problem;
 pub mod profile;
 pub mod request;
+pub mod rotation;
 pub mod store;
 pub mod verify;
 

@@ -219,13 +219,16 @@ impl Folder {
     /// The certificate in force that `query` names: a serial, or a name whose current
     /// certificate is taken.
     fn current_record(&self, ca: &Authority, query: &str) -> Result<crate::store::Record> {
-        let aki = key_id(ca.certificate())?;
         let mut db = self.open_db(Some(ca))?;
-        let found: Vec<_> = db
-            .find(&aki, query)?
-            .into_iter()
-            .filter(|r| r.state == State::Issued)
-            .collect();
+        // During a rotation, certificates of either CA in force can be renewed.
+        let mut found = Vec::new();
+        for issuer in self.issuer_certs(ca)? {
+            found.extend(
+                db.find(&key_id(&issuer)?, query)?
+                    .into_iter()
+                    .filter(|r| r.state == State::Issued),
+            );
+        }
         let by_serial = found
             .iter()
             .find(|r| r.serial == query.replace(':', "").to_ascii_uppercase());

@@ -60,6 +60,12 @@ enum Command {
         #[arg(long)]
         ca_name: Option<String>,
     },
+    /// CA rotation without downtime, in phases: rotate (a new CA trusted beside the old),
+    /// --switch (the new one issues), --retire (the old one leaves the bundle).
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
     /// The root key of a two-level PKI: take it off this host, or bring it back.
     Root {
         #[command(subcommand)]
@@ -133,7 +139,11 @@ enum Command {
     /// --rekey), written where the old one was; the old one stays valid unless --revoke-old.
     Renew {
         /// Its name or serial.
-        target: String,
+        #[arg(required_unless_present = "all")]
+        target: Option<String>,
+        /// Every certificate in force that the current CA did not issue (after a CA switch).
+        #[arg(long, conflicts_with_all = ["target", "if_due", "rekey", "revoke_old"])]
+        all: bool,
         /// A new key too.
         #[arg(long)]
         rekey: bool,
@@ -201,6 +211,28 @@ enum Command {
         /// Also check this CRL.
         #[arg(long)]
         crl: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Start a rotation, or take it to its next phase.
+    Rotate {
+        /// Phase 2: the new CA issues from now on.
+        #[arg(long, conflicts_with = "retire")]
+        switch: bool,
+        /// Phase 3: the old CA leaves the trust bundle.
+        #[arg(long)]
+        retire: bool,
+        /// Retire even while certificates in force still chain to the old CA.
+        #[arg(long, requires = "retire")]
+        force: bool,
+    },
+    /// Which phase a rotation is in, each CA in force, and what is left to do.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -372,6 +404,7 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             opts.constraints = constraints(permit_dns, &permit_ip)?;
             init(folder, &opts)
         }
+        Command::Ca { action } => ca_command(folder, action),
         Command::Root { action } => {
             match action {
                 RootAction::Export { to } => {
@@ -410,8 +443,17 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             sans,
             common,
         } => sign(folder, &csr, role, &name, cn, sans, common),
+        Command::Renew { all: true, .. } => {
+            let ca = folder.authority()?;
+            println!(
+                "renewed {} certificates under the current CA",
+                folder.renew_all(&ca)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Renew {
             target,
+            all: false,
             rekey,
             revoke_old,
             if_due,
@@ -419,7 +461,7 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             days,
         } => renew(
             folder,
-            &target,
+            &target.unwrap_or_default(),
             rekey,
             revoke_old,
             if_due.then_some(within),
@@ -795,6 +837,52 @@ fn needs_renewal(file: &Path, within: Option<Duration>) -> ExitCode {
             ExitCode::from(255)
         }
     }
+}
+
+fn ca_command(folder: &Folder, action: CaAction) -> Result<ExitCode> {
+    match action {
+        CaAction::Rotate {
+            switch,
+            retire,
+            force,
+        } => {
+            if switch {
+                folder.rotate_switch()?;
+                println!("the new CA issues from now on; the old one stays trusted (ca/previous/)");
+            } else if retire {
+                folder.rotate_retire(force)?;
+                println!("the old CA left the bundle and is archived under ca/retired/");
+            } else {
+                folder.rotate_introduce(who_am_i().as_deref())?;
+                println!(
+                    "a new CA is in ca/next/ and ca/ca.crt trusts both: reload servers and clients,                      then `pki ca rotate --switch`"
+                );
+            }
+            let status = folder.rotation_status()?;
+            println!("next: {}", status.next_step);
+        }
+        CaAction::Status { json } => {
+            let status = folder.rotation_status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("phase: {:?}", status.phase);
+                for c in &status.cas {
+                    println!(
+                        "{:<8}  {}  until {}  {} in force  CRL next update {}",
+                        c.role,
+                        c.subject,
+                        pki::inspect::date(c.not_after),
+                        c.in_force,
+                        c.crl_next_update
+                            .map_or_else(|| "-".into(), pki::inspect::date)
+                    );
+                }
+                println!("next: {}", status.next_step);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {

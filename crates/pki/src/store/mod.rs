@@ -757,6 +757,31 @@ impl Db {
         })
     }
 
+    /// Starts the CRL numbering of a CA that joins the ones in force (a rotation's new CA):
+    /// the names of the others' leaves stay taken.
+    pub fn start_numbering(&mut self, aki: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
+                &[aki.into()],
+            )?;
+            bump(tx)?;
+            Ok(())
+        })
+    }
+
+    /// How many records of `aki` are in force (not revoked, not expired at `at`) and current.
+    pub fn in_force(&mut self, aki: &str, at: i64) -> Result<i64> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT count(*) FROM certificates WHERE aki = $1 AND state <> 'revoked' \
+                 AND not_after > $2 AND current = 1",
+                &[aki.into(), at.into()],
+            )?;
+            Ok(rows[0][0].int())
+        })
+    }
+
     /// Starts the CRL numbering of a new CA at 1 (forgetting nothing: records of other CAs stay).
     pub fn start_ca(&mut self, aki: &str) -> Result<()> {
         self.write(|tx| {

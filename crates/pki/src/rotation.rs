@@ -1,0 +1,403 @@
+//! CA rotation without downtime, in three phases that `pki ca rotate` walks and `pki ca status`
+//! reports:
+//!
+//! 1. **introduced**: a new CA is made in `ca/next/`, and `ca/ca.crt` becomes a bundle of the
+//!    old root and the new one. Servers and clients that reload pick it up and trust both; the
+//!    old CA still issues. `ca/ca.crl` holds one CRL per CA.
+//! 2. **switched**: the new CA issues; the old one moves to `ca/previous/` and keeps signing
+//!    the CRL of its own certificates while they are trusted. `pki renew --all` re-issues every
+//!    certificate still under the old CA.
+//! 3. **retired**: once no certificate in force chains to the old CA (or with `--force`), it
+//!    leaves the bundle and is archived in `ca/retired/`.
+//!
+//! Until a phase's last file is written, the phase before it still stands: the marker
+//! `ca/rotation` is written last.
+
+use std::path::{Path, PathBuf};
+
+use openssl::x509::X509;
+
+use crate::authority::{key_id, now, unix_time, Authority, CertSpec, Validity};
+use crate::constraints::NameConstraints;
+use crate::error::{CryptoContext, Error, Result};
+use crate::files::{self, Overwrite, Secrecy};
+use crate::folder::{load_cert, load_certs, Folder};
+use crate::key;
+use crate::profile::Profile;
+use crate::request;
+use common::Role;
+
+/// Where a rotation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// No rotation: one CA.
+    None,
+    /// A new CA is trusted beside the old one, which still issues.
+    Introduced,
+    /// The new CA issues; the old one is still trusted.
+    Switched,
+}
+
+/// What `pki ca status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The phase.
+    pub phase: Phase,
+    /// Each CA in force: which one, its subject, notAfter, certificates in force, and its CRL's
+    /// nextUpdate.
+    pub cas: Vec<CaStatus>,
+    /// What to do next, in words.
+    pub next_step: String,
+}
+
+/// One CA of [`Status`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaStatus {
+    /// `current`, `next` or `previous`.
+    pub role: &'static str,
+    /// Subject of its issuing certificate.
+    pub subject: String,
+    /// Its notAfter (Unix seconds).
+    pub not_after: i64,
+    /// Certificates in force under it (current ones, not revoked, not expired).
+    pub in_force: i64,
+    /// nextUpdate of its newest CRL.
+    pub crl_next_update: Option<i64>,
+}
+
+impl Folder {
+    fn rotation_marker(&self) -> PathBuf {
+        self.layout().dir(Role::Ca).join("rotation")
+    }
+
+    fn generation_dir(&self, which: &str) -> PathBuf {
+        self.layout().dir(Role::Ca).join(which)
+    }
+
+    /// The phase of a rotation, from `ca/rotation`.
+    pub fn phase(&self) -> Phase {
+        match std::fs::read_to_string(self.rotation_marker())
+            .unwrap_or_default()
+            .trim()
+        {
+            "introduced" => Phase::Introduced,
+            "switched" => Phase::Switched,
+            _ => Phase::None,
+        }
+    }
+
+    /// The folder of the CA trusted beside the current one, if a rotation is under way.
+    fn other_generation(&self) -> Option<(&'static str, PathBuf)> {
+        match self.phase() {
+            Phase::None => None,
+            Phase::Introduced => Some(("next", self.generation_dir("next"))),
+            Phase::Switched => Some(("previous", self.generation_dir("previous"))),
+        }
+    }
+
+    /// The issuing certificates of the CAs in force, the current one (`ca`) first.
+    pub fn issuer_certs(&self, ca: &Authority) -> Result<Vec<X509>> {
+        let mut out = vec![ca.certificate().to_owned()];
+        if let Some((_, dir)) = self.other_generation() {
+            out.push(issuing_cert(&dir)?);
+        }
+        Ok(out)
+    }
+
+    /// The CAs in force, with their keys, the current one first: each signs the CRL of its
+    /// own certificates.
+    pub fn issuers(&self, ca: &Authority) -> Result<Vec<Authority>> {
+        let current = Authority::from_parts(
+            ca.certificate().to_owned(),
+            ca.private_key().clone(),
+            (Path::new("ca"), Path::new("ca")),
+        )?;
+        let mut out = vec![current];
+        if let Some((_, dir)) = self.other_generation() {
+            out.push(issuing_authority(&dir)?);
+        }
+        Ok(out)
+    }
+
+    /// Phase 1: a new CA in `ca/next/` (a root, and an intermediate under it when this PKI has
+    /// one, with the same name constraints), trusted beside the current one.
+    pub fn rotate_introduce(&self, who: Option<&str>) -> Result<()> {
+        if self.phase() != Phase::None {
+            return Err(Error::Refused(format!(
+                "a rotation is already under way ({:?}): `pki ca status` says what is left",
+                self.phase()
+            )));
+        }
+        let ca = self.authority()?;
+        let constraints = NameConstraints::of(ca.certificate())?;
+        let alg = key::KeyAlgorithm::of(ca.private_key()).unwrap_or_default();
+        let next = self.generation_dir("next");
+        let root_subject = crate::init::ca_subject(who);
+        let mut spec =
+            CertSpec::new(Profile::Ca).validity(Validity::days(Profile::Ca.default_days()));
+        let two_levels = self.has_intermediate();
+        if two_levels {
+            spec.path_len = 1;
+        } else {
+            spec.constraints = constraints.clone();
+        }
+        let root_key = key::generate(alg)?;
+        let req = request::build(&root_key, &root_subject)?;
+        let root = Authority::self_sign_spec(&req, root_key, &spec)?;
+        write_pair(&next, "ca", &root)?;
+        let issuing = if two_levels {
+            let key = key::generate(alg)?;
+            let subject = crate::init::default_intermediate_subject(who);
+            let mut ispec = CertSpec::new(Profile::Intermediate)
+                .validity(Validity::days(Profile::Intermediate.default_days()));
+            ispec.constraints = constraints;
+            let public = crate::folder::public_of(&key)?;
+            let name = subject.to_x509_name()?;
+            let cert = root.sign_key(&name, &public, &ispec)?;
+            let inter = Authority::from_parts(cert, key, (Path::new("next"), Path::new("next")))?;
+            write_pair(&next, "intermediate", &inter)?;
+            inter
+        } else {
+            issuing_authority(&next)?
+        };
+        self.write_bundle(&[ca_root(self)?, root.certificate().to_owned()])?;
+        let mut db = self.open_db(Some(&ca))?;
+        let aki = key_id(issuing.certificate())?;
+        db.start_numbering(&aki)?;
+        files::write(
+            "rotation phase",
+            &self.rotation_marker(),
+            b"introduced\n",
+            Secrecy::Public,
+            Overwrite::Replace,
+        )?;
+        self.write_crl(&ca)?;
+        Ok(())
+    }
+
+    /// Phase 2: the new CA issues from now on; the old one moves to `ca/previous/`.
+    pub fn rotate_switch(&self) -> Result<()> {
+        if self.phase() != Phase::Introduced {
+            return Err(Error::Refused(
+                "switch follows `pki ca rotate` (phase introduced); `pki ca status` says where \
+                 the rotation stands"
+                    .into(),
+            ));
+        }
+        let l = self.layout();
+        let (next, previous) = (self.generation_dir("next"), self.generation_dir("previous"));
+        let old_root = ca_root(self)?;
+        let new_root = load_cert("new root", &next.join("ca.crt"))?;
+        std::fs::create_dir_all(&previous).map_err(|source| Error::Write {
+            what: "previous CA folder",
+            path: previous.clone(),
+            source,
+        })?;
+        files::write(
+            "previous root",
+            &previous.join("ca.crt"),
+            &old_root.to_pem().step("x509 -out")?,
+            Secrecy::Public,
+            Overwrite::Replace,
+        )?;
+        for f in ["ca.key", "intermediate.crt", "intermediate.key"] {
+            move_if_there(&l.dir(Role::Ca).join(f), &previous.join(f))?;
+        }
+        for f in ["ca.key", "intermediate.crt", "intermediate.key"] {
+            move_if_there(&next.join(f), &l.dir(Role::Ca).join(f))?;
+        }
+        self.write_bundle(&[new_root, old_root])?;
+        files::write(
+            "rotation phase",
+            &self.rotation_marker(),
+            b"switched\n",
+            Secrecy::Public,
+            Overwrite::Replace,
+        )?;
+        let _ = std::fs::remove_dir_all(&next);
+        let ca = self.authority()?;
+        self.write_crl(&ca)?;
+        Ok(())
+    }
+
+    /// Phase 3: the old CA leaves the bundle, once no certificate in force chains to it (or
+    /// with `force`), and is archived in `ca/retired/`.
+    pub fn rotate_retire(&self, force: bool) -> Result<()> {
+        if self.phase() != Phase::Switched {
+            return Err(Error::Refused(
+                "retire follows `pki ca rotate --switch`; `pki ca status` says where the \
+                 rotation stands"
+                    .into(),
+            ));
+        }
+        let ca = self.authority()?;
+        let previous = self.generation_dir("previous");
+        let old = issuing_cert(&previous)?;
+        let left = self.open_db(Some(&ca))?.in_force(&key_id(&old)?, now())?;
+        if left > 0 && !force {
+            return Err(Error::Refused(format!(
+                "{left} certificates in force still chain to the old CA: renew them \
+                 (`pki renew --all`) or wait for them to expire; --force retires it anyway \
+                 and they stop working"
+            )));
+        }
+        let retired = self
+            .layout()
+            .dir(Role::Ca)
+            .join("retired")
+            .join(key_id(&old)?);
+        std::fs::create_dir_all(retired.parent().unwrap_or(&retired)).map_err(|source| {
+            Error::Write {
+                what: "retired CA folder",
+                path: retired.clone(),
+                source,
+            }
+        })?;
+        std::fs::rename(&previous, &retired).map_err(|source| Error::Write {
+            what: "retired CA folder",
+            path: retired.clone(),
+            source,
+        })?;
+        self.write_bundle(&[ca_root(self)?])?;
+        std::fs::remove_file(self.rotation_marker()).map_err(|source| Error::Write {
+            what: "rotation phase",
+            path: self.rotation_marker(),
+            source,
+        })?;
+        self.write_crl(&ca)?;
+        Ok(())
+    }
+
+    /// `pki ca status`.
+    pub fn rotation_status(&self) -> Result<Status> {
+        let ca = self.authority()?;
+        let mut db = self.open_db_to_read(Some(&ca))?;
+        let at = now();
+        let mut cas = Vec::new();
+        let mut entries = vec![("current", ca.certificate().to_owned())];
+        if let Some((role, dir)) = self.other_generation() {
+            entries.push((role, issuing_cert(&dir)?));
+        }
+        for (role, cert) in entries {
+            let aki = key_id(&cert)?;
+            cas.push(CaStatus {
+                role,
+                subject: crate::index::one_line(cert.subject_name()),
+                not_after: unix_time(cert.not_after())?,
+                in_force: db.in_force(&aki, at)?,
+                crl_next_update: db.latest_crl(&aki)?.map(|c| c.next_update),
+            });
+        }
+        let phase = self.phase();
+        let next_step = match phase {
+            Phase::None => "no rotation under way; `pki ca rotate` starts one".to_owned(),
+            Phase::Introduced => "reload every server and client so they trust the new CA \
+                                  (ca/ca.crt holds both), then `pki ca rotate --switch`"
+                .to_owned(),
+            Phase::Switched => match cas.get(1).map(|c| c.in_force).unwrap_or(0) {
+                0 => "nothing chains to the old CA any more: `pki ca rotate --retire`".to_owned(),
+                n => format!(
+                    "{n} certificates in force still chain to the old CA: `pki renew --all`, \
+                     then `pki ca rotate --retire`"
+                ),
+            },
+        };
+        Ok(Status {
+            phase,
+            cas,
+            next_step,
+        })
+    }
+
+    /// `pki renew --all`: renews every certificate in force that the current CA did not issue
+    /// (after a switch, those of the old CA). Returns how many.
+    pub fn renew_all(&self, ca: &Authority) -> Result<usize> {
+        let current = key_id(ca.certificate())?;
+        let rows = self.select(&crate::store::Filter {
+            status: Some(crate::index::Status::Valid),
+            at: now(),
+            ..crate::store::Filter::default()
+        })?;
+        let mut n = 0;
+        for r in rows.iter().filter(|r| r.current && r.aki != current) {
+            self.renew(ca, &r.serial, false, false, None)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// `ca/ca.crt`: the trust bundle, the current root first.
+    fn write_bundle(&self, roots: &[X509]) -> Result<()> {
+        let mut pem = Vec::new();
+        for r in roots {
+            pem.extend(r.to_pem().step("x509 -out")?);
+        }
+        files::write(
+            "CA certificate bundle",
+            &self.layout().ca_cert(),
+            &pem,
+            Secrecy::Public,
+            Overwrite::Replace,
+        )
+    }
+}
+
+/// The current root: the first certificate of `ca/ca.crt`.
+fn ca_root(folder: &Folder) -> Result<X509> {
+    let all = load_certs("CA certificate", &folder.layout().ca_cert())?;
+    Ok(all[0].clone())
+}
+
+/// The issuing certificate of a generation's folder: its intermediate, else its root.
+fn issuing_cert(dir: &Path) -> Result<X509> {
+    let inter = dir.join("intermediate.crt");
+    if files::exists(&inter) {
+        load_cert("intermediate CA certificate", &inter)
+    } else {
+        load_cert("CA certificate", &dir.join("ca.crt"))
+    }
+}
+
+/// The issuing CA of a generation's folder, with its key.
+fn issuing_authority(dir: &Path) -> Result<Authority> {
+    let (cert, key) = if files::exists(&dir.join("intermediate.crt")) {
+        (dir.join("intermediate.crt"), dir.join("intermediate.key"))
+    } else {
+        (dir.join("ca.crt"), dir.join("ca.key"))
+    };
+    Authority::from_parts(
+        load_cert("CA certificate", &cert)?,
+        key::load("CA private key", &key)?,
+        (&cert, &key),
+    )
+}
+
+fn write_pair(dir: &Path, stem: &str, ca: &Authority) -> Result<()> {
+    files::write(
+        "CA private key",
+        &dir.join(format!("{stem}.key")),
+        &key::to_pem(ca.private_key())?,
+        Secrecy::Secret,
+        Overwrite::Never,
+    )?;
+    files::write(
+        "CA certificate",
+        &dir.join(format!("{stem}.crt")),
+        &ca.certificate().to_pem().step("x509 -out")?,
+        Secrecy::Public,
+        Overwrite::Never,
+    )
+}
+
+fn move_if_there(from: &Path, to: &Path) -> Result<()> {
+    if !files::exists(from) {
+        return Ok(());
+    }
+    std::fs::rename(from, to).map_err(|source| Error::Write {
+        what: "CA file",
+        path: to.to_owned(),
+        source,
+    })?;
+    files::sync_dir("CA file", to)
+}
