@@ -290,3 +290,40 @@ fn tokens_are_shown_once_and_kept_as_digests() {
     let o = support::run(&dir, &[], &["token", "create", "--name", "../x"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn the_shipped_systemd_units_verify() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        assert!(
+            std::env::var_os("REQUIRE_SYSTEMD_ANALYZE").is_none(),
+            "REQUIRE_SYSTEMD_ANALYZE is set but systemd-analyze is missing"
+        );
+        eprintln!("SKIPPED: systemd-analyze is not installed (Debian's systemd)");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/systemd");
+    for e in fs::read_dir(&units).expect("contrib/systemd") {
+        let p = e.expect("entry").path();
+        let text = fs::read_to_string(&p).expect("unit");
+        // Point the units at the binary under test: verify checks that executables exist.
+        let text = text.replace("/usr/local/bin/pki", env!("CARGO_BIN_EXE_pki"));
+        fs::write(tmp.path().join(p.file_name().expect("name")), text).expect("copy");
+    }
+    let o = Command::new(analyze)
+        .current_dir(tmp.path())
+        .args(["verify", "--man=no", "pki-crl.service", "pki-crl.timer"])
+        .args(["pki-renew@sensor-7.service", "pki-renew@sensor-7.timer"])
+        .output()
+        .expect("systemd-analyze");
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
