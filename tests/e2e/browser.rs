@@ -331,6 +331,72 @@ async fn chromium_without_a_certificate_is_refused_in_mutual_mode_only() {
     .await;
 }
 
+/// A PKI whose CA may sign only for `dns` (and no IP), with the server's certificate for
+/// `server_names`.
+fn constrained(dns: &[&str], server_names: &[&str]) -> TestPki {
+    TestPki::with_options(pki::InitOptions {
+        p12_password: Some(P12_PASSWORD.into()),
+        constraints: pki::constraints::NameConstraints {
+            dns: dns.iter().map(|d| d.to_string()).collect(),
+            ip: Vec::new(),
+        },
+        server_names: server_names
+            .iter()
+            .map(|n| n.parse().expect("name"))
+            .collect(),
+        ..pki::InitOptions::default()
+    })
+}
+
+/// Name constraints as the browser judges them: a certificate for `localhost` from a CA
+/// constrained to `localhost` loads; one from a CA constrained to `.internal` (made by hand:
+/// `pki issue` refuses to make it) is refused by Chromium's own verifier.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Chromium: `make browser-deps`, then `make test`"]
+async fn chromium_enforces_the_name_constraints_pki_puts_on_its_ca() {
+    let inside = constrained(&["localhost"], &["localhost"]);
+    let inside_srv = serve(&inside, ClientAuth::None);
+    let outside = constrained(&[".internal"], &["api.internal"]);
+    let ca = outside.folder.authority().expect("ca");
+    let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
+    let req =
+        pki::request::build(&key, &pki::Subject::new("https Project", "localhost")).expect("req");
+    let spec = pki::CertSpec::new(pki::Profile::Server).names(pki::SubjectAltName::localhost());
+    let cert = ca
+        .sign(&req, &spec)
+        .expect("signed by hand, outside the constraints");
+    let l = outside.layout();
+    std::fs::write(l.server_cert(), cert.to_pem().expect("pem")).expect("cert");
+    std::fs::write(l.server_key(), pki::key::to_pem(&key).expect("pem")).expect("key");
+    let outside_srv = serve(&outside, ClientAuth::None);
+    within("browser session", async {
+        let b = Browser::launch(&inside.layout().ca_cert(), None).await;
+        b.client()
+            .goto(&format!(
+                "https://localhost:{}/login",
+                inside_srv.addr.port()
+            ))
+            .await
+            .expect("inside the constraints: the page loads");
+        let body = b.client().source().await.expect("source");
+        assert!(body.contains("Hello World!"), "{body}");
+        b.quit().await;
+        let b = Browser::launch(&outside.layout().ca_cert(), None).await;
+        let url = format!("https://localhost:{}/login", outside_srv.addr.port());
+        let said = match b.client().goto(&url).await {
+            Err(e) => e.to_string(),
+            Ok(()) => b.client().source().await.expect("source"),
+        };
+        b.screenshot("outside-name-constraints").await;
+        assert!(
+            said.contains("NAME_CONSTRAINT_VIOLATION") && !said.contains("Hello World!"),
+            "expected Chromium's name-constraint error, got: {said}"
+        );
+        b.quit().await;
+    })
+    .await;
+}
+
 /// What Chromium and Firefox use to import a bundle (NSS's PKCS#12 code) reads both encryptions
 /// `pki export-p12` offers, and the key arrives with its certificate.
 #[test]

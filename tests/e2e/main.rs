@@ -9,6 +9,7 @@ mod pages;
 mod pki_interop;
 mod pki_profiles;
 mod pki_rotation;
+mod pki_two_cas;
 mod server_interop;
 mod server_tls;
 mod support;
