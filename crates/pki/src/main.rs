@@ -35,31 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create the CA (if there is none) and whatever is missing of the default layout.
-    Init {
-        /// Key type of every key made.
-        #[arg(long, value_enum, default_value_t)]
-        key: KeyAlgorithm,
-        /// Server names (repeatable; default DNS:localhost, IP:127.0.0.1, IP:::1).
-        #[arg(long = "san")]
-        sans: Vec<SubjectAltName>,
-        /// Regenerate everything, the CA included (every certificate issued before becomes invalid).
-        #[arg(long)]
-        force: bool,
-        /// Two levels: a root, and an issuing intermediate under it (the root key can then go
-        /// offline with `pki root export`).
-        #[arg(long)]
-        intermediate: bool,
-        /// The issuing CA may sign only for this DNS subtree (repeatable; `.internal` = below
-        /// it, `localhost` = that name and below): critical nameConstraints.
-        #[arg(long = "permit-dns")]
-        permit_dns: Vec<String>,
-        /// The issuing CA may sign only for this network (repeatable; 10.0.0.0/8, ::1).
-        #[arg(long = "permit-ip")]
-        permit_ip: Vec<String>,
-        /// The root's CN [default: "https Project Root CA USER@HOST XXXXXXXX", unique per PKI].
-        #[arg(long)]
-        ca_name: Option<String>,
-    },
+    Init(InitArgs),
     /// CA rotation without downtime, in phases: rotate (a new CA trusted beside the old),
     /// --switch (the new one issues), --retire (the old one leaves the bundle).
     Ca {
@@ -137,30 +113,7 @@ enum Command {
     },
     /// Issue a successor for a certificate in force (same subject, names and key unless
     /// --rekey), written where the old one was; the old one stays valid unless --revoke-old.
-    Renew {
-        /// Its name or serial.
-        #[arg(required_unless_present = "all")]
-        target: Option<String>,
-        /// Every certificate in force that the current CA did not issue (after a CA switch).
-        #[arg(long, conflicts_with_all = ["target", "if_due", "rekey", "revoke_old"])]
-        all: bool,
-        /// A new key too.
-        #[arg(long)]
-        rekey: bool,
-        /// Revoke the old certificate (reason superseded).
-        #[arg(long)]
-        revoke_old: bool,
-        /// Only when due (in the last third of its lifetime, or within --within); silent and
-        /// successful otherwise.
-        #[arg(long)]
-        if_due: bool,
-        /// The margin of --if-due.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        within: Option<Duration>,
-        /// Validity in days of the successor.
-        #[arg(long, allow_negative_numbers = true)]
-        days: Option<Days>,
-    },
+    Renew(RenewArgs),
     /// Is this certificate due for renewal? Exit 0: due; 1: not due; 255: cannot tell
     /// (the codes of systemd's ExecCondition=, where 1 skips the unit and 255 fails it).
     NeedsRenewal {
@@ -212,6 +165,61 @@ enum Command {
         #[arg(long)]
         crl: Option<PathBuf>,
     },
+}
+
+/// `pki renew`.
+#[derive(clap::Args)]
+struct RenewArgs {
+    /// Its name or serial.
+    #[arg(required_unless_present = "all")]
+    target: Option<String>,
+    /// Every certificate in force that the current CA did not issue (after a CA switch).
+    #[arg(long, conflicts_with_all = ["target", "if_due", "rekey", "revoke_old"])]
+    all: bool,
+    /// A new key too.
+    #[arg(long)]
+    rekey: bool,
+    /// Revoke the old certificate (reason superseded).
+    #[arg(long)]
+    revoke_old: bool,
+    /// Only when due (in the last third of its lifetime, or within --within); silent and
+    /// successful otherwise.
+    #[arg(long)]
+    if_due: bool,
+    /// The margin of --if-due.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    within: Option<Duration>,
+    /// Validity in days of the successor.
+    #[arg(long, allow_negative_numbers = true)]
+    days: Option<Days>,
+}
+
+/// `pki init`.
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Key type of every key made.
+    #[arg(long, value_enum, default_value_t)]
+    key: KeyAlgorithm,
+    /// Server names (repeatable; default DNS:localhost, IP:127.0.0.1, IP:::1).
+    #[arg(long = "san")]
+    sans: Vec<SubjectAltName>,
+    /// Regenerate everything, the CA included (every certificate issued before becomes invalid).
+    #[arg(long)]
+    force: bool,
+    /// Two levels: a root, and an issuing intermediate under it (the root key can then go
+    /// offline with `pki root export`).
+    #[arg(long)]
+    intermediate: bool,
+    /// The issuing CA may sign only for this DNS subtree (repeatable; `.internal` = below
+    /// it, `localhost` = that name and below): critical nameConstraints.
+    #[arg(long = "permit-dns")]
+    permit_dns: Vec<String>,
+    /// The issuing CA may sign only for this network (repeatable; 10.0.0.0/8, ::1).
+    #[arg(long = "permit-ip")]
+    permit_ip: Vec<String>,
+    /// The root's CN [default: "https Project Root CA USER@HOST XXXXXXXX", unique per PKI].
+    #[arg(long)]
+    ca_name: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -351,7 +359,7 @@ fn main() -> ExitCode {
         .with_db(cli.db.as_deref().map_or(DbUrl::Default, DbUrl::parse))
         .with_lock_timeout(Duration::from_secs(cli.lock_timeout));
     // Every device's key only where a look at the whole folder is expected.
-    let thorough = matches!(cli.command, Command::Init { .. } | Command::List { .. });
+    let thorough = matches!(cli.command, Command::Init(_) | Command::List { .. });
     let warnings = if thorough {
         folder.loose_key_permissions_all()
     } else {
@@ -375,53 +383,9 @@ fn main() -> ExitCode {
 
 fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Init {
-            key,
-            sans,
-            force,
-            intermediate,
-            permit_dns,
-            permit_ip,
-            ca_name,
-        } => {
-            let mut opts = InitOptions {
-                key,
-                force,
-                intermediate,
-                p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
-                ..InitOptions::default()
-            };
-            let who = who_am_i();
-            opts.ca_subject = pki::init::ca_subject(who.as_deref());
-            opts.intermediate_subject = pki::init::default_intermediate_subject(who.as_deref());
-            if let Some(cn) = ca_name {
-                pki::name::check_common_name(&cn)?;
-                opts.ca_subject.common_name = cn;
-            }
-            if !sans.is_empty() {
-                opts.server_names = sans;
-            }
-            opts.constraints = constraints(permit_dns, &permit_ip)?;
-            init(folder, &opts)
-        }
+        Command::Init(args) => init(folder, args),
         Command::Ca { action } => ca_command(folder, action),
-        Command::Root { action } => {
-            match action {
-                RootAction::Export { to } => {
-                    folder.root_export(&to)?;
-                    println!(
-                        "the root key is now {} only; {} was removed (everything but a new intermediate works without it)",
-                        to.display(),
-                        folder.layout().ca_key().display()
-                    );
-                }
-                RootAction::Import { file } => {
-                    folder.root_import(&file)?;
-                    println!("wrote {}", folder.layout().ca_key().display());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Root { action } => root(folder, action),
         Command::Issue { kind } => issue(folder, kind),
         Command::List {
             status,
@@ -443,30 +407,7 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             sans,
             common,
         } => sign(folder, &csr, role, &name, cn, sans, common),
-        Command::Renew { all: true, .. } => {
-            let ca = folder.authority()?;
-            println!(
-                "renewed {} certificates under the current CA",
-                folder.renew_all(&ca)?
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Renew {
-            target,
-            all: false,
-            rekey,
-            revoke_old,
-            if_due,
-            within,
-            days,
-        } => renew(
-            folder,
-            &target.unwrap_or_default(),
-            rekey,
-            revoke_old,
-            if_due.then_some(within),
-            days,
-        ),
+        Command::Renew(args) => renew(folder, args),
         Command::NeedsRenewal { file, within } => Ok(needs_renewal(&file, within)),
         Command::Token { action } => token(folder, action),
         Command::ExportP12 {
@@ -483,6 +424,25 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             crl,
         } => verify(&cert, &ca, purpose, host, crl),
     }
+}
+
+fn root(folder: &Folder, action: RootAction) -> Result<ExitCode> {
+    match action {
+        RootAction::Export { to } => {
+            folder.root_export(&to)?;
+            println!(
+                "the root key is now {} only; {} was removed (everything but a new \
+                 intermediate works without it)",
+                to.display(),
+                folder.layout().ca_key().display()
+            );
+        }
+        RootAction::Import { file } => {
+            folder.root_import(&file)?;
+            println!("wrote {}", folder.layout().ca_key().display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn overwrite(force: bool) -> Overwrite {
@@ -519,7 +479,26 @@ fn constraints(dns: Vec<String>, ip: &[String]) -> Result<pki::constraints::Name
     })
 }
 
-fn init(folder: &Folder, opts: &InitOptions) -> Result<ExitCode> {
+fn init(folder: &Folder, args: InitArgs) -> Result<ExitCode> {
+    let who = who_am_i();
+    let mut opts = InitOptions {
+        key: args.key,
+        force: args.force,
+        intermediate: args.intermediate,
+        p12_password: std::env::var(pki::folder::P12_PASSWORD_ENV).ok(),
+        ca_subject: pki::init::ca_subject(who.as_deref()),
+        intermediate_subject: pki::init::default_intermediate_subject(who.as_deref()),
+        constraints: constraints(args.permit_dns, &args.permit_ip)?,
+        ..InitOptions::default()
+    };
+    if let Some(cn) = args.ca_name {
+        pki::name::check_common_name(&cn)?;
+        opts.ca_subject.common_name = cn;
+    }
+    if !args.sans.is_empty() {
+        opts.server_names = args.sans;
+    }
+    let opts = &opts;
     let report = folder.init(opts).context("pki init")?;
     for p in &report.removed {
         println!("removed {} (left by an interrupted run)", p.display());
@@ -776,15 +755,19 @@ fn sign(
     Ok(ExitCode::SUCCESS)
 }
 
-fn renew(
-    folder: &Folder,
-    target: &str,
-    rekey: bool,
-    revoke_old: bool,
-    if_due: Option<Option<Duration>>,
-    days: Option<Days>,
-) -> Result<ExitCode> {
+fn renew(folder: &Folder, args: RenewArgs) -> Result<ExitCode> {
     let ca = folder.authority()?;
+    if args.all {
+        println!(
+            "renewed {} certificates under the current CA",
+            folder.renew_all(&ca)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = args.target.unwrap_or_default();
+    let target = target.as_str();
+    let (rekey, revoke_old, days) = (args.rekey, args.revoke_old, args.days);
+    let if_due = args.if_due.then_some(args.within);
     if let Some(within) = if_due {
         let due = folder.due(within)?;
         let names = |r: &&pki::Record| r.name.eq_ignore_ascii_case(target) || r.serial == target;
