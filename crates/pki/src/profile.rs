@@ -96,83 +96,100 @@ impl Profile {
         spec: &crate::authority::CertSpec,
         ctx: &X509v3Context<'_>,
     ) -> Result<Vec<X509Extension>> {
-        let names = &spec.names;
-        self.check_names(names)?;
-        let step = "x509 -extfile";
-        let mut exts = Vec::new();
+        self.check_names(&spec.names)?;
         match self {
-            Profile::Ca | Profile::Intermediate => {
-                let pathlen = if self == Profile::Ca {
-                    spec.path_len
-                } else {
-                    0
-                };
-                exts.push(
-                    BasicConstraints::new()
-                        .critical()
-                        .ca()
-                        .pathlen(pathlen)
-                        .build()
-                        .step(step)?,
-                );
-                exts.push(
-                    KeyUsage::new()
-                        .critical()
-                        .key_cert_sign()
-                        .crl_sign()
-                        .build()
-                        .step(step)?,
-                );
-                exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
-                if self == Profile::Intermediate {
-                    exts.push(
-                        AuthorityKeyIdentifier::new()
-                            .keyid(true)
-                            .build(ctx)
-                            .step(step)?,
-                    );
-                }
-                if !spec.constraints.is_empty() {
-                    exts.push(spec.constraints.extension(ctx)?);
-                }
-            }
+            Profile::Ca | Profile::Intermediate => self.ca_extensions(spec, ctx),
             Profile::Server | Profile::Client => {
-                exts.push(BasicConstraints::new().critical().build().step(step)?);
-                let mut ku = KeyUsage::new();
-                ku.critical().digital_signature();
-                // TLS 1.2 RSA key transport encrypts to the server key.
-                if self == Profile::Server && subject_key.is_rsa() {
-                    ku.key_encipherment();
-                }
-                exts.push(ku.build().step(step)?);
-                let mut eku = ExtendedKeyUsage::new();
-                if self == Profile::Server {
-                    eku.server_auth();
-                } else {
-                    eku.client_auth();
-                }
-                exts.push(eku.build().step(step)?);
-                if !names.is_empty() {
-                    let mut san = SanBuilder::new();
-                    for n in names {
-                        match n {
-                            SubjectAltName::Dns(d) => san.dns(d),
-                            SubjectAltName::Ip(ip) => san.ip(&ip.to_string()),
-                            SubjectAltName::Email(e) => san.email(e),
-                            SubjectAltName::Uri(u) => san.uri(u),
-                        };
-                    }
-                    exts.push(san.build(ctx).step(step)?);
-                }
-                exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
-                exts.push(
-                    AuthorityKeyIdentifier::new()
-                        .keyid(true)
-                        .build(ctx)
-                        .step(step)?,
-                );
+                self.leaf_extensions(subject_key, &spec.names, ctx)
             }
         }
+    }
+
+    /// basicConstraints CA:TRUE with the pathlen of the level, keyCertSign + cRLSign, SKI,
+    /// AKI under a root, and the name constraints.
+    fn ca_extensions(
+        self,
+        spec: &crate::authority::CertSpec,
+        ctx: &X509v3Context<'_>,
+    ) -> Result<Vec<X509Extension>> {
+        let step = "x509 -extfile";
+        let pathlen = if self == Profile::Ca {
+            spec.path_len
+        } else {
+            0
+        };
+        let mut exts = vec![
+            BasicConstraints::new()
+                .critical()
+                .ca()
+                .pathlen(pathlen)
+                .build()
+                .step(step)?,
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()
+                .step(step)?,
+            SubjectKeyIdentifier::new().build(ctx).step(step)?,
+        ];
+        if self == Profile::Intermediate {
+            exts.push(
+                AuthorityKeyIdentifier::new()
+                    .keyid(true)
+                    .build(ctx)
+                    .step(step)?,
+            );
+        }
+        if !spec.constraints.is_empty() {
+            exts.push(spec.constraints.extension(ctx)?);
+        }
+        Ok(exts)
+    }
+
+    /// CA:FALSE, digitalSignature (+ keyEncipherment for an RSA server), the role's EKU, the
+    /// names, SKI and AKI.
+    fn leaf_extensions(
+        self,
+        subject_key: KeyAlgorithm,
+        names: &[SubjectAltName],
+        ctx: &X509v3Context<'_>,
+    ) -> Result<Vec<X509Extension>> {
+        let step = "x509 -extfile";
+        let mut exts = vec![BasicConstraints::new().critical().build().step(step)?];
+        let mut ku = KeyUsage::new();
+        ku.critical().digital_signature();
+        // TLS 1.2 RSA key transport encrypts to the server key.
+        if self == Profile::Server && subject_key.is_rsa() {
+            ku.key_encipherment();
+        }
+        exts.push(ku.build().step(step)?);
+        let mut eku = ExtendedKeyUsage::new();
+        if self == Profile::Server {
+            eku.server_auth();
+        } else {
+            eku.client_auth();
+        }
+        exts.push(eku.build().step(step)?);
+        if !names.is_empty() {
+            let mut san = SanBuilder::new();
+            for n in names {
+                match n {
+                    SubjectAltName::Dns(d) => san.dns(d),
+                    SubjectAltName::Ip(ip) => san.ip(&ip.to_string()),
+                    SubjectAltName::Email(e) => san.email(e),
+                    SubjectAltName::Uri(u) => san.uri(u),
+                };
+            }
+            exts.push(san.build(ctx).step(step)?);
+        }
+        exts.push(SubjectKeyIdentifier::new().build(ctx).step(step)?);
+        exts.push(
+            AuthorityKeyIdentifier::new()
+                .keyid(true)
+                .build(ctx)
+                .step(step)?,
+        );
         Ok(exts)
     }
 }
