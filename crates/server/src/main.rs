@@ -9,6 +9,13 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use server::{ClientAuth, Config, TlsProfile, Upstream};
 
+/// mimalloc instead of glibc's malloc. With the crate's `override` feature it also serves
+/// OpenSSL's `malloc`/`free` (a full handshake makes about a thousand of them), which is where
+/// most of the gain is; it costs about 13 MB of resident memory at start (its arenas are
+/// committed eagerly on Linux).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What was typed (flags and `SERVER_*` variables); [`Args::into_config`] makes it a [`Config`].
 #[derive(Debug, Parser)]
 #[command(
