@@ -99,6 +99,7 @@ impl Bench<'_> {
             duration: Some(Duration::from_secs_f64(self.cfg.settings.secs)),
             mode: figure.mode(),
             request: figure.request(),
+            http: figure.http(),
             threads: self.cfg.settings.threads,
             timeout: Duration::from_secs(5),
             progress: false,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::http::RequestKind;
+use crate::http::{Http, RequestKind};
 use crate::load::Mode;
 
 /// Key type of the benchmark PKI (CA, server and client alike).
@@ -59,6 +59,12 @@ pub enum Figure {
     Ka64,
     /// Keep-alive `GET /login`, 256 connections.
     Ka256,
+    /// Keep-alive `GET /login`, 64 connections, one-way TLS.
+    Ka64Oneway,
+    /// HTTP/2 `GET /login`, 64 connections, one stream at a time on each.
+    H2Ka64,
+    /// The same, one-way TLS.
+    H2Ka64Oneway,
     /// Keep-alive `POST /login1` logins/s, 64 connections.
     Login1,
     /// `GET /login` at 4 connections with every login hashed: the baseline of [`Figure::GetFlood`].
@@ -72,7 +78,7 @@ const HASH_EVERY_LOGIN: &[&str] = &["--login-cache-secs", "0", "--login-max-fail
 
 impl Figure {
     /// Every figure, in report order (`make bench`).
-    pub const ALL: [Figure; 12] = [
+    pub const ALL: [Figure; 15] = [
         Figure::HsEcOneway,
         Figure::HsEcMutual,
         Figure::HsRsaOneway,
@@ -82,13 +88,21 @@ impl Figure {
         Figure::Ka1,
         Figure::Ka64,
         Figure::Ka256,
+        Figure::Ka64Oneway,
+        Figure::H2Ka64,
+        Figure::H2Ka64Oneway,
         Figure::Login1,
         Figure::GetIdle,
         Figure::GetFlood,
     ];
 
-    /// The figures of `--quick` (`make bench-quick`).
-    pub const QUICK: [Figure; 3] = [Figure::HsEcOneway, Figure::HsEcMutual, Figure::Ka64];
+    /// The figures of `--quick` (`make bench-quick`): one of each kind of load.
+    pub const QUICK: [Figure; 4] = [
+        Figure::HsEcOneway,
+        Figure::HsEcMutual,
+        Figure::Ka64,
+        Figure::H2Ka64,
+    ];
 
     /// Short id, as `--only` and the JSON spell it.
     pub fn id(self) -> &'static str {
@@ -103,6 +117,9 @@ impl Figure {
             Ka1 => "ka-1",
             Ka64 => "ka-64",
             Ka256 => "ka-256",
+            Ka64Oneway => "ka-64-oneway",
+            H2Ka64 => "h2-64",
+            H2Ka64Oneway => "h2-64-oneway",
             Login1 => "login1-64",
             GetIdle => "get-idle-4",
             GetFlood => "get-flood-4",
@@ -122,6 +139,9 @@ impl Figure {
             Ka1 => "Keep-alive GET /login, 1 connection",
             Ka64 => "Keep-alive GET /login, 64 connections",
             Ka256 => "Keep-alive GET /login, 256 connections",
+            Ka64Oneway => "Keep-alive GET /login, 64 connections, one-way",
+            H2Ka64 => "HTTP/2 GET /login, 64 connections",
+            H2Ka64Oneway => "HTTP/2 GET /login, 64 connections, one-way",
             Login1 => "Keep-alive POST /login1, 64 connections",
             GetIdle => "GET /login, 4 connections, idle",
             GetFlood => "GET /login, 4 connections, under a POST /login1 flood",
@@ -140,7 +160,11 @@ impl Figure {
     pub fn mutual(self) -> bool {
         !matches!(
             self,
-            Figure::HsEcOneway | Figure::HsRsaOneway | Figure::ResumeEcOneway
+            Figure::HsEcOneway
+                | Figure::HsRsaOneway
+                | Figure::ResumeEcOneway
+                | Figure::Ka64Oneway
+                | Figure::H2Ka64Oneway
         )
     }
 
@@ -151,6 +175,14 @@ impl Figure {
             HsEcOneway | HsEcMutual | HsRsaOneway | HsRsaMutual => Mode::NewConn,
             ResumeEcOneway | ResumeEcMutual => Mode::Resume,
             _ => Mode::Keepalive,
+        }
+    }
+
+    /// The HTTP version spoken.
+    pub fn http(self) -> Http {
+        match self {
+            Figure::H2Ka64 | Figure::H2Ka64Oneway => Http::H2,
+            _ => Http::H1,
         }
     }
 
@@ -167,7 +199,11 @@ impl Figure {
         match self {
             Figure::Ka1 => 1,
             Figure::GetIdle | Figure::GetFlood => 4,
-            Figure::Ka64 | Figure::Login1 => 64,
+            Figure::Ka64
+            | Figure::Ka64Oneway
+            | Figure::H2Ka64
+            | Figure::H2Ka64Oneway
+            | Figure::Login1 => 64,
             Figure::Ka256 => 256,
             _ => 16,
         }
@@ -236,5 +272,9 @@ mod tests {
         assert!(!Figure::HsRsaOneway.mutual() && Figure::HsRsaMutual.mutual());
         assert_eq!(Figure::HsRsaMutual.key(), KeyKind::Rsa2048);
         assert_eq!(serde_json::json!(Figure::Login1), "login1-64");
+        assert_eq!(Figure::H2Ka64.http(), Http::H2);
+        assert_eq!(Figure::H2Ka64Oneway.mode(), Mode::Keepalive);
+        assert!(!Figure::H2Ka64Oneway.mutual() && Figure::H2Ka64.mutual());
+        assert_eq!(Figure::Ka64Oneway.http(), Http::H1);
     }
 }

@@ -1,4 +1,5 @@
-//! The two HTTP/1.1 requests of the seed, and a response reader for one request at a time.
+//! The two requests of the seed (as HTTP/1.1 bytes; [`crate::h2`] sends them over HTTP/2), and
+//! an HTTP/1.1 response reader for one request at a time.
 
 use std::str::FromStr;
 
@@ -14,10 +15,39 @@ pub enum RequestKind {
     PostLogin1,
 }
 
+/// The HTTP version each connection speaks (ALPN offers only that one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Http {
+    /// HTTP/1.1, one request at a time.
+    #[value(name = "h1")]
+    H1,
+    /// HTTP/2, one stream at a time on each connection.
+    H2,
+}
+
+impl Http {
+    /// The ALPN protocol id the client offers.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Http::H1 => b"http/1.1",
+            Http::H2 => b"h2",
+        }
+    }
+}
+
 /// The seed's login form.
 pub const LOGIN_FORM: &str = "username=name&password=pwd1";
 
 impl RequestKind {
+    /// The request's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            RequestKind::GetLogin => "/login",
+            RequestKind::PostLogin1 => "/login1",
+        }
+    }
+
     /// The request bytes. `close` asks the server to close after answering, so that the server
     /// side closes first and the load generator's ports do not pile up in TIME_WAIT.
     pub fn bytes(self, host: &str, close: bool) -> Vec<u8> {

@@ -2,8 +2,8 @@
 //! that runs it against our server and nginx on the same certificates.
 //!
 //! Modules, each using only those above it:
-//! - [`stats`], [`usage`], [`http`], [`tls`]: percentiles; CPU and RSS from `/proc`; the
-//!   HTTP/1.1 codec; the TLS clients (chain and host verification always on).
+//! - [`stats`], [`usage`], [`http`], [`tls`], [`h2`]: percentiles; CPU and RSS from `/proc`;
+//!   the HTTP/1.1 codec; the TLS clients (chain and host verification always on); HTTP/2.
 //! - [`load`]: `bench load`: modes `new-conn`, `resume`, `keepalive`, bounded by count and time.
 //! - [`figure`], [`model`]: what is measured, and a run's data (run → figures → samples).
 //! - [`nginx`], [`servers`]: nginx's config; the servers under test and their PKI.
@@ -17,6 +17,7 @@
 pub mod compare;
 pub mod error;
 pub mod figure;
+pub mod h2;
 pub mod http;
 pub mod load;
 pub mod model;

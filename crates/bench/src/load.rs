@@ -12,9 +12,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
 use crate::error::{io, Error, Result};
-use crate::http::{read_response, HttpError, RequestKind};
+use crate::h2::{H2Conn, H2Error};
+use crate::http::{read_response, Http, HttpError, RequestKind};
 use crate::stats::Latency;
-use crate::tls::{self, Backend, Connected, Connector, TlsFiles};
+use crate::tls::{self, Backend, Connector, TlsFiles};
 
 /// How connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -54,6 +55,8 @@ pub struct LoadConfig {
     pub mode: Mode,
     /// Request sent.
     pub request: RequestKind,
+    /// HTTP version (h2 only with keep-alive).
+    pub http: Http,
     /// tokio worker threads.
     pub threads: usize,
     /// Longest a request (with its handshake) may take before it counts as a timeout.
@@ -149,6 +152,8 @@ pub struct LoadResult {
     pub mode: Mode,
     /// Request sent.
     pub request: RequestKind,
+    /// HTTP version.
+    pub http: Http,
     /// TLS library of the client.
     pub backend: Backend,
     /// Connections at once.
@@ -189,11 +194,12 @@ impl LoadResult {
     /// The human-readable summary `bench load` prints.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "{:?} {:?} over {} connection(s), {} thread(s), {:?} client, {:.2} s\n\
+            "{:?} {:?} {:?} over {} connection(s), {} thread(s), {:?} client, {:.2} s\n\
              requests:   {} ok, {:.1} req/s\n\
              handshakes: {} in the window, {:.1} /s, resumed {:.1}%\n",
             self.mode,
             self.request,
+            self.http,
             self.concurrency,
             self.threads,
             self.backend,
@@ -246,7 +252,10 @@ impl Hooks for NoHooks {}
 struct Shared {
     cfg: LoadConfig,
     connector: Connector,
+    /// The HTTP/1.1 request's bytes.
     request: Vec<u8>,
+    /// `host:port`, HTTP/2's `:authority`.
+    authority: String,
     /// Requests not yet claimed (i64::MAX when unbounded).
     budget: AtomicI64,
     /// Measurement start and hard stop, set once all workers are ready.
@@ -313,48 +322,73 @@ impl WorkerStats {
     }
 }
 
-async fn connect(shared: &Shared, connector: &Connector) -> Result<Connected, Failure> {
+/// An open connection: HTTP/1.1 bytes on the TLS stream, or an HTTP/2 client over it.
+enum Conn {
+    H1(Box<dyn tls::Stream>),
+    H2(H2Conn),
+}
+
+/// A TLS 1.3 server refuses a client certificate after the client's handshake is done: the
+/// refusal arrives as an alert on the first read, a TLS error inside the I/O error.
+fn io_class(e: &std::io::Error) -> Failure {
+    if tls::is_tls_error(e) {
+        Failure::Tls
+    } else {
+        Failure::Io
+    }
+}
+
+fn h2_class(e: &H2Error) -> Failure {
+    e.io().map_or(Failure::Io, io_class)
+}
+
+/// A new connection and whether its TLS session was resumed.
+async fn connect(shared: &Shared, connector: &Connector) -> Result<(Conn, bool), Failure> {
     let tcp = TcpStream::connect(shared.cfg.addr)
         .await
         .map_err(|_| Failure::Connect)?;
     // Requests are small and answered at once: do not let Nagle hold them back.
     let _ = tcp.set_nodelay(true);
-    connector
+    let c = connector
         .handshake(tcp, &shared.cfg.host)
         .await
-        .map_err(|_| Failure::Tls)
+        .map_err(|_| Failure::Tls)?;
+    let conn = match shared.cfg.http {
+        Http::H1 => Conn::H1(c.stream),
+        // A server that did not choose h2 would take the preface for a bad HTTP/1.1 request:
+        // a failed negotiation is a failed handshake.
+        Http::H2 if c.alpn.as_deref() != Some(b"h2") => return Err(Failure::Tls),
+        Http::H2 => Conn::H2(
+            H2Conn::handshake(c.stream, &shared.authority)
+                .await
+                .map_err(|e| h2_class(&e))?,
+        ),
+    };
+    Ok((conn, c.resumed))
 }
 
 /// Sends the request and reads the answer. `Ok(true)` when the server keeps the connection.
-async fn exchange(
-    shared: &Shared,
-    conn: &mut Connected,
-    buf: &mut Vec<u8>,
-) -> Result<bool, Failure> {
-    // A TLS 1.3 server refuses a client certificate after the client's handshake is done: the
-    // refusal arrives as an alert on the first read.
-    let class = |e: &std::io::Error| {
-        if tls::is_tls_error(e) {
-            Failure::Tls
-        } else {
-            Failure::Io
+async fn exchange(shared: &Shared, conn: &mut Conn, buf: &mut Vec<u8>) -> Result<bool, Failure> {
+    let kind = shared.cfg.request;
+    let stream = match conn {
+        Conn::H1(stream) => stream,
+        Conn::H2(h2) => {
+            let status = h2.exchange(kind, buf).await.map_err(|e| h2_class(&e))?;
+            return match kind.accepts(status, buf) {
+                true => Ok(true),
+                false => Err(Failure::Status),
+            };
         }
     };
-    conn.stream
+    stream
         .write_all(&shared.request)
         .await
-        .map_err(|e| class(&e))?;
-    let head = read_response(&mut conn.stream, buf)
-        .await
-        .map_err(|e| match e {
-            HttpError::Io(e) => class(&e),
-            HttpError::Protocol(_) => Failure::Io,
-        })?;
-    if !shared
-        .cfg
-        .request
-        .accepts(head.status, &buf[head.head_len..])
-    {
+        .map_err(|e| io_class(&e))?;
+    let head = read_response(stream, buf).await.map_err(|e| match e {
+        HttpError::Io(e) => io_class(&e),
+        HttpError::Protocol(_) => Failure::Io,
+    })?;
+    if !kind.accepts(head.status, &buf[head.head_len..]) {
         return Err(Failure::Status);
     }
     Ok(!head.close)
@@ -369,13 +403,13 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
     let connector = shared.connector.for_worker();
     let mut buf = Vec::with_capacity(1024);
     let keepalive = shared.cfg.mode == Mode::Keepalive;
-    let mut conn: Option<Connected> = None;
+    let mut conn: Option<Conn> = None;
     if keepalive {
         // Connections are made before the window opens, so keep-alive rates are not diluted
         // by the handshakes of the set-up.
         match tokio::time::timeout(shared.cfg.timeout, connect(&shared, &connector)).await {
-            Ok(Ok(c)) => {
-                st.handshake_done(&shared, c.resumed, false);
+            Ok(Ok((c, resumed))) => {
+                st.handshake_done(&shared, resumed, false);
                 conn = Some(c);
             }
             Ok(Err(f)) => st.fail(&shared, f),
@@ -392,8 +426,8 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
             let mut c = match conn.take() {
                 Some(c) => c,
                 None => {
-                    let c = connect(&shared, &connector).await?;
-                    handshake = Some(c.resumed);
+                    let (c, resumed) = connect(&shared, &connector).await?;
+                    handshake = Some(resumed);
                     c
                 }
             };
@@ -414,12 +448,12 @@ async fn worker(shared: Arc<Shared>) -> WorkerStats {
                         shared.ok.fetch_add(1, Ordering::Relaxed);
                         if keepalive && keep {
                             conn = Some(c);
-                        } else if !keepalive {
+                        } else if let (false, Conn::H1(stream)) = (keepalive, &mut c) {
                             // The server closes first (we asked for `Connection: close`): wait
                             // for its close so the TIME_WAIT is on its side, not on our ports.
                             let _ = tokio::time::timeout_at(
                                 limit.into(),
-                                tokio::io::copy(&mut c.stream, &mut tokio::io::sink()),
+                                tokio::io::copy(stream, &mut tokio::io::sink()),
                             )
                             .await;
                         }
@@ -483,12 +517,18 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
             cfg.addr
         )));
     }
+    if cfg.http == Http::H2 && cfg.mode != Mode::Keepalive {
+        return Err(Error::Usage(
+            "HTTP/2 is measured on kept-alive connections only (--mode keepalive)".into(),
+        ));
+    }
     let resume = cfg.mode == Mode::Resume;
-    let connector = Connector::new(cfg.backend, &cfg.files, resume)?;
+    let connector = Connector::new(cfg.backend, &cfg.files, resume, cfg.http)?;
     let close = cfg.mode != Mode::Keepalive;
     let host_header = format!("{}:{}", cfg.host, cfg.addr.port());
     let shared = Arc::new(Shared {
         request: cfg.request.bytes(&host_header, close),
+        authority: host_header.clone(),
         connector,
         budget: AtomicI64::new(
             cfg.requests
@@ -550,6 +590,7 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
     Ok(LoadResult {
         mode: cfg.mode,
         request: cfg.request,
+        http: cfg.http,
         backend: cfg.backend,
         concurrency: cfg.concurrency,
         threads: cfg.threads,
@@ -607,6 +648,7 @@ mod tests {
             duration: None,
             mode: Mode::Keepalive,
             request: RequestKind::GetLogin,
+            http: Http::H1,
             threads: 1,
             timeout: Duration::from_secs(5),
             progress: false,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use bench::compare::{self, CompareConfig};
 use bench::figure::Figure;
-use bench::http::RequestKind;
+use bench::http::{Http, RequestKind};
 use bench::load::{self, LoadConfig, Mode};
 use bench::model::Settings;
 use bench::tls::{Backend, TlsFiles};
@@ -32,11 +32,35 @@ enum Command {
     Load(LoadArgs),
     /// Benchmark our server against nginx and write bench/results/<date>.{md,json,svg}.
     Compare(CompareArgs),
+    /// Print the nginx.conf `bench compare` runs nginx with (bench/profile.sh uses it).
+    NginxConf(NginxConfArgs),
+}
+
+#[derive(Args)]
+struct NginxConfArgs {
+    /// The PKI folder (the `pki` layout) whose server certificate, CA and CRL nginx loads.
+    #[arg(long)]
+    pki: PathBuf,
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    port: u16,
+    /// nginx's prefix: its pid file, log and temporary folders go there.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Require a client certificate (checked against the CA and its CRL).
+    #[arg(long)]
+    mutual: bool,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// One process and no workers, for callgrind (which follows no fork).
+    #[arg(long)]
+    no_master: bool,
 }
 
 #[derive(Args)]
 struct CompareArgs {
-    /// CI size: hs-ec-oneway, hs-ec-mutual and ka-64, one run each of 2.5 s; under a minute.
+    /// CI size: hs-ec-oneway, hs-ec-mutual, ka-64 and h2-64, one run each of 2.5 s; about a minute.
     #[arg(long)]
     quick: bool,
     /// Runs per server and figure [default: 3; 1 with --quick].
@@ -100,6 +124,10 @@ struct LoadArgs {
     /// The request sent.
     #[arg(long, value_enum, default_value_t = RequestKind::GetLogin)]
     request: RequestKind,
+    /// HTTP version: h1 (HTTP/1.1) or h2 (HTTP/2, keep-alive mode only, one stream at a time
+    /// on each connection).
+    #[arg(long, value_enum, default_value_t = Http::H1)]
+    http: Http,
     /// TLS library of the load generator. rustls costs less CPU per handshake here (about 450 µs
     /// against OpenSSL 3.0's 1,200 µs for a mutual EC handshake) and is the only one that can
     /// resume sessions without unsafe code.
@@ -140,6 +168,7 @@ fn run_load(a: LoadArgs) -> Result<()> {
         duration: a.duration.map(|d| seconds(d, "-d")).transpose()?,
         mode: a.mode,
         request: a.request,
+        http: a.http,
         threads: a.threads.unwrap_or_else(cores),
         timeout: seconds(a.timeout, "--timeout")?,
         progress: !a.quiet,
@@ -203,10 +232,26 @@ fn run_compare(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_nginx_conf(a: NginxConfArgs) {
+    let layout = common::Layout::new(&a.pki);
+    let conf = nginx::render(&a.dir, a.port, a.workers, &layout, a.mutual);
+    match a.no_master {
+        true => print!(
+            "{}",
+            conf.replace("master_process on;", "master_process off;")
+        ),
+        false => print!("{conf}"),
+    }
+}
+
 fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Load(a) => run_load(a),
         Command::Compare(a) => run_compare(a),
+        Command::NginxConf(a) => {
+            run_nginx_conf(a);
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::error::{io, tls, Error, Result};
+use crate::http::Http;
 
 /// Which TLS library the load generator uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -49,6 +50,8 @@ pub struct Connected {
     pub stream: Box<dyn Stream>,
     /// Whether the server accepted the session we offered.
     pub resumed: bool,
+    /// The protocol the server chose by ALPN, if any.
+    pub alpn: Option<Vec<u8>>,
 }
 
 /// Whether an I/O error on an established stream comes from the TLS layer (e.g. the peer's
@@ -77,12 +80,20 @@ fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io(format!("read the {what} {}", path.display())))
 }
 
-fn openssl_connector(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<SslConnector> {
+fn openssl_connector(
+    files: &TlsFiles,
+    id: Option<(&Path, &Path)>,
+    http: Http,
+) -> Result<SslConnector> {
     let setup = || tls("cannot set up the OpenSSL client");
     let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(setup())?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(setup())?;
-    b.set_alpn_protos(b"\x08http/1.1").map_err(setup())?;
+    let alpn = http.alpn();
+    let wire: Vec<u8> = std::iter::once(alpn.len() as u8)
+        .chain(alpn.iter().copied())
+        .collect();
+    b.set_alpn_protos(&wire).map_err(setup())?;
     let ca = &files.ca;
     b.set_ca_file(ca)
         .map_err(tls(format!("cannot load the CA {}", ca.display())))?;
@@ -98,7 +109,11 @@ fn openssl_connector(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<Ssl
     Ok(b.build())
 }
 
-fn rustls_config(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<rustls::ClientConfig> {
+fn rustls_config(
+    files: &TlsFiles,
+    id: Option<(&Path, &Path)>,
+    http: Http,
+) -> Result<rustls::ClientConfig> {
     let not_pem = |p: &Path| tls(format!("{} is not PEM", p.display()));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&read("CA certificate", &files.ca)?) {
@@ -123,14 +138,15 @@ fn rustls_config(files: &TlsFiles, id: Option<(&Path, &Path)>) -> Result<rustls:
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![http.alpn().to_vec()];
     config.resumption = Resumption::disabled();
     Ok(config)
 }
 
 impl Connector {
-    /// A connector for `backend`; `resume` asks for session resumption (rustls only).
-    pub fn new(backend: Backend, files: &TlsFiles, resume: bool) -> Result<Connector> {
+    /// A connector for `backend` offering `http` by ALPN; `resume` asks for session resumption
+    /// (rustls only).
+    pub fn new(backend: Backend, files: &TlsFiles, resume: bool, http: Http) -> Result<Connector> {
         let id = match (&files.cert, &files.key) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             (None, None) => None,
@@ -142,9 +158,9 @@ impl Connector {
                  use --tls rustls for --mode resume"
                     .into(),
             )),
-            Backend::Openssl => Ok(Connector::Openssl(openssl_connector(files, id)?)),
+            Backend::Openssl => Ok(Connector::Openssl(openssl_connector(files, id, http)?)),
             Backend::Rustls => Ok(Connector::Rustls {
-                config: Arc::new(rustls_config(files, id)?),
+                config: Arc::new(rustls_config(files, id, http)?),
                 resume,
             }),
         }
@@ -184,9 +200,11 @@ impl Connector {
                     .await
                     .map_err(|e| e.to_string())?;
                 let resumed = s.ssl().session_reused();
+                let alpn = s.ssl().selected_alpn_protocol().map(<[u8]>::to_vec);
                 Ok(Connected {
                     stream: Box::new(s),
                     resumed,
+                    alpn,
                 })
             }
             Connector::Rustls { config, .. } => {
@@ -200,9 +218,11 @@ impl Connector {
                     .map_err(|e| e.to_string())?;
                 let resumed =
                     s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let alpn = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 Ok(Connected {
                     stream: Box::new(s),
                     resumed,
+                    alpn,
                 })
             }
         }

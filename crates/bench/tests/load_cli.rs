@@ -223,3 +223,90 @@ fn only_loopback_addresses_are_loaded() {
         "{err}"
     );
 }
+
+/// An HTTP/2-only server (ALPN h2, the h2 crate) answering every request with `Hello World!`,
+/// on its own runtime thread; it stops with the test process.
+fn start_h2(pki: &common::Layout) -> u16 {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
+    b.set_certificate_chain_file(pki.server_cert())
+        .expect("cert");
+    b.set_private_key_file(pki.server_key(), SslFiletype::PEM)
+        .expect("key");
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2", client).ok_or(openssl::ssl::AlpnError::NOACK)
+    });
+    let acceptor = b.build();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((tcp, _)) = listener.accept().await {
+                let ssl = openssl::ssl::Ssl::new(acceptor.context()).expect("ssl");
+                tokio::spawn(async move {
+                    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).expect("stream");
+                    if std::pin::Pin::new(&mut tls).accept().await.is_err() {
+                        return;
+                    }
+                    let Ok(mut conn) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let head = http::Response::new(());
+                        if let Ok(mut body) = respond.send_response(head, false) {
+                            let _ =
+                                body.send_data(bytes::Bytes::from_static(b"Hello World!"), true);
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn h2_keeps_one_stream_at_a_time_on_each_connection() {
+    let (_dir, l) = pki();
+    let port = start_h2(&l);
+    let r = load(port, &l, false, &["--http", "h2", "-n", "400"]);
+    assert_eq!((r["requests"].as_u64(), errors(&r)), (Some(400), 0), "{r}");
+    assert_eq!(
+        (r["http"].as_str(), r["handshakes"].as_u64()),
+        (Some("h2"), Some(4)),
+        "{r}"
+    );
+}
+
+#[test]
+fn h2_against_a_server_that_does_not_choose_it_fails_the_handshake() {
+    let (_dir, l) = pki();
+    // The HTTP/1.1 server selects no ALPN protocol at all.
+    let server = Server::start(&l, false);
+    let r = load(
+        server.port,
+        &l,
+        false,
+        &["--http", "h2", "-n", "20", "-d", "1"],
+    );
+    assert_eq!(r["requests"], 0, "{r}");
+    assert!(
+        r["errors"]["tls"].as_u64() > Some(0) && r["errors"]["tls"] == errors(&r),
+        "{r}"
+    );
+    let (ok, _, err) = bench(
+        server.port,
+        &l.ca_cert(),
+        None,
+        &["--http", "h2", "--mode", "new-conn"],
+    );
+    assert!(
+        !ok && err.contains("HTTP/2 is measured on kept-alive connections only"),
+        "{err}"
+    );
+}

@@ -15,6 +15,7 @@ fn sample(server: Server, figure: Figure, rate: f64, cpu_us: f64) -> Sample {
     let load = LoadResult {
         mode: figure.mode(),
         request: figure.request(),
+        http: figure.http(),
         backend: Backend::Rustls,
         concurrency: figure.conns(),
         threads: 2,

@@ -9,6 +9,13 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use server::{ClientAuth, Config, TlsProfile, Upstream};
 
+/// mimalloc instead of glibc's malloc. With the crate's `override` feature it also serves
+/// OpenSSL's `malloc`/`free` (a full handshake makes about a thousand of them), which is where
+/// most of the gain is; it costs about 13 MB of resident memory at start (its arenas are
+/// committed eagerly on Linux).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What was typed (flags and `SERVER_*` variables); [`Args::into_config`] makes it a [`Config`].
 #[derive(Debug, Parser)]
 #[command(
@@ -80,7 +87,7 @@ struct Args {
     hash_threads: Option<usize>,
 
     /// TLS sessions kept for resumption, oldest out (0: no resumption). A session from a
-    /// mutual handshake holds the client certificate: about 6.5 KiB each, ~26 MiB at 4,096.
+    /// mutual handshake holds the client certificate: about 6.5 KiB each, ~6.5 MiB at 1,024.
     #[arg(long, env = "SERVER_SESSION_CACHE", default_value_t = defaults().session_cache)]
     session_cache: u32,
 
