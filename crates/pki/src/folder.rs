@@ -763,7 +763,9 @@ impl Folder {
         let _lock = self.lock()?;
         // Read again under the lock: whoever writes last writes the newest state.
         let stamp = stamp(db)?;
-        self.export_crls(db, &akis)?;
+        // A CRL on disk that an export of ours wrote is never newer than the records' newest.
+        let foreign = !files::exists(&marker);
+        self.export_crls(db, &akis, foreign)?;
         let next = format!("{:02X}\n", db.next_crl_number(&akis[0])?);
         write_if_changed("CRL number", &self.layout.ca_crl_number(), next.as_bytes())?;
         let mut text = String::new();
@@ -782,20 +784,17 @@ impl Folder {
     /// `ca/ca.crl`: the newest CRL of each CA in force, the issuing one first. With one CA, a
     /// CRL on disk is never replaced by an older one; one of the same number that says
     /// something else was not made from these records, and is replaced.
-    fn export_crls(&self, db: &mut Db, akis: &[String]) -> Result<()> {
+    fn export_crls(&self, db: &mut Db, akis: &[String], foreign: bool) -> Result<()> {
         let mut pem = Vec::new();
         for aki in akis {
             if let Some(crl) = db.latest_crl(aki)? {
-                if akis.len() == 1 {
+                if foreign && akis.len() == 1 {
                     let on_disk = crl_number_on_disk(&self.layout.ca_crl());
                     if on_disk.is_some_and(|n| n > crl.number) {
                         return Ok(());
                     }
                 }
-                let one = X509Crl::from_der(&crl.der)
-                    .and_then(|c| c.to_pem())
-                    .step("crl -out")?;
-                pem.extend_from_slice(&one);
+                pem.extend_from_slice(pem_of("X509 CRL", &crl.der).as_bytes());
             }
         }
         if pem.is_empty() {
@@ -982,6 +981,18 @@ fn crl_number_on_disk(path: &Path) -> Option<i64> {
         [n] => i64::try_from(*n).ok(),
         _ => None,
     }
+}
+
+/// DER as PEM: base64 in lines of 64 between the BEGIN and END lines of `label`.
+fn pem_of(label: &str, der: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 fn write_if_changed(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {

@@ -665,7 +665,13 @@ impl Db {
                 )?;
                 if n == 1 {
                     let rows = tx.query(&select, &[aki.into(), s.as_str().into()])?;
-                    done.extend(rows.iter().map(|r| row(r)));
+                    for r in rows.iter().map(|r| row(r)) {
+                        tx.exec(
+                            "UPDATE certificates SET line = $3 WHERE aki = $1 AND serial = $2",
+                            &[aki.into(), s.as_str().into(), index_line(&r).into()],
+                        )?;
+                        done.push(r);
+                    }
                 }
             }
             let crl = sign_crl(tx, aki, at, sign)?;
@@ -691,27 +697,19 @@ impl Db {
         })
     }
 
-    /// The lines of `index.txt` for the records of `aki`, in `openssl ca`'s format (only the
-    /// columns it needs are read).
+    /// The lines of `index.txt` for the records of `aki`, in `openssl ca`'s format.
+
     pub fn index_lines(&mut self, aki: &str) -> Result<String> {
         self.read(|tx| {
             let rows = tx.query(
-                "SELECT serial, subject, file, not_after, revoked_at, reason FROM certificates \
-                 WHERE aki = $1 ORDER BY issued_at, serial",
+                "SELECT line FROM certificates WHERE aki = $1 ORDER BY issued_at, serial",
                 &[aki.into()],
             )?;
             let mut out = String::with_capacity(rows.len() * 120);
             for r in &rows {
-                let entry = crate::index::Entry {
-                    serial: r[0].text(),
-                    subject: r[1].text(),
-                    file: r[2].text(),
-                    not_after: r[3].int(),
-                    revoked: r[4]
-                        .opt_int()
-                        .map(|at| (at, r[5].opt_text().and_then(|s| Reason::parse(&s)))),
-                };
-                out.push_str(&entry.to_line());
+                if let Value::Text(line) = &r[0] {
+                    out.push_str(line);
+                }
             }
             Ok(out)
         })
@@ -890,13 +888,26 @@ fn bump(tx: &mut dyn Sql) -> Result<(), SqlError> {
     .map(|_| ())
 }
 
+/// The record's line in `index.txt` (`openssl ca`'s format), kept with it so that the export
+/// reads one column.
+fn index_line(r: &Record) -> String {
+    crate::index::Entry {
+        serial: r.serial.clone(),
+        subject: r.subject.clone(),
+        file: r.file.clone(),
+        not_after: r.not_after,
+        revoked: r.revoked,
+    }
+    .to_line()
+}
+
 fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
     bump(tx)?;
     tx.exec(
         "INSERT INTO certificates (aki, serial, role, name, name_key, subject, cn, sans, \
          not_before, not_after, state, revoked_at, reason, current, file, issued_at, claim, \
-         renews) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-         $17, $18)",
+         renews, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $19)",
         &[
             r.aki.as_str().into(),
             r.serial.as_str().into(),
@@ -919,6 +930,7 @@ fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
             r.issued_at.into(),
             r.claim.clone().into(),
             r.renews.clone().into(),
+            index_line(r).into(),
         ],
     )?;
     if let Some(der) = &r.der {

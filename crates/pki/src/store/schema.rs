@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
         issued_at {int} NOT NULL,
         claim TEXT,
         renews TEXT,
+        line TEXT NOT NULL,
         PRIMARY KEY (aki, serial)
     );
     CREATE UNIQUE INDEX certificates_current ON certificates (role, name_key) WHERE current = 1;
@@ -39,9 +40,9 @@ const MIGRATIONS: &[&str] = &[
         der {blob} NOT NULL,
         PRIMARY KEY (aki, serial)
     );
-    -- Covers the index.txt export: read from the index alone, in its order.
-    CREATE INDEX certificates_export ON certificates
-        (aki, issued_at, serial, subject, file, not_after, revoked_at, reason);
+    -- Covers the index.txt export (each record keeps its own line): read from the index
+    -- alone, in its order.
+    CREATE INDEX certificates_export ON certificates (aki, issued_at, serial, line);
     CREATE TABLE crl_numbers (aki TEXT PRIMARY KEY, next {int} NOT NULL);
     CREATE TABLE crls (
         aki TEXT NOT NULL,
