@@ -698,7 +698,6 @@ impl Db {
     }
 
     /// The lines of `index.txt` for the records of `aki`, in `openssl ca`'s format.
-
     pub fn index_lines(&mut self, aki: &str) -> Result<String> {
         self.read(|tx| {
             let rows = tx.query(
