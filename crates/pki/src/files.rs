@@ -146,6 +146,43 @@ pub fn stage(
     secrecy: Secrecy,
     overwrite: Overwrite,
 ) -> Result<Staged> {
+    stage_with(what, path, bytes, secrecy, overwrite, true)
+}
+
+/// [`stage`] without the file's own sync, for a batch that calls [`sync_filesystem`] once
+/// before it renames anything.
+pub fn stage_unsynced(
+    what: &'static str,
+    path: &Path,
+    bytes: &[u8],
+    secrecy: Secrecy,
+    overwrite: Overwrite,
+) -> Result<Staged> {
+    stage_with(what, path, bytes, secrecy, overwrite, false)
+}
+
+/// Flushes every file of the file system that holds `path` to disk (`syncfs(2)`).
+pub fn sync_filesystem(what: &'static str, path: &Path) -> Result<()> {
+    let dir = fs::File::open(parent(path)).map_err(|source| Error::Write {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::Write {
+        what,
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}
+
+fn stage_with(
+    what: &'static str,
+    path: &Path,
+    bytes: &[u8],
+    secrecy: Secrecy,
+    overwrite: Overwrite,
+    sync: bool,
+) -> Result<Staged> {
     let err = |source| Error::Write {
         what,
         path: path.to_owned(),
@@ -178,7 +215,9 @@ pub fn stage(
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(secrecy.mode()))
         .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
+    if sync {
+        tmp.as_file().sync_all().map_err(err)?;
+    }
     Ok(Staged {
         what,
         path: path.to_owned(),

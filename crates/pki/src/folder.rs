@@ -438,7 +438,7 @@ impl Folder {
             let public = public_of(&key)?;
             let subject = leaf.subject.to_x509_name()?;
             let (cert, rec) = self.sign(ca, leaf, &subject, &public, cert_path)?;
-            staged.push(files::stage(
+            staged.push(files::stage_unsynced(
                 "private key",
                 key_path,
                 &key::to_pem(&key)?,
@@ -447,7 +447,7 @@ impl Folder {
             )?);
             let mut pem = cert.to_pem().step("x509 -out")?;
             pem.extend_from_slice(&chain);
-            staged.push(files::stage(
+            staged.push(files::stage_unsynced(
                 "certificate",
                 cert_path,
                 &pem,
@@ -461,6 +461,10 @@ impl Folder {
                 key_path: key_path.clone(),
             });
             records.push(rec);
+        }
+        // Every staged file on disk before a record names it: one sync for the batch.
+        if let Some(first) = staged.first() {
+            files::sync_filesystem("certificate", first.path())?;
         }
         db.insert_all(&records)?;
         files::crash_point("crash-after-commit");
