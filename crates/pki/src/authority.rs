@@ -60,6 +60,9 @@ pub struct CertSpec {
     pub names: Vec<SubjectAltName>,
     /// The validity window.
     pub validity: Validity,
+    /// A URL where the CRL is published, carried as crlDistributionPoints
+    /// ([`crate::distribution`]).
+    pub crl_url: Option<String>,
 }
 
 impl CertSpec {
@@ -69,6 +72,7 @@ impl CertSpec {
             profile,
             names: Vec::new(),
             validity: Validity::days(profile.default_days()),
+            crl_url: None,
         }
     }
 
@@ -308,6 +312,10 @@ fn build(
     };
     for e in exts {
         b.append_extension(e).step(step)?;
+    }
+    if let Some(url) = &spec.crl_url {
+        b.append_extension(crate::distribution::extension(url)?)
+            .step(step)?;
     }
     b.sign(signer.key, signer.algorithm.signature_digest())
         .step(step)?;

@@ -35,6 +35,7 @@
 
 pub mod authority;
 mod claim;
+pub mod distribution;
 pub mod error;
 pub mod files;
 pub mod folder;
