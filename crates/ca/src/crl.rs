@@ -43,9 +43,16 @@ pub fn spawn_refresher(ca: Arc<Ca>, refresh: Refresh, lock_timeout: Duration) {
         loop {
             tokio::time::sleep(jittered(refresh.every)).await;
             let (ca2, r2) = (ca.clone(), refresh.clone());
-            match web::block(move || refresh_once(&ca2, &r2, lock_timeout)).await {
-                Ok(Ok(true)) => log_signed(&ca, "it was due"),
-                Ok(Ok(false)) => {}
+            // The records' client may block (PostgreSQL): off the runtime's thread.
+            let checked = web::block(move || {
+                let signed = refresh_once(&ca2, &r2, lock_timeout)?;
+                if signed {
+                    log_signed(&ca2, "it was due");
+                }
+                Ok::<_, CaError>(())
+            });
+            match checked.await {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(
                     error = %common::error_chain(&e),
                     "cannot re-sign the CRL; the one on record is still served, retrying"
@@ -156,4 +163,103 @@ fn not_modified(req: &HttpRequest, tag: &EntityTag, this_update: i64) -> bool {
         .map(SystemTime::from)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .is_some_and(|since| i64::try_from(since.as_secs()).is_ok_and(|s| s >= this_update))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pki::DbUrl;
+
+    /// Two replicas find the CRL due at the same instant: one signs, the other sees its CRL.
+    fn race(config: &crate::Config) {
+        let replicas = [
+            crate::service::load(config).expect("replica a").0,
+            crate::service::load(config).expect("replica b").0,
+        ];
+        // A CRL is due 2 s after it was signed.
+        let refresh = Refresh {
+            before: Duration::from_secs(u64::from(pki::folder::CRL_DAYS) * 86_400 - 2),
+            every: Duration::from_secs(60),
+        };
+        let next = || {
+            replicas[0]
+                .folder
+                .open_db(None)
+                .and_then(|mut db| db.next_crl_number(&replicas[0].aki))
+                .expect("next")
+        };
+        for round in 0..2 {
+            std::thread::sleep(Duration::from_millis(2100));
+            let before = next();
+            let barrier = std::sync::Barrier::new(2);
+            let signed: Vec<bool> = std::thread::scope(|s| {
+                let handles: Vec<_> = replicas
+                    .iter()
+                    .map(|ca| {
+                        let (b, r) = (&barrier, &refresh);
+                        s.spawn(move || {
+                            b.wait();
+                            refresh_once(ca, r, Duration::from_secs(10)).expect("refresh")
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("join"))
+                    .collect()
+            });
+            assert_eq!(
+                signed.iter().filter(|s| **s).count(),
+                1,
+                "round {round}: {signed:?}"
+            );
+            assert_eq!(next(), before + 1, "round {round}: one CRL number used");
+        }
+    }
+
+    #[test]
+    fn replicas_that_check_at_once_on_sqlite_sign_one_crl() {
+        let pki = testkit::TestPki::new();
+        race(&crate::Config::for_pki(pki.dir()));
+    }
+
+    /// The same with the PostgreSQL advisory lock (`PKI_TEST_POSTGRES`, see tests/replicas.rs).
+    #[test]
+    fn replicas_that_check_at_once_on_postgresql_sign_one_crl() {
+        let Ok(admin) = std::env::var("PKI_TEST_POSTGRES") else {
+            assert!(
+                std::env::var_os("REQUIRE_POSTGRES").is_none(),
+                "PKI_TEST_POSTGRES unset"
+            );
+            eprintln!("SKIPPED (PostgreSQL): set PKI_TEST_POSTGRES");
+            return;
+        };
+        let name = format!("ca_lock_{}", std::process::id());
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .expect("drop database");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let mut url: postgres::Config = admin.parse().expect("url");
+        url.dbname(&name);
+        let host = match url.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let conn = format!(
+            "host={host} port={} user={} dbname={name}",
+            url.get_ports().first().copied().unwrap_or(5432),
+            url.get_user().unwrap_or("postgres")
+        );
+        let tmp = tempfile::tempdir().expect("tmp");
+        let db = DbUrl::Postgres(conn);
+        pki::Folder::new(common::Layout::new(tmp.path()))
+            .with_db(db.clone())
+            .init(&pki::InitOptions::default())
+            .expect("init");
+        let mut config = crate::Config::for_pki(tmp.path());
+        config.db = db;
+        race(&config);
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
 }

@@ -18,7 +18,7 @@ pub enum Lease {
         _held: std::fs::File,
     },
     /// `pg_try_advisory_lock` on this connection.
-    Postgres(postgres::Client),
+    Postgres(Box<postgres::Client>),
 }
 
 impl Drop for Lease {
@@ -81,7 +81,7 @@ fn postgres_lock(
         .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
         .map_err(fail)?;
     let got: bool = row.get(0);
-    Ok(got.then_some(Lease::Postgres(client)))
+    Ok(got.then(|| Lease::Postgres(Box::new(client))))
 }
 
 /// The advisory lock's key: the first 8 bytes of SHA-256("pki-crl:" + CA key id).

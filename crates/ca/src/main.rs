@@ -107,7 +107,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+                // PostgreSQL's NOTICEs (a migration that finds its table) are not news.
+                .unwrap_or_else(|_| "info,actix_server=warn,tokio_postgres=warn".into()),
         )
         .with_target(false)
         .with_writer(std::io::stderr)

@@ -26,6 +26,28 @@ pub struct Started {
 
 /// Loads everything, binds and returns the service ready to run (inside an actix runtime).
 pub fn start(config: &Config) -> Result<Started, CaError> {
+    // The records may be PostgreSQL, whose client blocks: never on the runtime's own thread.
+    let (ca, identity, cacerts) = std::thread::scope(|s| {
+        s.spawn(|| load(config))
+            .join()
+            .unwrap_or_else(|_| Err(CaError::Config("loading the CA crashed".into())))
+    })?;
+    let acceptor = tls::acceptor(&identity, &ca.chain)?;
+    let refresh = Refresh {
+        before: config.crl_refresh_before,
+        every: config.crl_check_every,
+    };
+    crl::spawn_refresher(ca.clone(), refresh, config.lock_timeout);
+    bind(
+        config,
+        ca,
+        CaCerts(Arc::new(wire::encode_base64(&cacerts))),
+        acceptor,
+    )
+}
+
+/// The CA, its chain and records, the service certificate, and a CRL on record.
+pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>), CaError> {
     if let Some(url) = config.crl_url() {
         pki::distribution::check_url(&url)?;
     }
@@ -36,7 +58,6 @@ pub fn start(config: &Config) -> Result<Started, CaError> {
     let authority = folder.authority()?;
     let chain = folder.ca_chain()?;
     let identity = tls::identity(config, &folder, &authority)?;
-    let acceptor = tls::acceptor(&identity, &chain)?;
     let chain_refs: Vec<_> = chain.iter().map(|c| c.as_ref()).collect();
     let cacerts = wire::certs_only(&chain_refs).map_err(CaError::Config)?;
     let ca = Arc::new(Ca {
@@ -59,13 +80,7 @@ pub fn start(config: &Config) -> Result<Started, CaError> {
     if crl::refresh_once(&ca, &refresh, config.lock_timeout)? {
         crl::log_signed(&ca, "at start, none was on record or it was due");
     }
-    crl::spawn_refresher(ca.clone(), refresh, config.lock_timeout);
-    bind(
-        config,
-        ca,
-        CaCerts(Arc::new(wire::encode_base64(&cacerts))),
-        acceptor,
-    )
+    Ok((ca, identity, cacerts))
 }
 
 fn bind(

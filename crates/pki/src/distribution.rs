@@ -113,7 +113,7 @@ mod tests {
         );
         // Long enough for the long length form, with a comma that a config string would split.
         let long = format!("http://ca.example/{},x/crl", "a".repeat(200));
-        assert_eq!(points_of(&long), [long.clone()]);
+        assert_eq!(points_of(&long), [long]);
     }
 
     #[test]
