@@ -223,36 +223,14 @@ mod tests {
         race(&crate::Config::for_pki(pki.dir()));
     }
 
-    /// The same with the PostgreSQL advisory lock (`PKI_TEST_POSTGRES`, see tests/replicas.rs).
+    /// The same with the PostgreSQL advisory lock.
     #[test]
     fn replicas_that_check_at_once_on_postgresql_sign_one_crl() {
-        let Ok(admin) = std::env::var("PKI_TEST_POSTGRES") else {
-            assert!(
-                std::env::var_os("REQUIRE_POSTGRES").is_none(),
-                "PKI_TEST_POSTGRES unset"
-            );
-            eprintln!("SKIPPED (PostgreSQL): set PKI_TEST_POSTGRES");
+        let Some(pg) = testkit::postgres::PgDatabase::create("the CRL lock") else {
             return;
         };
-        let name = format!("ca_lock_{}", std::process::id());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .expect("drop database");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let mut url: postgres::Config = admin.parse().expect("url");
-        url.dbname(&name);
-        let host = match url.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        let conn = format!(
-            "host={host} port={} user={} dbname={name}",
-            url.get_ports().first().copied().unwrap_or(5432),
-            url.get_user().unwrap_or("postgres")
-        );
         let tmp = tempfile::tempdir().expect("tmp");
-        let db = DbUrl::Postgres(conn);
+        let db = DbUrl::Postgres(pg.url().to_owned());
         pki::Folder::new(common::Layout::new(tmp.path()))
             .with_db(db.clone())
             .init(&pki::InitOptions::default())
@@ -260,6 +238,5 @@ mod tests {
         let mut config = crate::Config::for_pki(tmp.path());
         config.db = db;
         race(&config);
-        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }

@@ -101,21 +101,22 @@ impl Ca {
         let overwrite = self.takeover(name.as_str())?;
         let mut leaf = Leaf::client(name.as_str());
         leaf.days = self.days;
-        let issued = self
-            .folder
-            .sign_request(
-                &self.authority,
-                &Request {
-                    csr,
-                    leaf: &leaf,
-                    overwrite,
-                    token: Some(basic.password.as_str()),
-                    renews: None,
-                },
-            )
-            .map_err(Refusal::from_pki)?;
+        let issued = self.issue(&Request {
+            csr,
+            leaf: &leaf,
+            overwrite,
+            token: Some(basic.password.as_str()),
+            renews: None,
+        })?;
         tracing::info!(name = %name, serial = %issued.serial, "enrolled with a token");
         Ok(issued.cert)
+    }
+
+    /// The issuance itself: records, token and profile rules, in pki's transaction.
+    fn issue(&self, request: &Request<'_>) -> Result<pki::Issued, Refusal> {
+        self.folder
+            .sign_request(&self.authority, request)
+            .map_err(Refusal::from_pki)
     }
 
     /// Whether a first enrollment may take the name over: yes when nothing valid holds it
@@ -152,19 +153,13 @@ impl Ca {
         let der = peer.leaf.to_der().map_err(Refusal::internal)?;
         policy::renewal(asked, same_subject, &policy::cert_sans(&der))?;
         let leaf = self.successor_leaf(&record, &peer.leaf)?;
-        let issued = self
-            .folder
-            .sign_request(
-                &self.authority,
-                &Request {
-                    csr,
-                    leaf: &leaf,
-                    overwrite: Overwrite::Replace,
-                    token: None,
-                    renews: Some(record.serial.as_str()),
-                },
-            )
-            .map_err(Refusal::from_pki)?;
+        let issued = self.issue(&Request {
+            csr,
+            leaf: &leaf,
+            overwrite: Overwrite::Replace,
+            token: None,
+            renews: Some(record.serial.as_str()),
+        })?;
         tracing::info!(name = %record.name, old = %record.serial, serial = %issued.serial, "renewed");
         Ok(issued.cert)
     }

@@ -104,17 +104,14 @@ async fn simpleenroll(
     ca: web::Data<Ca>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
-    let peer = req.conn_data::<Peer>().cloned();
-    let outcome = async {
-        let auth = wire::basic(req.headers())?;
-        let der = read_request(&req, body, &limits).await?;
-        let ca = ca.clone();
-        web::block(move || ca.enroll(auth, peer, &der))
-            .await
-            .map_err(Refusal::internal)?
-    }
-    .await;
-    answer(&req, outcome)
+    let auth = match wire::basic(req.headers()) {
+        Ok(a) => a,
+        Err(r) => return refuse(&req, r),
+    };
+    est_post(req, body, ca, limits, move |ca, peer, der| {
+        ca.enroll(auth, peer, der)
+    })
+    .await
 }
 
 /// `POST simplereenroll` (RFC 7030 §4.2.2).
@@ -124,15 +121,28 @@ async fn simplereenroll(
     ca: web::Data<Ca>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
+    est_post(req, body, ca, limits, |ca, peer, der| {
+        ca.reenroll(peer, der)
+    })
+    .await
+}
+
+/// An EST POST: the request read, `decide` run off the event loop (it signs and writes the
+/// records), the answer made.
+async fn est_post(
+    req: HttpRequest,
+    body: web::Payload,
+    ca: web::Data<Ca>,
+    limits: web::Data<Limits>,
+    decide: impl FnOnce(&Ca, Option<Peer>, &[u8]) -> Result<X509, Refusal> + Send + 'static,
+) -> HttpResponse {
     let peer = req.conn_data::<Peer>().cloned();
-    let outcome = async {
-        let der = read_request(&req, body, &limits).await?;
-        let ca = ca.clone();
-        web::block(move || ca.reenroll(peer, &der))
+    let outcome = match read_request(&req, body, &limits).await {
+        Ok(der) => web::block(move || decide(&ca, peer, &der))
             .await
-            .map_err(Refusal::internal)?
-    }
-    .await;
+            .unwrap_or_else(|e| Err(Refusal::internal(e))),
+        Err(r) => Err(r),
+    };
     answer(&req, outcome)
 }
 

@@ -46,20 +46,32 @@ fn file_lock(db: &std::path::Path) -> Result<Option<Lease>, CaError> {
         db.file_name()
             .map_or("ca.db".into(), |n| n.to_string_lossy())
     ));
-    let fail = |e: std::io::Error| CaError::Lock {
-        place: path.display().to_string(),
-        detail: e.to_string(),
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(fail)?;
+    let file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(Lease::File { _held: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(fail(e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_error(&path, &e)),
+    }
+}
+
+/// Opens (creating it and its folder) the lock file at `path`, not yet locked.
+pub fn open_lock_file(path: &std::path::Path) -> Result<std::fs::File, CaError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| lock_error(path, &e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| lock_error(path, &e))
+}
+
+/// A lock file that failed.
+pub fn lock_error(path: &std::path::Path, e: &std::io::Error) -> CaError {
+    CaError::Lock {
+        place: path.display().to_string(),
+        detail: e.to_string(),
     }
 }
 

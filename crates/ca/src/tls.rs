@@ -86,20 +86,9 @@ fn load(cert: &Path, key: &Path) -> Result<Identity, CaError> {
 /// `server/.est.lock`, held while the service certificate is checked and issued.
 fn lock(cert: &Path) -> Result<std::fs::File, CaError> {
     let path: PathBuf = cert.with_file_name(format!(".{OWN_CERT_NAME}.lock"));
-    let fail = |e: std::io::Error| CaError::Lock {
-        place: path.display().to_string(),
-        detail: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(fail)?;
-    file.lock().map_err(fail)?;
+    let file = crate::lock::open_lock_file(&path)?;
+    file.lock()
+        .map_err(|e| crate::lock::lock_error(&path, &e))?;
     Ok(file)
 }
 

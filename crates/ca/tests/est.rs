@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pki::store::State;
 use pki::Profile;
-use support::{basic, call, certs_of, csr, csr_for, est_post, CaProcess};
+use support::{basic, call, certs_of, csr, csr_for, enroll, est_post, CaProcess};
 use testkit::TestPki;
 use x509_parser::prelude::FromDer;
 
@@ -57,14 +57,7 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
     let root = pki.layout().ca_cert();
     let t = token(&pki, "dev-1");
     let (key, request) = csr("", "dev-1");
-    let r = est_post(
-        ca.addr,
-        &root,
-        None,
-        "simpleenroll",
-        &basic("dev-1", &t),
-        &request,
-    );
+    let r = enroll(ca.addr, &root, "dev-1", &t, &request);
     assert_eq!(
         r.header("content-type"),
         Some("application/pkcs7-mime; smime-type=certs-only")
@@ -109,27 +102,13 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
         pki::authority::serial_hex(cert).expect("serial")
     );
     // The same token again: spent.
-    let r = est_post(
-        ca.addr,
-        &root,
-        None,
-        "simpleenroll",
-        &basic("dev-1", &t),
-        &request,
-    );
+    let r = enroll(ca.addr, &root, "dev-1", &t, &request);
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.text().contains("used already"), "{}", r.text());
     assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"EST\""));
     // A valid device holding the name: a new token does not take it over.
     let t2 = token(&pki, "dev-1");
-    let r = est_post(
-        ca.addr,
-        &root,
-        None,
-        "simpleenroll",
-        &basic("dev-1", &t2),
-        &csr("", "dev-1").1,
-    );
+    let r = enroll(ca.addr, &root, "dev-1", &t2, &csr("", "dev-1").1);
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(
         r.text().contains("holds a valid certificate"),
@@ -140,14 +119,7 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
     pki.folder
         .revoke(&pki.folder.authority().expect("ca"), "dev-1", None)
         .expect("revoke");
-    let r = est_post(
-        ca.addr,
-        &root,
-        None,
-        "simpleenroll",
-        &basic("dev-1", &t2),
-        &csr("", "dev-1").1,
-    );
+    let r = enroll(ca.addr, &root, "dev-1", &t2, &csr("", "dev-1").1);
     assert_eq!(certs_of(&r).len(), 1);
 }
 
@@ -364,15 +336,7 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
     let root = pki.layout().ca_cert();
     let t = token(&pki, "dev-4");
     let (key, der) = csr("", "dev-4");
-    let first = certs_of(&est_post(
-        ca.addr,
-        &root,
-        None,
-        "simpleenroll",
-        &basic("", &t),
-        &der,
-    ))
-    .remove(0);
+    let first = certs_of(&enroll(ca.addr, &root, "", &t, &der)).remove(0);
     let scratch = pki.scratch().join("device");
     let (cert_file, key_file) = support::save(&scratch, "dev-4", &first, &key);
     let me = Some((cert_file.as_path(), key_file.as_path()));
@@ -428,34 +392,26 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("was revoked on"), "{}", r.text());
 
-    // Expired: refused, and told to enroll again.
+    // Expired, and of another CA: refused with the reason.
+    let refused = |cert: &std::path::Path, key: &std::path::Path, words: &str| {
+        let r = est_post(
+            ca.addr,
+            &root,
+            Some((cert, key)),
+            "simplereenroll",
+            "",
+            &renewal,
+        );
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert!(r.text().contains(words), "{}", r.text());
+    };
     let now = pki::authority::now();
     let spec = pki::CertSpec::new(Profile::Client)
         .validity(pki::Validity::between(now - 3 * 86_400, now - 86_400));
     let (old_cert, old_key) = pki.make_cert("dev-4", &spec);
-    let r = est_post(
-        ca.addr,
-        &root,
-        Some((&old_cert, &old_key)),
-        "simplereenroll",
-        "",
-        &renewal,
-    );
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert!(r.text().contains("expired on"), "{}", r.text());
-
-    // A certificate of another CA.
+    refused(&old_cert, &old_key, "expired on");
     let (mallory, mallory_key) = pki.make_self_signed("dev-4");
-    let r = est_post(
-        ca.addr,
-        &root,
-        Some((&mallory, &mallory_key)),
-        "simplereenroll",
-        "",
-        &renewal,
-    );
-    assert_eq!(r.status, 403, "{}", r.text());
-    assert!(r.text().contains("does not verify"), "{}", r.text());
+    refused(&mallory, &mallory_key, "does not verify");
 }
 
 #[test]

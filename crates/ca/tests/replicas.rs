@@ -3,9 +3,7 @@
 //! a token raced to both is spent once, each CRL is signed by one replica, and both serve the
 //! newest. Prints the enrollment rate (requests made beforehand: key generation excluded).
 //!
-//! PostgreSQL runs when `PKI_TEST_POSTGRES` names a server whose role may create databases
-//! (each test makes its own); otherwise that half prints SKIPPED, or fails when
-//! `REQUIRE_POSTGRES=1` (CI sets both).
+//! PostgreSQL runs as `testkit::postgres` says (`PKI_TEST_POSTGRES`, `REQUIRE_POSTGRES`).
 
 mod support;
 
@@ -15,53 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use pki::{DbUrl, Folder, InitOptions, Profile};
-use support::{basic, call, csr, est_post, CaProcess};
-
-/// A database made for one test, dropped afterwards.
-struct PgDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn postgres_db(test: &str) -> Option<PgDatabase> {
-    let Ok(admin) = std::env::var("PKI_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("REQUIRE_POSTGRES").is_none(),
-            "REQUIRE_POSTGRES is set but PKI_TEST_POSTGRES is not"
-        );
-        eprintln!("SKIPPED (PostgreSQL half of {test}): set PKI_TEST_POSTGRES=postgres://user@host:port/db");
-        return None;
-    };
-    let name = format!("ca_test_{}_{}", std::process::id(), test.len());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("PKI_TEST_POSTGRES={admin}: cannot connect: {e}"));
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .expect("drop");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    let mut config: postgres::Config = admin.parse().expect("a URL");
-    config.dbname(&name);
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres").to_owned();
-    let url = format!("host={host} port={port} user={user} dbname={name}");
-    Some(PgDatabase { admin, name, url })
-}
+use support::{call, csr, enroll, CaProcess};
 
 /// Copies the files of `from` to `to` (another host's copy of the CA folder).
 fn copy_tree(from: &Path, to: &Path) {
@@ -79,7 +31,7 @@ struct Setup {
     dirs: [PathBuf; 2],
     env: Vec<(&'static str, String)>,
     db: DbUrl,
-    _pg: Option<PgDatabase>,
+    _pg: Option<testkit::postgres::PgDatabase>,
 }
 
 fn sqlite() -> Setup {
@@ -98,10 +50,10 @@ fn sqlite() -> Setup {
 }
 
 fn postgresql(test: &str) -> Option<Setup> {
-    let pg = postgres_db(test)?;
+    let pg = testkit::postgres::PgDatabase::create(test)?;
     let tmp = tempfile::tempdir().expect("tmp");
     let (a, b) = (tmp.path().join("host-a"), tmp.path().join("host-b"));
-    let db = DbUrl::Postgres(pg.url.clone());
+    let db = DbUrl::Postgres(pg.url().to_owned());
     let folder = Folder::new(common::Layout::new(&a)).with_db(db.clone());
     folder.init(&InitOptions::default()).expect("init");
     copy_tree(&a.join("ca"), &b.join("ca"));
@@ -109,7 +61,7 @@ fn postgresql(test: &str) -> Option<Setup> {
         _tmp: tmp,
         folder,
         dirs: [a, b],
-        env: vec![("PKI_DB", pg.url.clone())],
+        env: vec![("PKI_DB", pg.url().to_owned())],
         db,
         _pg: Some(pg),
     })
@@ -156,14 +108,7 @@ fn enroll_at_once(s: &Setup, replicas: &[CaProcess; 2], root: &Path, label: &str
             let (jobs, root) = (jobs.clone(), root.to_owned());
             std::thread::spawn(move || {
                 for (i, (name, token, der)) in jobs.iter().enumerate().skip(t).step_by(4) {
-                    let r = est_post(
-                        addrs[i % 2],
-                        &root,
-                        None,
-                        "simpleenroll",
-                        &basic(name, token),
-                        der,
-                    );
+                    let r = enroll(addrs[i % 2], &root, name, token, der);
                     assert_eq!(r.status, 200, "{name}: {}", r.text());
                 }
             })
@@ -215,14 +160,7 @@ fn race_one_token(s: &Setup, replicas: &[CaProcess; 2], root: &Path) {
             let der = csr("", "race-1").1;
             std::thread::spawn(move || {
                 b.wait();
-                est_post(
-                    addr,
-                    &root,
-                    None,
-                    "simpleenroll",
-                    &basic("race-1", &t),
-                    &der,
-                )
+                enroll(addr, &root, "race-1", &t, &der)
             })
         })
         .collect();

@@ -7,6 +7,8 @@
 // A test fixture: a failure here is the test's failure, with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

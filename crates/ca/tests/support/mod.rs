@@ -197,6 +197,11 @@ pub fn est_post(
     )
 }
 
+/// `simpleenroll` of request `der` with `user:token` as Basic credentials.
+pub fn enroll(addr: SocketAddr, ca: &Path, user: &str, token: &str, der: &[u8]) -> Reply {
+    est_post(addr, ca, None, "simpleenroll", &basic(user, token), der)
+}
+
 /// `\r\nAuthorization: Basic …` for `user:token`.
 pub fn basic(user: &str, token: &str) -> String {
     let encoded = openssl::base64::encode_block(format!("{user}:{token}").as_bytes());
