@@ -414,6 +414,50 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
     refused(&mallory, &mallory_key, "does not verify");
 }
 
+/// RFC 7030 §3.3.2: where the policy allows it, a valid device certificate authenticates
+/// simpleenroll for its own name; by default only a token does.
+#[test]
+fn a_device_certificate_enrolls_only_when_the_policy_allows_it() {
+    let pki = TestPki::new();
+    let root = pki.layout().ca_cert();
+    let (issued_cert, issued_key) = pki.issue_client("dev-6");
+    // The device's own copy: the CA rewrites client/dev-6.crt of its folder when it issues.
+    let (cert, key) = (
+        pki.scratch().join("dev-6.crt"),
+        pki.scratch().join("dev-6.key"),
+    );
+    std::fs::copy(issued_cert, &cert).expect("copy");
+    std::fs::copy(issued_key, &key).expect("copy");
+    let me = Some((cert.as_path(), key.as_path()));
+    let request = csr(DEVICE_ORG, "dev-6").1;
+    let strict = CaProcess::start(pki.dir(), &[], &[]);
+    let r = est_post(strict.addr, &root, me, "simpleenroll", "", &request);
+    assert_eq!(r.status, 401, "{}", r.text());
+    drop(strict);
+    let open = CaProcess::start(pki.dir(), &["--enroll-with-certificate"], &[]);
+    let issued = certs_of(&est_post(
+        open.addr,
+        &root,
+        me,
+        "simpleenroll",
+        "",
+        &request,
+    ));
+    let mine = openssl::x509::X509::from_pem(&std::fs::read(&cert).expect("read")).expect("pem");
+    let same = issued[0].subject_name().try_cmp(mine.subject_name());
+    assert_eq!(same.expect("cmp"), std::cmp::Ordering::Equal);
+    // Its own name only: a request for another is refused.
+    let r = est_post(
+        open.addr,
+        &root,
+        me,
+        "simpleenroll",
+        "",
+        &csr(DEVICE_ORG, "dev-7").1,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
 #[test]
 fn the_crl_is_served_with_validators_and_follows_each_revocation() {
     let pki = TestPki::new();
