@@ -8,6 +8,7 @@
 //!   (typed facts in [`facts`], words in `classify`).
 //! - [`wire`]: the bytes read off the wire (plain HTTP? a TLS 1.2 CertificateRequest?).
 //! - [`diagnose`] and [`report`]: `diagnose URL`.
+//! - [`est`]: the device side of EST (RFC 7030): `enroll`, `renew`, the renewal daemon.
 //! - [`Client`]: `get`, `post_form`, the seed's sequence.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@ mod classify;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod est;
 pub mod facts;
 mod own;
 pub mod probe;

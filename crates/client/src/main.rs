@@ -9,13 +9,15 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use client::config::{ClientCert, Config, P12_PASSWORD_ENV};
 use client::error::{Failure, FailureClass};
+use client::est::{self, schedule::Step};
 use client::tls::{Identity, Password, TlsOptions};
 use client::{Client, Reply};
+use pki::KeyAlgorithm;
 
 /// HTTPS client for a private CA: verifies everything, explains every failure.
 ///
 /// Exit codes: 0 ok; 1 the server answered with an error (HTTP >= 400, or login false);
-/// 2 local files or usage; 10 nothing listening; 11 timeout; 12 plain HTTP on the port;
+/// 2 local files or usage; 3 our certificate expired (enroll again); 10 nothing listening; 11 timeout; 12 plain HTTP on the port;
 /// 13 server certificate from an unknown CA; 14 name not in the server certificate;
 /// 15 server certificate expired or not yet valid; 16 the server requires a client certificate;
 /// 17 the server refused our client certificate; 18 no common TLS version or cipher; 19 other.
@@ -95,9 +97,82 @@ enum Command {
         /// The server [default: --url].
         url: Option<String>,
     },
+    /// Enroll with an EST CA (RFC 7030): make a key here (0600, never sent), send only a
+    /// request, and write the certificate to --cert/--key [default: PKI/client/client.*].
+    Enroll {
+        /// The CA: https://host:port (or its EST path, https://host:port/.well-known/est).
+        #[arg(long, env = "CLIENT_EST_URL", value_name = "URL")]
+        est: String,
+        /// The one-time enrollment token (`pki token create --name NAME`).
+        #[arg(long, env = "CLIENT_EST_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The device name the token was made for (the certificate's CN).
+        #[arg(long)]
+        name: String,
+        /// Key type.
+        #[arg(long, value_enum, default_value_t)]
+        key_type: KeyAlgorithm,
+        /// Replace a pair that exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Renew --cert/--key through the EST CA when 2/3 of its lifetime has passed: a new key,
+    /// the pair replaced as one, then --exec.
+    Renew {
+        /// The CA: https://host:port (or its EST path).
+        #[arg(long, env = "CLIENT_EST_URL", value_name = "URL")]
+        est: String,
+        /// Keep running: renew whenever due, retry while the CA is down; stop (non-zero) when
+        /// the certificate expired or the CA refuses it for good.
+        #[arg(long)]
+        daemon: bool,
+        /// Run this with `sh -c` after each renewal (EST_CERT, EST_KEY, EST_SERIAL set), e.g.
+        /// `systemctl reload myapp`.
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+        /// Renew now, due or not.
+        #[arg(long, conflicts_with = "daemon")]
+        force: bool,
+        /// Key type of the new key [default: the old key's].
+        #[arg(long, value_enum)]
+        key_type: Option<KeyAlgorithm>,
+        /// First wait after a failed renewal (doubling).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        retry_min: Duration,
+        /// Longest wait after failed renewals.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+        retry_max: Duration,
+    },
 }
 
 impl Args {
+    /// Where `enroll` and `renew` find the CA and keep the pair: --cert/--key, else the PKI
+    /// folder's client pair.
+    fn est_options(
+        &self,
+        url: &str,
+        key_type: Option<KeyAlgorithm>,
+    ) -> Result<est::EstOptions, est::EstError> {
+        if self.p12.is_some() {
+            return Err(est::EstError::Local(
+                "EST keeps a PEM certificate and key: give --cert and --key, not --p12".into(),
+            ));
+        }
+        let layout = common::Layout::new(&self.pki_dir);
+        let (cert, key) = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => (layout.client_cert(), layout.client_key()),
+        };
+        Ok(est::EstOptions {
+            url: url.to_owned(),
+            ca: self.ca.clone().unwrap_or_else(|| layout.ca_cert()),
+            pair: est::pair::Pair::new(cert, key).map_err(est::EstError::Local)?,
+            server_name: self.server_name.clone(),
+            timeout: Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0)),
+            key_type,
+        })
+    }
+
     /// The library's config: what was typed, resolved.
     fn config(&self) -> Config {
         let client_cert = if self.no_client_cert {
@@ -142,6 +217,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> Result<u8, Failure> {
+    if let Some(cmd @ (Command::Enroll { .. } | Command::Renew { .. })) = &args.command {
+        return Ok(est(args, cmd).await);
+    }
     let config = args.config();
     let tls = config.tls_options()?;
     let results = match &args.command {
@@ -170,6 +248,7 @@ async fn run(args: &Args) -> Result<u8, Failure> {
             let url = url.as_deref().unwrap_or(&config.url);
             return diagnose(url, tls, args.json).await;
         }
+        Some(Command::Enroll { .. } | Command::Renew { .. }) => return Ok(2),
     };
     let mut code = 0;
     for r in &results {
@@ -189,6 +268,102 @@ async fn run(args: &Args) -> Result<u8, Failure> {
         }
     }
     Ok(code)
+}
+
+/// `enroll` and `renew`: the exit code (their messages are printed here).
+async fn est(args: &Args, cmd: &Command) -> u8 {
+    let outcome = match cmd {
+        Command::Enroll {
+            est,
+            token,
+            name,
+            key_type,
+            force,
+        } => match args.est_options(est, Some(*key_type)) {
+            Ok(o) => est::enroll(&o, name, &est::Token(token.clone()), *force)
+                .await
+                .map(|e| (o, Some(e))),
+            Err(e) => Err(e),
+        },
+        Command::Renew {
+            est,
+            daemon,
+            exec,
+            force,
+            key_type,
+            retry_min,
+            retry_max,
+        } => match args.est_options(est, *key_type) {
+            Ok(o) if *daemon => {
+                let d = est::DaemonOptions {
+                    exec: exec.clone(),
+                    retry_min: *retry_min,
+                    retry_max: *retry_max,
+                };
+                Err(est::daemon(&o, &d).await)
+            }
+            Ok(o) => renew_once(&o, exec.as_deref(), *force)
+                .await
+                .map(|e| (o, e)),
+            Err(e) => Err(e),
+        },
+        _ => return 2,
+    };
+    match outcome {
+        Ok((o, Some(e))) => {
+            let shown = serde_json::json!({
+                "serial": e.serial, "subject": e.subject,
+                "not_after": pki::inspect::date(e.window.not_after),
+                "cert": o.pair.cert, "key": o.pair.key,
+            });
+            if args.json {
+                println!("{shown}");
+            } else {
+                println!(
+                    "{}: serial {}, valid until {}\n  certificate {}\n  key         {}",
+                    e.subject,
+                    e.serial,
+                    pki::inspect::date(e.window.not_after),
+                    o.pair.cert.display(),
+                    o.pair.key.display()
+                );
+            }
+            0
+        }
+        Ok((_, None)) => 0,
+        Err(e) => {
+            est::say(&format!("error: {e}"));
+            e.exit_code()
+        }
+    }
+}
+
+/// `renew` without `--daemon`: renews when due (or forced), else says when it will be.
+async fn renew_once(
+    o: &est::EstOptions,
+    exec: Option<&str>,
+    force: bool,
+) -> Result<Option<est::Enrolled>, est::EstError> {
+    match est::step_now(o)? {
+        (Step::Expired, w, _) => Err(est::EstError::Expired {
+            cert: o.pair.cert.display().to_string(),
+            when: pki::inspect::date(w.not_after),
+        }),
+        (Step::Wait(_), w, due) if !force => {
+            println!(
+                "{} is not due: valid until {}, renews after {}",
+                o.pair.cert.display(),
+                pki::inspect::date(w.not_after),
+                pki::inspect::date(due)
+            );
+            Ok(None)
+        }
+        _ => {
+            let new = est::renew(o).await?;
+            est::run_hook(exec, o, &new).await;
+            Ok(Some(new))
+        }
+    }
 }
 
 /// `diagnose URL`: the report, and the exit code of its handshake's failure class.

@@ -64,6 +64,9 @@ pub struct CertSpec {
     pub path_len: u32,
     /// What a CA certificate may sign for (empty: no nameConstraints extension).
     pub constraints: crate::constraints::NameConstraints,
+    /// A URL where the CRL is published, carried as crlDistributionPoints
+    /// ([`crate::distribution`]).
+    pub crl_url: Option<String>,
 }
 
 impl CertSpec {
@@ -75,6 +78,7 @@ impl CertSpec {
             validity: Validity::days(profile.default_days()),
             path_len: 0,
             constraints: crate::constraints::NameConstraints::default(),
+            crl_url: None,
         }
     }
 
@@ -317,6 +321,10 @@ fn build(
     };
     for e in exts {
         b.append_extension(e).step(step)?;
+    }
+    if let Some(url) = &spec.crl_url {
+        b.append_extension(crate::distribution::extension(url)?)
+            .step(step)?;
     }
     b.sign(signer.key, signer.algorithm.signature_digest())
         .step(step)?;

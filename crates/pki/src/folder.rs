@@ -103,6 +103,7 @@ pub struct Folder {
     db: DbUrl,
     lock_timeout: Duration,
     notices: Arc<Mutex<Vec<String>>>,
+    crl_url: Option<String>,
 }
 
 /// A certificate just issued, and where its files are.
@@ -126,7 +127,15 @@ impl Folder {
             db: DbUrl::Default,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             notices: Arc::default(),
+            crl_url: None,
         }
+    }
+
+    /// Every certificate issued from here on names `url` as its CRL distribution point
+    /// (the online CA's `--public-url`; see [`crate::distribution`]).
+    pub fn with_crl_url(mut self, url: Option<String>) -> Folder {
+        self.crl_url = url;
+        self
     }
 
     /// Keeps the records in `db` instead (PostgreSQL for several hosts).
@@ -513,9 +522,10 @@ impl Folder {
         }
         crate::constraints::NameConstraints::of(ca.certificate())?
             .check(&leaf.names, &leaf.subject.common_name)?;
-        let spec = CertSpec::new(leaf.profile)
+        let mut spec = CertSpec::new(leaf.profile)
             .names(leaf.names.clone())
             .validity(wanted);
+        spec.crl_url = self.crl_url.clone();
         let cert = ca.sign_key(subject, public, &spec)?;
         let rec = record_of(&cert, ca, leaf, self.layout.relative(cert_path))?;
         Ok((cert, rec))

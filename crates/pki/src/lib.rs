@@ -36,6 +36,7 @@
 pub mod authority;
 mod claim;
 pub mod constraints;
+pub mod distribution;
 pub mod error;
 pub mod files;
 pub mod folder;

@@ -57,8 +57,13 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// CA that client certificates must chain to [default: PKI/ca/ca.crt].
     pub ca: Option<PathBuf>,
-    /// CRL to check client certificates against [default: PKI/ca/ca.crl when it exists].
+    /// CRL to check client certificates against [default: PKI/ca/ca.crl when it exists;
+    /// with `crl_url`, where the fetched CRL is kept: PKI/server/fetched.crl].
     pub crl: Option<PathBuf>,
+    /// Fetch the CRL from the CA's service here, and poll it (`ca`'s `/crl`). Default none.
+    pub crl_url: Option<String>,
+    /// Seconds between polls of `crl_url` (± 10 %). Default 60.
+    pub crl_poll_secs: u64,
     /// Client certificate policy. Default [`ClientAuth::Required`].
     pub client_auth: ClientAuth,
     /// TLS profile. Default [`TlsProfile::Intermediate`].
@@ -125,6 +130,8 @@ impl Default for Config {
             key: None,
             ca: None,
             crl: None,
+            crl_url: None,
+            crl_poll_secs: 60,
             client_auth: ClientAuth::Required,
             tls_profile: TlsProfile::Intermediate,
             users: None,

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod crl_fetch;
 mod error;
 mod identity;
 mod limits;

@@ -84,7 +84,8 @@ impl Server {
     /// Loads certificates (and, for the seed's routes, users), binds, and returns the server
     /// ready to run. Every file problem is an error naming the file. Call it inside an actix
     /// (tokio) runtime.
-    pub fn start(self) -> Result<Started, ServerError> {
+    pub fn start(mut self) -> Result<Started, ServerError> {
+        let feed = crate::crl_fetch::prepare(&mut self.config)?;
         let app: AppFactory = match (self.app, &self.config.upstream) {
             (Some(app), _) => app,
             (None, Some(upstream)) => Arc::new(proxy::proxy_app(&self.config, upstream)?),
@@ -93,7 +94,9 @@ impl Server {
                 Arc::new(move |cfg: &mut web::ServiceConfig| seed.configure(cfg))
             }
         };
-        bind(&self.config, app)
+        let started = bind(&self.config, crate::crl_fetch::with_feed(app, feed.clone()))?;
+        crate::crl_fetch::spawn(feed, started.tls.clone());
+        Ok(started)
     }
 
     /// Starts the server on a new thread with its own runtime; it stops when the returned

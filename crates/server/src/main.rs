@@ -48,6 +48,15 @@ struct Args {
     #[arg(long, env = "SERVER_CRL")]
     crl: Option<PathBuf>,
 
+    /// Fetch the CRL from the CA's service (ca's https://HOST:PORT/crl) and poll it; kept in
+    /// --crl [default: PKI/server/fetched.crl].
+    #[arg(long, env = "SERVER_CRL_URL", value_name = "URL")]
+    crl_url: Option<String>,
+
+    /// Seconds between polls of --crl-url (± 10 %).
+    #[arg(long, env = "SERVER_CRL_POLL_SECS", default_value_t = defaults().crl_poll_secs)]
+    crl_poll_secs: u64,
+
     /// Client certificate policy: none (one-way), optional, required (mutual).
     #[arg(long, env = "SERVER_CLIENT_AUTH", value_enum,
           default_value_t = AuthArg::from(defaults().client_auth))]
@@ -217,6 +226,8 @@ impl Args {
         c.key = self.key;
         c.ca = self.ca;
         c.crl = self.crl;
+        c.crl_url = self.crl_url;
+        c.crl_poll_secs = self.crl_poll_secs;
         c.client_auth = self.client_auth.into();
         c.tls_profile = self.tls_profile.into();
         c.users = self.users;
@@ -291,6 +302,8 @@ mod tests {
             "--key=k",
             "--ca=a",
             "--crl=r",
+            "--crl-url=https://ca:8443/crl",
+            "--crl-poll-secs=25",
             "--client-auth=optional",
             "--tls-profile=modern",
             "--users=u",
@@ -323,6 +336,8 @@ mod tests {
             (c.cert, c.key, c.ca, c.crl),
             (path("c"), path("k"), path("a"), path("r"))
         );
+        assert_eq!(c.crl_url.as_deref(), Some("https://ca:8443/crl"));
+        assert_eq!(c.crl_poll_secs, 25);
         assert_eq!(c.client_auth, ClientAuth::Optional);
         assert_eq!(c.tls_profile, TlsProfile::Modern);
         assert_eq!(c.users, path("u"));

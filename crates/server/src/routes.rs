@@ -230,8 +230,11 @@ async fn whoami(client: ClientIdentity) -> HttpResponse {
     HttpResponse::Ok().json(client)
 }
 
-/// `GET /healthz`: liveness.
-async fn healthz() -> HttpResponse {
+/// `GET /healthz`: liveness, and the CRL's age with `--crl-url`.
+async fn healthz(req: HttpRequest) -> HttpResponse {
+    if let Some(res) = crate::crl_fetch::health(&req) {
+        return res;
+    }
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body("ok")

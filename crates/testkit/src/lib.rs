@@ -1,11 +1,13 @@
 //! The one test fixture of the workspace, used by every test crate: a PKI made by `pki init`
 //! in a temporary folder, certificates no profile would make (expired, self-signed, CA:TRUE
 //! leaves, chains too deep), and commands that start without the caller's `PKI_*`, `SERVER_*`
-//! and `CLIENT_*` variables, so an operator's shell never changes what a test sees.
+//! `CLIENT_*` and `CA_*` variables, so an operator's shell never changes what a test sees.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // A test fixture: a failure here is the test's failure, with its message.
 #![allow(clippy::unwrap_used)]
+
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,7 +16,7 @@ use common::Layout;
 use pki::{Folder, InitOptions, KeyAlgorithm};
 
 /// The prefixes of the variables our binaries read; stripped from every command a test runs.
-pub const OUR_VARIABLES: [&str; 3] = ["PKI_", "SERVER_", "CLIENT_"];
+pub const OUR_VARIABLES: [&str; 4] = ["PKI_", "SERVER_", "CLIENT_", "CA_"];
 
 /// `program` with none of the caller's [`OUR_VARIABLES`].
 pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {

@@ -1,0 +1,268 @@
+//! The decisions of `simpleenroll` and `simplereenroll` (RFC 7030 §4.2), blocking: who is
+//! asking (a token, or a client certificate verified here, chain and records), what they may
+//! have, and the issuance itself, which goes through the records and the profile rules of
+//! [`pki::Folder::sign_request`]. A refusal at any step leaves the records, the token and the
+//! files as they were.
+
+use openssl::x509::{X509Ref, X509Req, X509};
+use pki::files::Overwrite;
+use pki::lifecycle::Request;
+use pki::store::State;
+use pki::verify::{Options, Problem, Purpose};
+use pki::{Authority, Folder, Leaf, Record, Subject, SubjectAltName};
+
+use crate::error::Refusal;
+use crate::policy::{self, Asked};
+use crate::records::Records;
+use crate::wire::Basic;
+
+/// The client certificate a connection presented (unverified: [`Ca::verify_peer`] decides).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The leaf.
+    pub leaf: X509,
+    /// The intermediates it sent.
+    pub chain: Vec<X509>,
+}
+
+/// What the CA decides with, shared by every request.
+#[derive(Debug)]
+pub struct Ca {
+    /// The PKI folder (issuance, CRLs).
+    pub folder: Folder,
+    /// The issuing CA.
+    pub authority: Authority,
+    /// Its key identifier: the key of its records.
+    pub aki: String,
+    /// The chain for `cacerts` and for verifying client certificates (issuing CA first).
+    pub chain: Vec<X509>,
+    /// The records, for look-ups.
+    pub records: Records,
+    /// Validity of issued device certificates (days).
+    pub days: Option<u32>,
+    /// Whether a device certificate may authenticate `simpleenroll`.
+    pub enroll_with_certificate: bool,
+}
+
+impl Ca {
+    /// `simpleenroll`: a token (Basic) enrolls the request's CN; without one, a verified
+    /// device certificate may, when the policy allows, for its own name.
+    pub fn enroll(
+        &self,
+        auth: Option<Basic>,
+        peer: Option<Peer>,
+        der: &[u8],
+    ) -> Result<X509, Refusal> {
+        let (csr, asked) = parse(der)?;
+        match (auth, peer) {
+            (Some(basic), _) => self.enroll_with_token(&basic, &csr, &asked),
+            (None, Some(peer)) if self.enroll_with_certificate => self.renew(&peer, &csr, &asked),
+            (None, _) => Err(Refusal::unauthorized(
+                "simpleenroll needs an enrollment token as HTTP Basic credentials (user: the \
+                 device name, password: the token of `pki token create --name NAME`)",
+            )),
+        }
+    }
+
+    /// `simplereenroll`: the client certificate being renewed authenticates the request, which
+    /// keeps its subject and names.
+    pub fn reenroll(&self, peer: Option<Peer>, der: &[u8]) -> Result<X509, Refusal> {
+        let (csr, asked) = parse(der)?;
+        let peer = peer.ok_or_else(|| {
+            Refusal::unauthorized(
+                "simplereenroll needs the certificate being renewed as the TLS client \
+                 certificate (curl --cert … --key …)",
+            )
+        })?;
+        self.renew(&peer, &csr, &asked)
+    }
+
+    fn enroll_with_token(
+        &self,
+        basic: &Basic,
+        csr: &X509Req,
+        asked: &Asked,
+    ) -> Result<X509, Refusal> {
+        let name = policy::first_enrollment(asked)?;
+        if !basic.user.is_empty() && !basic.user.eq_ignore_ascii_case(name.as_str()) {
+            return Err(Refusal::bad(format!(
+                "the Basic user name {:?} is not the request's CN {name}: both name the device",
+                basic.user.escape_debug().to_string()
+            )));
+        }
+        // The token first: a used or expired one is answered as such, whatever the name holds.
+        if let Some(why) = self
+            .records
+            .token_refusal(&basic.password, name.as_str())
+            .map_err(Refusal::from_pki)?
+        {
+            return Err(Refusal::from_pki(pki::Error::Token(why)));
+        }
+        let overwrite = self.takeover(name.as_str())?;
+        let mut leaf = Leaf::client(name.as_str());
+        leaf.days = self.days;
+        let issued = self.issue(&Request {
+            csr,
+            leaf: &leaf,
+            overwrite,
+            token: Some(basic.password.as_str()),
+            renews: None,
+        })?;
+        tracing::info!(name = %name, serial = %issued.serial, "enrolled with a token");
+        Ok(issued.cert)
+    }
+
+    /// The issuance itself: records, token and profile rules, in pki's transaction.
+    fn issue(&self, request: &Request<'_>) -> Result<pki::Issued, Refusal> {
+        self.folder
+            .sign_request(&self.authority, request)
+            .map_err(Refusal::from_pki)
+    }
+
+    /// Whether a first enrollment may take the name over: yes when nothing valid holds it
+    /// (a revoked or expired device enrolls again with a new token), never over a valid one.
+    fn takeover(&self, name: &str) -> Result<Overwrite, Refusal> {
+        let current = self
+            .records
+            .current_device(&self.aki, name)
+            .map_err(Refusal::from_pki)?;
+        match current {
+            None => Ok(Overwrite::Never),
+            Some(r) if r.state == State::Revoked || r.not_after <= pki::authority::now() => {
+                Ok(Overwrite::Replace)
+            }
+            Some(r) => Err(Refusal::new(
+                actix_web::http::StatusCode::CONFLICT,
+                format!(
+                    "{name} holds a valid certificate (serial {}, until {}): renew it with \
+                     simplereenroll, or `pki revoke {}` before enrolling it again",
+                    r.serial,
+                    pki::inspect::date(r.not_after),
+                    r.serial
+                ),
+            )),
+        }
+    }
+
+    fn renew(&self, peer: &Peer, csr: &X509Req, asked: &Asked) -> Result<X509, Refusal> {
+        let record = self.verify_peer(peer)?;
+        let same_subject = csr
+            .subject_name()
+            .try_cmp(peer.leaf.subject_name())
+            .is_ok_and(|o| o.is_eq());
+        let der = peer.leaf.to_der().map_err(Refusal::internal)?;
+        policy::renewal(asked, same_subject, &policy::cert_sans(&der))?;
+        let leaf = self.successor_leaf(&record, &peer.leaf)?;
+        let issued = self.issue(&Request {
+            csr,
+            leaf: &leaf,
+            overwrite: Overwrite::Replace,
+            token: None,
+            renews: Some(record.serial.as_str()),
+        })?;
+        tracing::info!(name = %record.name, old = %record.serial, serial = %issued.serial, "renewed");
+        Ok(issued.cert)
+    }
+
+    /// The record of a presented client certificate that chains to this CA, is in force now,
+    /// is a device certificate, and is recorded and not revoked (the records are fresher than
+    /// any CRL: a revocation counts from its commit).
+    pub fn verify_peer(&self, peer: &Peer) -> Result<Record, Refusal> {
+        let options = Options {
+            purpose: Some(Purpose::Client),
+            ..Options::default()
+        };
+        let verdict = pki::verify::verify(&peer.leaf, &peer.chain, &self.chain, &options)
+            .map_err(Refusal::from_pki)?;
+        if let Err(f) = verdict {
+            return Err(Refusal::forbidden(match f.problem {
+                Problem::Expired => format!(
+                    "the certificate being renewed expired on {}: it can no longer renew; \
+                     enroll again with a new token",
+                    pki::inspect::date(not_after(&peer.leaf))
+                ),
+                _ => format!("the client certificate does not verify: {}", f.plain),
+            }));
+        }
+        let serial = pki::authority::serial_hex(&peer.leaf).map_err(Refusal::internal)?;
+        let record = self
+            .records
+            .certificate(&self.aki, &serial)
+            .map_err(Refusal::from_pki)?
+            .ok_or_else(|| {
+                Refusal::forbidden(format!(
+                    "certificate {serial} is not in this CA's records: it cannot renew here"
+                ))
+            })?;
+        if record.state == State::Revoked {
+            let (at, reason) = record.revoked.unwrap_or((0, None));
+            return Err(Refusal::forbidden(format!(
+                "certificate {serial} was revoked on {}{}: it cannot renew; enroll again with a \
+                 new token",
+                pki::inspect::date(at),
+                reason
+                    .map(|r| format!(" ({})", r.as_str()))
+                    .unwrap_or_default()
+            )));
+        }
+        if record.role != "client" {
+            return Err(Refusal::forbidden(format!(
+                "certificate {serial} is a {} certificate: only device (client) certificates \
+                 renew over EST",
+                record.role
+            )));
+        }
+        Ok(record)
+    }
+
+    /// The leaf a renewal issues: the record's name and names, the old certificate's subject.
+    fn successor_leaf(&self, record: &Record, old: &X509Ref) -> Result<Leaf, Refusal> {
+        let field = |nid| {
+            old.subject_name()
+                .entries_by_nid(nid)
+                .next()
+                .and_then(|e| e.data().to_string().ok())
+        };
+        let subject = Subject::new(
+            field(openssl::nid::Nid::ORGANIZATIONNAME).unwrap_or_default(),
+            field(openssl::nid::Nid::COMMONNAME).unwrap_or_default(),
+        );
+        // Our subjects are O and CN; anything else cannot be reproduced by a leaf.
+        let same = subject
+            .to_x509_name()
+            .ok()
+            .and_then(|n| n.try_cmp(old.subject_name()).ok())
+            .is_some_and(|o| o.is_eq());
+        if !same {
+            return Err(Refusal::forbidden(format!(
+                "certificate {} has a subject other than O= and CN=: renew it with `pki renew`",
+                record.serial
+            )));
+        }
+        let mut leaf = Leaf::client(&record.name);
+        leaf.subject = subject;
+        leaf.days = self.days;
+        leaf.names = record
+            .sans
+            .split(", ")
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<SubjectAltName>)
+            .collect::<pki::Result<_>>()
+            .map_err(Refusal::internal)?;
+        Ok(leaf)
+    }
+}
+
+/// The request and what it asks for, or a 400 that says what is wrong with it.
+fn parse(der: &[u8]) -> Result<(X509Req, Asked), Refusal> {
+    let asked = policy::asked(der)?;
+    let csr = X509Req::from_der(der).map_err(|_| {
+        Refusal::bad("the body is not a DER PKCS#10 certificate request (openssl req -outform DER)")
+    })?;
+    pki::lifecycle::check_request(&csr).map_err(Refusal::from_pki)?;
+    Ok((csr, asked))
+}
+
+fn not_after(cert: &X509Ref) -> i64 {
+    pki::authority::unix_time(cert.not_after()).unwrap_or_default()
+}

@@ -1,0 +1,116 @@
+//! Two kinds of failure: [`CaError`] stops the service from starting (each names the file or
+//! address and what to do); [`Refusal`] answers one request (an HTTP status and a one-line
+//! reason), and changes nothing.
+
+use std::net::SocketAddr;
+
+use actix_web::http::StatusCode;
+
+/// What can stop the CA service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// A PKI file or the records are missing, unreadable or refused (the message names them).
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+
+    /// OpenSSL refused the TLS settings.
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The reason (in use, permission...).
+        source: std::io::Error,
+    },
+
+    /// The lock that lets one replica at a time re-sign the CRL could not be taken or read.
+    #[error("the CRL signing lock at {place} failed: {detail}")]
+    Lock {
+        /// The lock file, or the database server (never with a password).
+        place: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// A configuration value that cannot work.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A request refused: the status and the one line that says why (sent as the body, logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Why, in one line, with what to do.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal with `status`.
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// 400: the request itself is wrong.
+    pub fn bad(reason: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    /// 401: no usable credentials (answered with a Basic challenge).
+    pub fn unauthorized(reason: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::UNAUTHORIZED, reason)
+    }
+
+    /// 403: the credentials are known but do not allow this.
+    pub fn forbidden(reason: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::FORBIDDEN, reason)
+    }
+
+    /// 500: our fault; the detail goes to the log, not to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Refusal {
+        tracing::error!(%detail, "internal error");
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error of the CA; see its log",
+        )
+    }
+
+    /// The status and reason for a refusal of the pki library (decided on its typed variants).
+    pub fn from_pki(e: pki::Error) -> Refusal {
+        use pki::store::TokenRefusal;
+        use pki::Error as E;
+        match e {
+            E::Token(t @ (TokenRefusal::Unknown | TokenRefusal::Used | TokenRefusal::Expired)) => {
+                Refusal::unauthorized(format!(
+                    "{t}: make a new one with `pki token create --name NAME`"
+                ))
+            }
+            E::Token(t @ TokenRefusal::OtherName) => {
+                Refusal::forbidden(format!("{t}: the request's CN must be the token's name"))
+            }
+            e @ (E::NameTaken { .. } | E::Exists { .. }) => {
+                Refusal::new(StatusCode::CONFLICT, common::error_chain(&e))
+            }
+            e @ E::Busy(_) => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, common::error_chain(&e))
+            }
+            e @ (E::Refused(_) | E::BadName { .. } | E::InvalidName { .. } | E::BadDays(_)) => {
+                Refusal::bad(common::error_chain(&e))
+            }
+            e => Refusal::internal(common::error_chain(&e)),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.reason)
+    }
+}

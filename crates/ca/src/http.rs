@@ -1,0 +1,245 @@
+//! The routes: EST under `/.well-known/est/` (RFC 7030 §3.2.2), the CRL, and a health check.
+//! Every refusal is one line of text with its status, logged with the client's address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use openssl::x509::X509;
+
+use crate::enroll::{Ca, Peer};
+use crate::error::Refusal;
+use crate::wire;
+
+/// Limits on request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body accepted.
+    pub max_body: usize,
+    /// Time to receive it.
+    pub body_timeout: Duration,
+}
+
+/// The EST answer for `cacerts`, made once at start-up.
+#[derive(Debug, Clone)]
+pub struct CaCerts(pub Arc<String>);
+
+/// Registers every route on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/.well-known/est/cacerts").get(cacerts))
+        .service(web::resource("/.well-known/est/simpleenroll").post(simpleenroll))
+        .service(web::resource("/.well-known/est/simplereenroll").post(simplereenroll))
+        .service(web::resource("/.well-known/est/csrattrs").get(csrattrs))
+        .service(web::resource("/crl").get(crate::crl::serve))
+        .service(web::resource("/crl.pem").get(crate::crl::serve))
+        .service(web::resource("/healthz").get(healthz))
+        .default_service(web::to(not_found));
+}
+
+/// The answer to a refused request, logged.
+pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
+    tracing::warn!(
+        peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        request = %format!("{} {}", req.method(), req.path()),
+        status = r.status.as_u16(),
+        reason = %r.reason,
+        "refused"
+    );
+    let mut res = HttpResponse::build(r.status);
+    if r.status == StatusCode::UNAUTHORIZED {
+        res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"EST\""));
+    }
+    if r.status == StatusCode::SERVICE_UNAVAILABLE {
+        res.insert_header((header::RETRY_AFTER, "1"));
+    }
+    let unread_body = matches!(
+        r.status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    );
+    if unread_body && req.version() < actix_web::http::Version::HTTP_2 {
+        // The rest of the body is not read: this HTTP/1 connection cannot carry another
+        // request (HTTP/2 resets the one stream instead, and forbids the header).
+        res.insert_header((header::CONNECTION, "close"));
+    }
+    res.content_type("text/plain; charset=utf-8")
+        .body(format!("{}\n", r.reason))
+}
+
+/// `GET cacerts` (RFC 7030 §4.1): the CA chain, certs-only, base64.
+async fn cacerts(body: web::Data<CaCerts>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(wire::PKCS7)
+        .insert_header(("Content-Transfer-Encoding", "base64"))
+        .body(body.0.as_str().to_owned())
+}
+
+/// `GET csrattrs` (RFC 7030 §4.5): nothing asked beyond what the profile decides.
+async fn csrattrs() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    refuse(
+        &req,
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no such route: EST is under /.well-known/est/ (cacerts, simpleenroll, \
+             simplereenroll, csrattrs), the CRL at /crl",
+        ),
+    )
+}
+
+/// `POST simpleenroll` (RFC 7030 §4.2.1).
+async fn simpleenroll(
+    req: HttpRequest,
+    body: web::Payload,
+    ca: web::Data<Ca>,
+    limits: web::Data<Limits>,
+) -> HttpResponse {
+    let auth = match wire::basic(req.headers()) {
+        Ok(a) => a,
+        Err(r) => return refuse(&req, r),
+    };
+    est_post(req, body, ca, limits, move |ca, peer, der| {
+        ca.enroll(auth, peer, der)
+    })
+    .await
+}
+
+/// `POST simplereenroll` (RFC 7030 §4.2.2).
+async fn simplereenroll(
+    req: HttpRequest,
+    body: web::Payload,
+    ca: web::Data<Ca>,
+    limits: web::Data<Limits>,
+) -> HttpResponse {
+    est_post(req, body, ca, limits, |ca, peer, der| {
+        ca.reenroll(peer, der)
+    })
+    .await
+}
+
+/// An EST POST: the request read, `decide` run off the event loop (it signs and writes the
+/// records), the answer made.
+async fn est_post(
+    req: HttpRequest,
+    body: web::Payload,
+    ca: web::Data<Ca>,
+    limits: web::Data<Limits>,
+    decide: impl FnOnce(&Ca, Option<Peer>, &[u8]) -> Result<X509, Refusal> + Send + 'static,
+) -> HttpResponse {
+    let peer = req.conn_data::<Peer>().cloned();
+    let outcome = match read_request(&req, body, &limits).await {
+        Ok(der) => web::block(move || decide(&ca, peer, &der))
+            .await
+            .unwrap_or_else(|e| Err(Refusal::internal(e))),
+        Err(r) => Err(r),
+    };
+    answer(&req, outcome)
+}
+
+/// The issued certificate as certs-only PKCS#7 in base64 (RFC 7030 §4.2.3), or the refusal.
+fn answer(req: &HttpRequest, outcome: Result<X509, Refusal>) -> HttpResponse {
+    let cert = match outcome {
+        Ok(c) => c,
+        Err(r) => return refuse(req, r),
+    };
+    match wire::certs_only(&[&cert]) {
+        Ok(der) => HttpResponse::Ok()
+            .content_type(wire::PKCS7_CERTS_ONLY)
+            .insert_header(("Content-Transfer-Encoding", "base64"))
+            .body(wire::encode_base64(&der)),
+        Err(e) => refuse(req, Refusal::internal(e)),
+    }
+}
+
+/// The DER request of an EST POST: the content type checked, the body read within the
+/// limits, its base64 decoded.
+async fn read_request(
+    req: &HttpRequest,
+    body: web::Payload,
+    limits: &Limits,
+) -> Result<Vec<u8>, Refusal> {
+    let kind = req.mime_type().ok().flatten();
+    let is_pkcs10 = kind
+        .as_ref()
+        .is_some_and(|m| m.essence_str() == wire::PKCS10);
+    let raw = read_body(req, body, limits).await?;
+    if !is_pkcs10 {
+        return Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body must be Content-Type: {} (base64 DER), not {}",
+                wire::PKCS10,
+                kind.map_or("none".into(), |m| m.to_string())
+            ),
+        ));
+    }
+    wire::decode_base64(&raw)
+}
+
+/// A body larger than the limit is still read, and dropped, up to this much: a client that
+/// is still sending when the refusal comes would miss it (HTTP/2 resets the stream, HTTP/1
+/// the connection).
+const DRAIN_MAX: usize = 4 << 20;
+
+/// Reads at most `limits.max_body` bytes within `limits.body_timeout`.
+async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limits: &Limits,
+) -> Result<Bytes, Refusal> {
+    let too_large = Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than {} bytes: a PKCS#10 request is a few KiB",
+            limits.max_body
+        ),
+    );
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let read = async {
+        let mut buf = BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| Refusal::bad(format!("the body could not be read: {e}")))?;
+            seen += chunk.len();
+            if seen > DRAIN_MAX {
+                break;
+            }
+            if seen <= limits.max_body {
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        if seen > limits.max_body {
+            return Err(too_large.clone());
+        }
+        Ok(buf.freeze())
+    };
+    if declared.is_some_and(|n| n > DRAIN_MAX) {
+        return Err(too_large.clone());
+    }
+    tokio::time::timeout(limits.body_timeout, read)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    limits.body_timeout.as_secs_f32()
+                ),
+            )
+        })?
+}

@@ -1,0 +1,442 @@
+//! `--crl-url`: the CRL comes from the CA's service instead of a file someone copies. The
+//! server fetches it at start-up, then polls (a conditional GET, a bounded timeout, ± 10 %
+//! jitter so replicas do not poll in step). A new CRL is checked (signed by our CA, a CRL
+//! number not older than the one in use), written atomically to the CRL file the TLS
+//! context is built from, and swapped in by [`TlsReloader::reload`]: open connections keep
+//! their context, new handshakes see the new CRL. On any failure the last good CRL stays in
+//! use, on disk and in memory, and its age is logged and shown by `/healthz`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use openssl::ssl::{SslConnector, SslMethod, SslVersion};
+use openssl::x509::{X509Crl, X509};
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::tls::TlsReloader;
+
+/// The longest a fetch may take, whatever the poll interval.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest CRL accepted (a million revoked serials is about 40 MiB; ours are far smaller).
+const MAX_CRL_BYTES: usize = 16 << 20;
+
+/// Where the CRL comes from and what is known of the one in use.
+pub(crate) struct CrlFeed {
+    url: String,
+    path: PathBuf,
+    cas: Vec<X509>,
+    every: Duration,
+    state: Mutex<InUse>,
+}
+
+/// The CRL in use, and the last poll.
+#[derive(Debug, Clone, Default)]
+struct InUse {
+    number: Option<u64>,
+    this_update: i64,
+    next_update: Option<i64>,
+    revoked: usize,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// When the CA last answered with this CRL or a 304 (Unix seconds).
+    confirmed_at: Option<i64>,
+    /// The last poll's failure, and when.
+    failure: Option<(i64, String)>,
+}
+
+/// With `config.crl_url` set: points `config.crl` at the file the fetched CRL is kept in
+/// (`--crl`, else `PKI/server/fetched.crl`), fetches it once, and returns the feed to poll.
+/// Without any CRL (none fetched, no earlier copy on disk), the server does not start.
+pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, ServerError> {
+    let Some(url) = config.crl_url.clone() else {
+        return Ok(None);
+    };
+    let path = config.crl.clone().unwrap_or_else(|| {
+        common::Layout::new(&config.pki_dir)
+            .dir(common::Role::Server)
+            .join("fetched.crl")
+    });
+    config.crl = Some(path.clone());
+    let feed = Arc::new(CrlFeed {
+        url,
+        cas: pki::folder::load_certs("CA certificate", &config.ca_path())?,
+        path,
+        every: Duration::from_secs(config.crl_poll_secs.max(1)),
+        state: Mutex::default(),
+    });
+    let kept = feed.adopt_file();
+    // start() may run inside a runtime, which must not block: the first fetch gets its own.
+    let first = feed.clone();
+    let fetched = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move { first.poll().await })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the fetch crashed".into()));
+    match (fetched, kept) {
+        (Ok(_), _) => feed.log_in_use("CRL fetched"),
+        (Err(e), Ok(())) => tracing::warn!(
+            url = %feed.url, error = %e, age = %feed.age(),
+            "cannot fetch the CRL at start-up; serving with the last one fetched"
+        ),
+        (Err(e), Err(why)) => {
+            return Err(ServerError::Invalid {
+                what: "CRL",
+                path: feed.path.clone(),
+                detail: format!(
+                    "none could be fetched from {} ({e}), and no earlier copy is usable ({why}); \
+                     start the CA, or check --crl-url",
+                    feed.url
+                ),
+            })
+        }
+    }
+    Ok(Some(feed))
+}
+
+/// Registers the feed as app data (for `/healthz`) around the app's own services.
+pub(crate) fn with_feed(
+    app: Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>,
+    feed: Option<Arc<CrlFeed>>,
+) -> Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync> {
+    match feed {
+        None => app,
+        Some(feed) => Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(feed.clone()));
+            app(cfg);
+        }),
+    }
+}
+
+/// Polls for as long as the server runs; each new CRL is swapped in with `tls.reload()`.
+pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
+    let Some(feed) = feed else {
+        return;
+    };
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(jittered(feed.every)).await;
+            match feed.poll().await {
+                Ok(Some(previous)) => feed.swap_in(&tls, &previous),
+                Ok(None) => tracing::debug!(age = %feed.age(), "CRL unchanged"),
+                Err(e) => tracing::warn!(
+                    url = %feed.url, error = %e, age = %feed.age(),
+                    "CRL poll failed; keeping the CRL in use"
+                ),
+            }
+        }
+    });
+}
+
+/// The CRL lines of `/healthz`, and whether the CRL in use is still current.
+pub(crate) fn health(req: &HttpRequest) -> Option<HttpResponse> {
+    let feed = req.app_data::<web::Data<CrlFeed>>()?;
+    let s = feed.snapshot();
+    let now = pki::authority::now();
+    let stale = s.next_update.is_some_and(|n| n <= now);
+    let mut text = format!(
+        "{}\ncrl number={} revoked={} age_secs={} next_update_in_secs={} confirmed_secs_ago={} url={}\n",
+        if stale { "stale: the CRL is past its nextUpdate" } else { "ok" },
+        s.number.map_or("none".into(), |n| n.to_string()),
+        s.revoked,
+        now - s.this_update,
+        s.next_update.map_or("none".into(), |n| (n - now).to_string()),
+        s.confirmed_at.map_or("never".into(), |t| (now - t).to_string()),
+        feed.url,
+    );
+    if let Some((at, why)) = &s.failure {
+        text.push_str(&format!("last poll failed {} s ago: {why}\n", now - at));
+    }
+    let status = if stale {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Some(
+        HttpResponse::build(status)
+            .content_type("text/plain; charset=utf-8")
+            .body(text),
+    )
+}
+
+impl CrlFeed {
+    fn snapshot(&self) -> InUse {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut InUse)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// "CRL number 7, issued 12 s ago".
+    fn age(&self) -> String {
+        let s = self.snapshot();
+        match s.number {
+            Some(n) => format!(
+                "CRL number {n}, issued {} s ago",
+                pki::authority::now() - s.this_update
+            ),
+            None => "no CRL".into(),
+        }
+    }
+
+    fn log_in_use(&self, what: &str) {
+        let s = self.snapshot();
+        tracing::info!(
+            url = %self.url,
+            number = s.number.unwrap_or_default(),
+            revoked = s.revoked,
+            age = %self.age(),
+            file = %self.path.display(),
+            "{what}"
+        );
+    }
+
+    /// Takes the CRL file left by an earlier run as the one in use, if it checks out.
+    fn adopt_file(&self) -> Result<(), String> {
+        let pem = std::fs::read(&self.path).map_err(|e| e.to_string())?;
+        let crl = self.check(&pem)?;
+        self.update(|s| s.apply(&crl));
+        Ok(())
+    }
+
+    /// One conditional GET. A new CRL is written to the file (the old bytes returned, for a
+    /// reload that fails); `None` when the CA has nothing newer.
+    async fn poll(&self) -> Result<Option<Vec<u8>>, String> {
+        let outcome = self.fetch().await;
+        let now = pki::authority::now();
+        match &outcome {
+            Ok(_) => self.update(|s| {
+                s.confirmed_at = Some(now);
+                s.failure = None;
+            }),
+            Err(e) => self.update(|s| s.failure = Some((now, e.clone()))),
+        }
+        outcome
+    }
+
+    async fn fetch(&self) -> Result<Option<Vec<u8>>, String> {
+        let client = self.client()?;
+        let known = self.snapshot();
+        let mut req = client.get(&self.url);
+        if let Some(tag) = &known.etag {
+            req = req.insert_header(("If-None-Match", tag.as_str()));
+        }
+        if let Some(date) = &known.last_modified {
+            req = req.insert_header(("If-Modified-Since", date.as_str()));
+        }
+        let mut res = req.send().await.map_err(|e| e.to_string())?;
+        if res.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if res.status() != StatusCode::OK {
+            return Err(format!("the CA answered HTTP {}", res.status().as_u16()));
+        }
+        let header = |name| {
+            res.headers()
+                .get(name)
+                .and_then(|v: &actix_web::http::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, last_modified) = (header("etag"), header("last-modified"));
+        let body = res
+            .body()
+            .limit(MAX_CRL_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let crl = self.check(&body)?;
+        if let Some(n) = known.number {
+            if crl.number < n {
+                return Err(format!(
+                    "the CA served CRL number {}, older than the {n} in use: ignored",
+                    crl.number
+                ));
+            }
+        }
+        let previous = std::fs::read(&self.path).unwrap_or_default();
+        let pem = crl.crl.to_pem().map_err(|e| e.to_string())?;
+        let changed = pem != previous;
+        if changed {
+            write_atomically(&self.path, &pem)?;
+        }
+        self.update(|s| {
+            s.apply(&crl);
+            s.etag = etag;
+            s.last_modified = last_modified;
+        });
+        Ok(changed.then_some(previous))
+    }
+
+    /// The new CRL into the TLS context; a reload that fails puts the old file back.
+    fn swap_in(&self, tls: &TlsReloader, previous: &[u8]) {
+        match tls.reload() {
+            Ok(_) => self.log_in_use("new CRL in use"),
+            Err(e) => {
+                if !previous.is_empty() {
+                    let _ = write_atomically(&self.path, previous);
+                }
+                let _ = self.adopt_file();
+                tracing::error!(error = %e, age = %self.age(), "the new CRL did not load; keeping the previous one");
+            }
+        }
+    }
+
+    /// A CRL (DER or PEM) signed by one of our CAs, with its number and dates.
+    fn check(&self, bytes: &[u8]) -> Result<Checked, String> {
+        let crl = X509Crl::from_der(bytes)
+            .or_else(|_| X509Crl::from_pem(bytes))
+            .map_err(|_| "the answer is not a CRL (DER or PEM)".to_owned())?;
+        let signed = self.cas.iter().any(|ca| {
+            ca.public_key()
+                .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
+        });
+        if !signed {
+            return Err("the CRL is not signed by our CA: ignored".into());
+        }
+        let der = crl.to_der().map_err(|e| e.to_string())?;
+        use x509_parser::prelude::FromDer;
+        let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| format!("the CRL does not parse: {e}"))?;
+        let number = parsed
+            .crl_number()
+            .and_then(|n| n.to_u64_digits().first().copied().or(Some(0)))
+            .ok_or("the CRL has no CRL number")?;
+        Ok(Checked {
+            number,
+            this_update: parsed.last_update().timestamp(),
+            next_update: parsed.next_update().map(|t| t.timestamp()),
+            revoked: parsed.iter_revoked_certificates().count(),
+            crl,
+        })
+    }
+
+    /// A TLS client that trusts our CA only, TLS 1.2+, host name verified (awc's default).
+    fn client(&self) -> Result<awc::Client, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(|e| e.to_string())?;
+        for ca in &self.cas {
+            b.cert_store_mut()
+                .add_cert(ca.clone())
+                .map_err(|e| e.to_string())?;
+        }
+        b.set_alpn_protos(b"\x08http/1.1")
+            .map_err(|e| e.to_string())?;
+        let timeout = FETCH_TIMEOUT.min(self.every).max(Duration::from_secs(1));
+        Ok(awc::Client::builder()
+            .connector(
+                awc::Connector::new()
+                    .openssl(b.build())
+                    .timeout(timeout)
+                    .handshake_timeout(timeout),
+            )
+            .timeout(timeout)
+            .finish())
+    }
+}
+
+/// A fetched CRL that checked out.
+struct Checked {
+    crl: X509Crl,
+    number: u64,
+    this_update: i64,
+    next_update: Option<i64>,
+    revoked: usize,
+}
+
+impl InUse {
+    fn apply(&mut self, c: &Checked) {
+        self.number = Some(c.number);
+        self.this_update = c.this_update;
+        self.next_update = c.next_update;
+        self.revoked = c.revoked;
+    }
+}
+
+/// `bytes` into `path` by a synced temporary file and a rename: readers see the old CRL or
+/// the new one, never half of one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    pki::files::write(
+        "CRL",
+        path,
+        bytes,
+        pki::files::Secrecy::Public,
+        pki::files::Overwrite::Replace,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `d` ± 10 %.
+fn jittered(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = openssl::rand::rand_bytes(&mut b).map_or(0.5, |()| {
+        f64::from(u16::from_be_bytes(b)) / f64::from(u16::MAX)
+    });
+    d.mul_f64(0.9 + 0.2 * r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_for(pki: &testkit::TestPki, path: PathBuf) -> CrlFeed {
+        CrlFeed {
+            url: "https://127.0.0.1:1/crl".into(),
+            path,
+            cas: pki::folder::load_certs("CA", &pki.layout().ca_cert()).expect("ca"),
+            every: Duration::from_secs(60),
+            state: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn a_crl_of_another_ca_or_no_crl_is_refused() {
+        let ours = testkit::TestPki::new();
+        let other = testkit::TestPki::new();
+        let feed = feed_for(&ours, ours.scratch().join("x.crl"));
+        let crl = std::fs::read(other.layout().ca_crl()).expect("crl");
+        assert!(feed
+            .check(&crl)
+            .err()
+            .expect("refused")
+            .contains("not signed by our CA"));
+        assert!(feed
+            .check(b"junk")
+            .err()
+            .expect("refused")
+            .contains("not a CRL"));
+        let mine = std::fs::read(ours.layout().ca_crl()).expect("crl");
+        assert!(feed.check(&mine).is_ok());
+    }
+
+    #[test]
+    fn without_a_ca_nor_a_copy_the_server_does_not_start() {
+        let pki = testkit::TestPki::new();
+        let mut config = Config::for_pki(pki.dir(), crate::ClientAuth::Required);
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        config.crl_url = Some(format!("https://127.0.0.1:{port}/crl"));
+        let e = prepare(&mut config).err().expect("refused");
+        let text = e.to_string();
+        assert!(text.contains("none could be fetched"), "{text}");
+        assert_eq!(
+            config.crl,
+            Some(pki.layout().dir(common::Role::Server).join("fetched.crl"))
+        );
+        // With a copy from an earlier run, it starts on that copy.
+        std::fs::copy(pki.layout().ca_crl(), config.crl.as_ref().expect("path")).expect("copy");
+        let feed = prepare(&mut config).expect("starts").expect("feed");
+        assert_eq!(feed.snapshot().number, Some(1), "{:?}", feed.snapshot());
+        assert!(feed.snapshot().failure.is_some());
+    }
+}
