@@ -8,6 +8,8 @@ mod own_app;
 mod pages;
 mod pki_interop;
 mod pki_profiles;
+mod prometheus;
+mod reasons;
 mod server_interop;
 mod server_tls;
 mod support;
