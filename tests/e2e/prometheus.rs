@@ -72,6 +72,13 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     assert!(ok && out.contains("SUCCESS: 7 rules found"), "{out}");
     let (ok, out) = run(&promtool, &["test", "rules", "alerts.test.yml"], None);
     assert!(ok && out.contains("SUCCESS"), "{out}");
+    // The example scrape config (its certificate files exist only where it is deployed).
+    let (ok, out) = run(
+        &promtool,
+        &["check", "config", "--syntax-only", "prometheus.yml"],
+        None,
+    );
+    assert!(ok, "{out}");
 }
 
 /// The body of a plain `GET path` to `addr` (HTTP/1.0: the body ends at close).
