@@ -28,6 +28,19 @@ pub fn handshakes(srv: &TestServer, result: &str, reason: &str) -> u64 {
         .map_or(0, |n| n.parse().expect("a count"))
 }
 
+/// What `fetch` returns once it holds `line` (request figures reach the exposition within
+/// 100 ms: each worker adds its own to the shared ones on a timer); 5 s at most.
+fn eventually(fetch: impl Fn() -> String, line: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = fetch();
+        if text.contains(line) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn expired(pki: &TestPki, name: &str) -> (PathBuf, PathBuf) {
     let now = pki::authority::now();
     pki.make_cert(
@@ -87,20 +100,19 @@ fn an_optional_server_tells_a_refused_client_why_and_counts_it() {
     let r = tc::get(srv.addr, &Opts::mutual(&ca, &pki.client()), "/metrics").expect("GET");
     assert_eq!(r.status, 403, "{}", r.body);
     let prometheus = pki.issue_client("prometheus");
-    let r = tc::get(srv.addr, &Opts::mutual(&ca, &prometheus), "/metrics").expect("GET");
-    assert_eq!(r.status, 200, "{}", r.body);
+    let scrape = || {
+        let r = tc::get(srv.addr, &Opts::mutual(&ca, &prometheus), "/metrics").expect("GET");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let denied = "https_http_requests_total{route=\"/metrics\",status=\"403\"} 1";
+    let text = eventually(scrape, denied);
+    assert!(text.contains(denied), "{text}");
     assert!(
-        r.body.contains(
+        text.contains(
             "https_tls_handshakes_total{reason=\"unknown_ca\",result=\"anonymous\",session=\"full\"} 1"
         ),
-        "{}",
-        r.body
-    );
-    assert!(
-        r.body
-            .contains("https_http_requests_total{route=\"/metrics\",status=\"403\"} 1"),
-        "{}",
-        r.body
+        "{text}"
     );
 }
 
@@ -133,7 +145,8 @@ fn a_required_server_counts_and_logs_each_refusal_by_reason() {
 
     // The plain-HTTP listener of metrics_bind serves the same figures.
     let at = srv.metrics_addr.expect("metrics listener");
-    let text = crate::prometheus::http_get(at, "/metrics");
+    let locked = "https_http_requests_total{route=\"/login1\",status=\"429\"} 1";
+    let text = eventually(|| crate::prometheus::http_get(at, "/metrics"), locked);
     assert!(
         text.contains(
             "https_tls_handshakes_total{reason=\"expired\",result=\"refused\",session=\"full\"} 1"

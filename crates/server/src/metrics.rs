@@ -22,6 +22,9 @@
 //!     .contains("https_ca_enrollments_total{result=\"issued\"} 1"));
 //! ```
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 pub use prometheus;
 use prometheus::core::Collector;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 pub use prometheus::Registry;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -356,16 +360,6 @@ impl Metrics {
             .inc();
     }
 
-    /// One request's end: `route` is the pattern it matched (never the raw path).
-    pub fn request(&self, route: &str, status: StatusCode, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[route, status.as_str()])
-            .inc();
-        self.latency
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// One login's result.
     pub fn login(&self, result: LoginResult) {
         self.logins.with_label_values(&[result.label()]).inc();
@@ -426,6 +420,71 @@ impl Metrics {
 /// The server's figures, shared by its parts; `None` when metrics are off.
 pub type Shared = Option<Arc<Metrics>>;
 
+/// How often a worker adds its request figures to the shared ones.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// One worker's request figures, counted without atomics (a shared counter's cache line would
+/// travel between the cores on every request) and added to the shared ones every
+/// [`FLUSH_EVERY`] by a timer on the worker: a scrape sees them that much later.
+pub(crate) struct WorkerRequests {
+    shared: Arc<Metrics>,
+    local: RefCell<HashMap<(String, u16), (LocalIntCounter, LocalHistogram)>>,
+    timer: Cell<bool>,
+}
+
+impl WorkerRequests {
+    /// A worker's figures over `shared`.
+    pub(crate) fn new(shared: Arc<Metrics>) -> Rc<WorkerRequests> {
+        Rc::new(WorkerRequests {
+            shared,
+            local: RefCell::new(HashMap::new()),
+            timer: Cell::new(false),
+        })
+    }
+
+    /// One request's end: `route` is the pattern it matched (never the raw path).
+    pub(crate) fn request(self: &Rc<Self>, route: String, status: StatusCode, elapsed: Duration) {
+        if !self.timer.replace(true) {
+            self.start_timer();
+        }
+        let mut local = self.local.borrow_mut();
+        let (count, latency) =
+            local
+                .entry((route, status.as_u16()))
+                .or_insert_with_key(|(route, _)| {
+                    (
+                        self.shared
+                            .requests
+                            .with_label_values(&[route.as_str(), status.as_str()])
+                            .local(),
+                        self.shared.latency.with_label_values(&[route]).local(),
+                    )
+                });
+        count.inc();
+        latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Started on the first request, on the worker's own runtime; ends with the worker.
+    fn start_timer(self: &Rc<Self>) {
+        let me = Rc::downgrade(self);
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                me.flush();
+            }
+        });
+    }
+
+    fn flush(&self) {
+        for (count, latency) in self.local.borrow().values() {
+            count.flush();
+            latency.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,9 +498,18 @@ mod tests {
         let m = Metrics::new().expect("metrics");
         m.handshake(HandshakeResult::Refused, Reason::Expired, false);
         m.handshake(HandshakeResult::Refused, Reason::Expired, false);
-        m.request("/whoami", StatusCode::OK, Duration::from_millis(2));
+        let worker = WorkerRequests::new(Arc::new(m));
+        let m = &worker.shared;
+        // Outside a runtime no timer runs: the figures are flushed by hand.
+        worker.timer.set(true);
+        worker.request("/whoami".into(), StatusCode::OK, Duration::from_millis(2));
+        assert!(
+            text(m).contains("https_http_requests_total{route=\"/whoami\",status=\"200\"} 0"),
+            "counted locally first"
+        );
+        worker.flush();
         m.login(LoginResult::Failure);
-        let t = text(&m);
+        let t = text(m);
         for line in [
             "https_tls_handshakes_total{reason=\"expired\",result=\"refused\",session=\"full\"} 2",
             "https_http_requests_total{route=\"/whoami\",status=\"200\"} 1",

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::identity::Connection;
 use crate::limits::{MAX_FORM_BYTES, MAX_HEADER_BYTES};
-use crate::metrics::{Metrics, Shared};
+use crate::metrics::{Shared, WorkerRequests};
 use crate::pages;
 
 /// `app` with every guard around it. Registered on the `App` itself, so requests that match no
@@ -45,7 +45,7 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    let metrics = Rc::new(metrics);
+    let metrics = Rc::new(metrics.map(WorkerRequests::new));
     app.wrap(from_fn(cross_site_guard))
         .wrap(from_fn(access_list))
         .wrap(from_fn(header_limit))
@@ -127,7 +127,7 @@ async fn access_list(
 /// One line per request: method, path (never the query or body), status, latency, client; and
 /// the request's figures.
 async fn access_log<B: MessageBody + 'static>(
-    metrics: Rc<Shared>,
+    metrics: Rc<Option<Rc<WorkerRequests>>>,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
@@ -144,7 +144,7 @@ async fn access_log<B: MessageBody + 'static>(
 /// The request's figures: its route pattern (never the path: the label's values stay few),
 /// status and latency.
 async fn count_request<B: MessageBody + 'static>(
-    m: &Metrics,
+    m: &Rc<WorkerRequests>,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
@@ -157,7 +157,7 @@ async fn count_request<B: MessageBody + 'static>(
         Err(e) => e.as_response_error().status_code(),
     };
     m.request(
-        route.as_deref().unwrap_or("unmatched"),
+        route.unwrap_or_else(|| "unmatched".into()),
         status,
         start.elapsed(),
     );
@@ -166,7 +166,7 @@ async fn count_request<B: MessageBody + 'static>(
 
 /// The access-log line, and the figures if they are on.
 async fn log_request<B: MessageBody + 'static>(
-    metrics: Option<&std::sync::Arc<Metrics>>,
+    metrics: Option<&Rc<WorkerRequests>>,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
@@ -183,7 +183,7 @@ async fn log_request<B: MessageBody + 'static>(
     let elapsed = start.elapsed();
     if let Some(m) = metrics {
         m.request(
-            route.as_deref().unwrap_or("unmatched"),
+            route.unwrap_or_else(|| "unmatched".into()),
             res.status(),
             elapsed,
         );
