@@ -263,3 +263,37 @@ fn prometheus_scrapes_refusals_by_reason_and_expiry_gauges_over_mutual_tls() {
     let q = "https_client_certificate_remaining_validity_seconds_count";
     assert!(p.value(q, None) >= 1.0);
 }
+
+/// What the `ca` service (or any other) does with `server::metrics`: its own registry, its own
+/// figures and build info, on a port of its own.
+#[test]
+fn any_service_can_expose_its_own_registry() {
+    use server::metrics::prometheus::{IntCounter, Registry};
+    use server::metrics::{self, Exporter};
+    let registry = Registry::new();
+    metrics::build_info(&registry, "ca", "9.9.9").expect("build info");
+    let signed = metrics::register(
+        &registry,
+        IntCounter::new("https_ca_crls_signed_total", "CRLs signed.").expect("name"),
+    )
+    .expect("register");
+    signed.inc();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let (server, addr) =
+                Exporter::bind("127.0.0.1:0".parse().expect("addr"), registry).expect("bind");
+            tx.send((addr, server.handle())).expect("send");
+            server.await.expect("serve");
+        })
+    });
+    let (addr, handle) = rx.recv().expect("listening");
+    let body = http_get(addr, "/metrics");
+    assert!(body.contains("https_ca_crls_signed_total 1"), "{body}");
+    assert!(
+        body.contains("service=\"ca\",version=\"9.9.9\"} 1"),
+        "{body}"
+    );
+    drop(handle.stop(false));
+    thread.join().expect("stopped");
+}

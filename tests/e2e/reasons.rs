@@ -246,3 +246,35 @@ fn a_stale_crl_still_refuses_what_it_lists_under_warn_and_everything_under_refus
     assert!(e.contains("alert certificate expired"), "{e}");
     assert_eq!(handshakes(&refuse, "refused", "crl_stale"), 1);
 }
+
+#[test]
+fn a_failed_reload_shows_in_the_figures_until_a_good_one() {
+    let pki = TestPki::new();
+    let mut config = Config::for_pki(pki.layout().root(), ClientAuth::Required);
+    config.metrics_allow_cn = vec!["prometheus".into()];
+    let srv = TestServer::spawn(config).expect("server");
+    let text = || String::from_utf8(srv.metrics.as_ref().expect("on").encode()).expect("utf-8");
+    assert!(
+        text().contains("https_tls_last_reload_successful 1"),
+        "{}",
+        text()
+    );
+    let cert = pki.layout().server_cert();
+    let good = std::fs::read(&cert).expect("read");
+    std::fs::write(&cert, "not a certificate").expect("break");
+    assert!(srv.tls.reload().is_err());
+    let t = text();
+    assert!(t.contains("https_tls_last_reload_successful 0"), "{t}");
+    assert!(
+        t.contains("https_tls_reloads_total{result=\"failure\"} 1"),
+        "{t}"
+    );
+    std::fs::write(&cert, good).expect("mend");
+    srv.tls.reload().expect("reload");
+    let t = text();
+    assert!(t.contains("https_tls_last_reload_successful 1"), "{t}");
+    assert!(
+        t.contains("https_tls_reloads_total{result=\"success\"} 1"),
+        "{t}"
+    );
+}

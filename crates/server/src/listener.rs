@@ -436,9 +436,8 @@ impl Drop for Background {
 
 /// Reloads the TLS context on SIGHUP and, every `watch_secs` (0 = never), when a file changed.
 /// A failed reload is logged and the old context keeps serving.
-fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64, metrics: Shared) {
+fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
     let on_signal = tls.clone();
-    let on_change = metrics.clone();
     actix_web::rt::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -446,7 +445,7 @@ fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64, metrics: Shared) {
             return;
         };
         while hup.recv().await.is_some() {
-            reload(&on_signal, "SIGHUP", &metrics);
+            reload(&on_signal, "SIGHUP");
         }
     });
     if watch_secs > 0 {
@@ -458,23 +457,16 @@ fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64, metrics: Shared) {
                 let now = tls.files().fingerprint();
                 if now != seen {
                     seen = now;
-                    reload(&tls, "files changed", &on_change);
+                    reload(&tls, "files changed");
                 }
             }
         });
     }
 }
 
-/// One reload, logged and counted either way.
-fn reload(tls: &TlsReloader, why: &str, metrics: &Shared) {
-    let result = tls.reload();
-    if let Some(m) = metrics {
-        m.reload(result.is_ok());
-        if let Ok(l) = &result {
-            m.loaded(&l.info);
-        }
-    }
-    match result {
+/// One reload, logged (and counted by the reloader) either way.
+fn reload(tls: &TlsReloader, why: &str) {
+    match tls.reload() {
         Ok(l) => tracing::info!(
             why,
             generation = l.generation,
@@ -537,11 +529,7 @@ async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     if let Some(at) = started.metrics_addr {
         println!("metrics on http://{at}/metrics");
     }
-    spawn_reloader(
-        started.tls.clone(),
-        config.watch_secs,
-        started.metrics.clone(),
-    );
+    spawn_reloader(started.tls.clone(), config.watch_secs);
     spawn_crl_watch(started.tls.clone(), config.crl_stale);
     started.server.await.map_err(|source| ServerError::Bind {
         addr: config.bind,

@@ -211,7 +211,19 @@ impl TlsReloader {
     }
 
     /// Rebuilds the context from disk. On error the current context keeps serving.
+    /// Counted in the metrics either way; the expiry gauges follow a success.
     pub fn reload(&self) -> Result<Arc<Loaded>, ServerError> {
+        let result = self.rebuild();
+        if let Some(m) = &self.settings.policy.metrics {
+            m.reload(result.is_ok());
+            if let Ok(loaded) = &result {
+                m.loaded(&loaded.info);
+            }
+        }
+        result
+    }
+
+    fn rebuild(&self) -> Result<Arc<Loaded>, ServerError> {
         let m = load(&self.files)?;
         let context = build(&m, &self.settings)?.build().into_context();
         let info = cert_info(&m)?;
