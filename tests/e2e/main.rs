@@ -10,6 +10,8 @@ mod pki_interop;
 mod pki_profiles;
 mod pki_rotation;
 mod pki_two_cas;
+mod prometheus;
+mod reasons;
 mod server_interop;
 mod server_tls;
 mod support;

@@ -123,6 +123,7 @@ impl Bench<'_> {
                 ]);
                 // No per-request log lines: nginx runs with access_log off.
                 cmd.args(figure.server_args()).env("RUST_LOG", "warn");
+                cmd.args(&self.cfg.settings.server_args);
                 cmd
             }
             (Server::Nginx, Some(bin)) => {
@@ -393,6 +394,7 @@ mod tests {
                 threads: 1,
                 tls: Backend::Rustls,
                 label: None,
+                server_args: Vec::new(),
             },
             server_bin: "/nonexistent/server".into(),
             nginx: None,

@@ -81,6 +81,10 @@ struct CompareArgs {
     /// What this server build is, written in the report (e.g. "vendored OpenSSL 3.6").
     #[arg(long)]
     label: Option<String>,
+    /// An extra flag for our server (repeatable), e.g. `--server-arg=--metrics-bind=127.0.0.1:0`
+    /// to measure what the metrics cost.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// Worker threads of our server and worker processes of nginx.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -216,6 +220,7 @@ fn run_compare(a: CompareArgs) -> Result<()> {
             threads: a.threads.unwrap_or_else(cores),
             tls: a.tls,
             label: a.label,
+            server_args: a.server_args,
         },
         server_bin: a
             .server_bin

@@ -195,6 +195,8 @@ pub struct Settings {
     pub tls: Backend,
     /// `--label`: what this run's server build is, e.g. `vendored OpenSSL 3.6`.
     pub label: Option<String>,
+    /// `--server-arg`: extra flags of our server, e.g. `--metrics-bind=127.0.0.1:0`.
+    pub server_args: Vec<String>,
 }
 
 /// Everything one `bench compare` measured.

@@ -72,6 +72,7 @@ fn run(figures: &[Figure]) -> Run {
             threads: 2,
             tls: Backend::Rustls,
             label: None,
+            server_args: Vec::new(),
         },
         machine: Machine {
             cores: 2,

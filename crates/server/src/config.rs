@@ -42,6 +42,17 @@ pub enum TlsProfile {
     Modern,
 }
 
+/// What the server does once the CRL is past its nextUpdate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlStale {
+    /// Fail closed: every client certificate is refused until a fresh CRL is loaded
+    /// (OpenSSL's own behaviour).
+    Refuse,
+    /// Keep enforcing the revocations the stale CRL lists, accept the rest, and log each
+    /// handshake that relied on it.
+    Warn,
+}
+
 /// Everything the server needs to start. [`Config::default`] is what `cargo run -p server`
 /// does with no flags; each field's doc gives its default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +77,8 @@ pub struct Config {
     pub crl_poll_secs: u64,
     /// Client certificate policy. Default [`ClientAuth::Required`].
     pub client_auth: ClientAuth,
+    /// What a CRL past its nextUpdate does. Default [`CrlStale::Refuse`] (SECURITY.md says why).
+    pub crl_stale: CrlStale,
     /// TLS profile. Default [`TlsProfile::Intermediate`].
     pub tls_profile: TlsProfile,
     /// htpasswd-style users file (bcrypt or argon2id) [default: the seed's user name/pwd1].
@@ -118,6 +131,13 @@ pub struct Config {
     /// The upstream's login route: a `POST` to it is held to the login brakes (a `false` or
     /// 401 answer counts as a failure, `true` resets). `None`: no brakes. Default `/login1`.
     pub upstream_login_path: Option<String>,
+    /// Serve `/metrics` (plain HTTP, nothing else) on this address too. Default none.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Serve `/metrics` on the TLS port to clients with one of these certificate CNs (or
+    /// `metrics_allow_san`); every other client gets 403. Default none: not on the TLS port.
+    pub metrics_allow_cn: Vec<String>,
+    /// Serve `/metrics` on the TLS port to clients with one of these subjectAltName values.
+    pub metrics_allow_san: Vec<String>,
 }
 
 impl Default for Config {
@@ -133,6 +153,7 @@ impl Default for Config {
             crl_url: None,
             crl_poll_secs: 60,
             client_auth: ClientAuth::Required,
+            crl_stale: CrlStale::Refuse,
             tls_profile: TlsProfile::Intermediate,
             users: None,
             allow_cn: Vec::new(),
@@ -154,6 +175,9 @@ impl Default for Config {
             upstream_timeout_secs: 30,
             identity_header_prefix: "X-Client-Cert-".into(),
             upstream_login_path: Some("/login1".into()),
+            metrics_bind: None,
+            metrics_allow_cn: Vec::new(),
+            metrics_allow_san: Vec::new(),
         }
     }
 }
@@ -201,6 +225,16 @@ impl Config {
             let p = self.layout().ca_crl();
             p.exists().then_some(p)
         })
+    }
+
+    /// Whether figures are collected: only when they are exposed somewhere.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_bind.is_some() || self.metrics_on_tls()
+    }
+
+    /// Whether `/metrics` is served on the TLS port (to the clients of its access list).
+    pub fn metrics_on_tls(&self) -> bool {
+        !self.metrics_allow_cn.is_empty() || !self.metrics_allow_san.is_empty()
     }
 
     /// TLS handshake timeout.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use openssl::ssl::{SslConnector, SslMethod, SslVersion};
 use openssl::x509::{X509Crl, X509};
 
@@ -132,15 +132,15 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
     });
 }
 
-/// The CRL lines of `/healthz`, and whether the CRL in use is still current.
-pub(crate) fn health(req: &HttpRequest) -> Option<HttpResponse> {
+/// The feed's lines of `/healthz`: the CRL in use, its age, and the last failed poll.
+pub(crate) fn health(req: &HttpRequest) -> Option<String> {
     let feed = req.app_data::<web::Data<CrlFeed>>()?;
     let s = feed.snapshot();
     let now = pki::authority::now();
     let stale = s.next_update.is_some_and(|n| n <= now);
     let mut text = format!(
-        "{}\ncrl number={} revoked={} age_secs={} next_update_in_secs={} confirmed_secs_ago={} url={}\n",
-        if stale { "stale: the CRL is past its nextUpdate" } else { "ok" },
+        "crl feed{}: number={} revoked={} age_secs={} next_update_in_secs={} confirmed_secs_ago={} url={}\n",
+        if stale { " STALE (past its nextUpdate)" } else { "" },
         s.number.map_or("none".into(), |n| n.to_string()),
         s.revoked,
         now - s.this_update,
@@ -149,18 +149,9 @@ pub(crate) fn health(req: &HttpRequest) -> Option<HttpResponse> {
         feed.url,
     );
     if let Some((at, why)) = &s.failure {
-        text.push_str(&format!("last poll failed {} s ago: {why}\n", now - at));
+        text.push_str(&format!("crl feed: last poll failed {} s ago: {why}\n", now - at));
     }
-    let status = if stale {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    Some(
-        HttpResponse::build(status)
-            .content_type("text/plain; charset=utf-8")
-            .body(text),
-    )
+    Some(text)
 }
 
 impl CrlFeed {

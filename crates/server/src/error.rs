@@ -36,6 +36,10 @@ pub enum ServerError {
         prefix: String,
     },
 
+    /// The metrics could not be set up (a bug: every name is fixed).
+    #[error("metrics set-up failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

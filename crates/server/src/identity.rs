@@ -10,7 +10,13 @@ use actix_web::dev::{Extensions, Payload};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use openssl::ssl::SslRef;
+use openssl::x509::X509VerifyResult;
+use pki::verify::Problem;
 use serde::Serialize;
+
+use crate::metrics::{HandshakeResult, Shared};
+use crate::refusal::{Reason, Refusal};
+use crate::tls;
 
 /// The verified client certificate (parsed in the pki crate, where it can be fuzzed without the
 /// web stack).
@@ -21,28 +27,101 @@ type Certificate = pki::identity::ClientIdentity;
 pub struct Connection {
     /// The verified client, if a certificate was presented.
     pub client: Option<Arc<Certificate>>,
+    /// Why a certificate that was presented was not taken (`optional` mode serves the client as
+    /// anonymous).
+    pub refusal: Option<Refusal>,
+    /// Whether the access list lets this client in (judged once per connection).
+    pub allowed: bool,
     /// Whether the TLS session was resumed.
     pub resumed: bool,
     /// Negotiated protocol ("TLSv1.3").
     pub protocol: &'static str,
 }
 
-/// The `on_connect` hook: reads the verified leaf (not the last certificate the client sent).
-pub fn on_connect(ssl: &SslRef, ext: &mut Extensions) {
+/// What `on_connect` judges a connection with.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The access list.
+    pub acl: Arc<Acl>,
+    /// Whether a client certificate is asked for.
+    pub client_auth: crate::config::ClientAuth,
+    /// Where handshakes are counted.
+    pub metrics: Shared,
+}
+
+/// The `on_connect` hook: reads the verified leaf (not the last certificate the client sent),
+/// or why the certificate was not taken; judges the access list; counts the handshake.
+pub fn on_connect(ssl: &SslRef, ext: &mut Extensions, gate: &Gate) {
+    let verified = ssl.verify_result() == X509VerifyResult::OK;
+    let verdict = tls::verdict(ssl);
     // The verified chain starts with the leaf; a resumed session keeps only the peer certificate,
     // which was verified when the session was made.
-    let client = match ssl.verified_chain().and_then(|c| c.iter().next()) {
-        Some(leaf) => Certificate::from_cert(leaf),
-        None => ssl
-            .peer_certificate()
-            .filter(|_| ssl.verify_result() == openssl::x509::X509VerifyResult::OK)
-            .and_then(|c| Certificate::from_cert(&c)),
+    let leaf = match ssl.verified_chain().and_then(|c| c.iter().next()) {
+        Some(leaf) => Some(leaf.to_owned()),
+        None => ssl.peer_certificate(),
     };
+    let client = leaf
+        .as_ref()
+        .filter(|_| verified)
+        .and_then(|c| Certificate::from_cert(c));
+    let refusal = (!verified)
+        .then_some(leaf.as_ref())
+        .flatten()
+        .map(|cert| Refusal::new(problem_of(ssl, verdict, cert), Some(cert)));
+    let allowed = gate.acl.allows(client.as_ref());
+    let resumed = ssl.session_reused();
+    let stale = verdict.is_some_and(|v| v.stale_crl.load(std::sync::atomic::Ordering::Relaxed));
+    if stale && client.is_some() {
+        tracing::warn!(
+            client = %client.as_ref().map_or("", |c| c.subject.as_str()),
+            "client certificate accepted on a CRL past its nextUpdate (--crl-stale warn): run `pki crl`"
+        );
+    }
+    if let Some(m) = &gate.metrics {
+        let asked = gate.client_auth != crate::config::ClientAuth::None;
+        let (result, reason) = match (&refusal, allowed, stale) {
+            (_, false, _) => (HandshakeResult::Refused, Reason::AccessList),
+            (Some(r), _, _) => (HandshakeResult::Anonymous, r.reason()),
+            (None, _, _) if asked && client.is_none() => {
+                (HandshakeResult::Anonymous, Reason::NoCertificate)
+            }
+            (None, _, true) => (HandshakeResult::Accepted, Reason::CrlStale),
+            (None, _, false) => (HandshakeResult::Accepted, Reason::None),
+        };
+        m.handshake(result, reason, resumed);
+        if let (Some(leaf), true, false) = (&leaf, client.is_some(), resumed) {
+            if let Ok(t) = pki::authority::unix_time(leaf.not_after()) {
+                m.client_certificate(t);
+            }
+        }
+    }
     ext.insert(Connection {
         client: client.map(Arc::new),
-        resumed: ssl.session_reused(),
+        refusal,
+        allowed,
+        resumed,
         protocol: ssl.version_str(),
     });
+}
+
+/// The first problem the verify callback kept, else the one of the session's verify result
+/// (a resumed session), with our own leaf checks behind OpenSSL's "application verification".
+fn problem_of(
+    ssl: &SslRef,
+    verdict: Option<&tls::Verdict>,
+    cert: &openssl::x509::X509Ref,
+) -> Problem {
+    if let Some(p) = verdict.and_then(|v| v.first.get()) {
+        return *p;
+    }
+    let result = ssl.verify_result();
+    if result == X509VerifyResult::APPLICATION_VERIFICATION {
+        let own = cert.to_der().ok().and_then(|der| tls::leaf_refusal(&der));
+        if let Some((p, _)) = own {
+            return p;
+        }
+    }
+    Problem::of(result).unwrap_or(Problem::Other(result.as_raw()))
 }
 
 /// The verified client of this request's connection, as a handler argument: the subject, CN,
@@ -84,15 +163,33 @@ impl FromRequest for ClientIdentity {
     type Future = Ready<Result<ClientIdentity, NoClientCertificate>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let client = req.conn_data::<Connection>().and_then(|c| c.client.clone());
-        ready(client.map(ClientIdentity).ok_or(NoClientCertificate))
+        let conn = req.conn_data::<Connection>();
+        let client = conn.and_then(|c| c.client.clone());
+        ready(client.map(ClientIdentity).ok_or(NoClientCertificate {
+            refused: conn.and_then(|c| c.refusal),
+        }))
     }
 }
 
-/// Why a [`ClientIdentity`] could not be extracted; answered 401 with a JSON `error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no client certificate was presented")]
-pub struct NoClientCertificate;
+/// Why a [`ClientIdentity`] could not be extracted: no certificate, or one that was refused
+/// (`optional` mode). Answered 401 with a JSON `error` in plain words (and the `reason` label
+/// of a refused one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoClientCertificate {
+    /// Why the certificate that was presented was refused; `None` when there was none.
+    pub refused: Option<Refusal>,
+}
+
+impl std::fmt::Display for NoClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.refused {
+            Some(r) => write!(f, "your client certificate was refused: {}", r.plain()),
+            None => f.write_str("no client certificate was presented"),
+        }
+    }
+}
+
+impl std::error::Error for NoClientCertificate {}
 
 impl ResponseError for NoClientCertificate {
     fn status_code(&self) -> StatusCode {
@@ -100,7 +197,13 @@ impl ResponseError for NoClientCertificate {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::Unauthorized().json(serde_json::json!({ "error": self.to_string() }))
+        let body = match self.refused {
+            Some(r) => {
+                serde_json::json!({ "error": self.to_string(), "reason": r.reason().label() })
+            }
+            None => serde_json::json!({ "error": self.to_string() }),
+        };
+        HttpResponse::Unauthorized().json(body)
     }
 }
 

@@ -13,6 +13,9 @@
 //!   with the verified client in `X-Client-Cert-*` headers (forged ones removed first), bodies
 //!   streamed, 502/504 when the application is down or slow.
 //! - [`TlsReloader`]: the TLS state behind a running server, for reloads.
+//! - [`metrics`]: Prometheus figures of the trust path (`Config::metrics_bind`, or on the TLS
+//!   port for `Config::metrics_allow_cn`), and helpers any other service can expose its own with.
+//! - [`log`]: the binary's log set-up, text or one JSON object per line.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -32,16 +35,22 @@ mod identity;
 mod limits;
 mod linger;
 mod listener;
+pub mod log;
 mod login;
+pub mod metrics;
 mod middleware;
 mod pages;
 mod proxy;
 mod proxy_headers;
+mod refusal;
 mod routes;
 mod tls;
+mod trust;
 
-pub use config::{ClientAuth, Config, TlsProfile, Upstream};
+pub use config::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
 pub use error::{InvalidUpstream, ServerError};
 pub use identity::{ClientIdentity, NoClientCertificate};
 pub use listener::{run, start, Background, Server, Started};
-pub use tls::{CertInfo, Loaded, TlsReloader};
+pub use refusal::{Reason, Refusal};
+pub use tls::{Loaded, TlsReloader};
+pub use trust::{CaInfo, CertInfo, CrlInfo, Freshness};

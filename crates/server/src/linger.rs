@@ -20,6 +20,7 @@ use actix_web::rt::net::{ActixStream, Ready, TcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::limits::{LINGER_BYTES, LINGER_TIME, MAX_LINGERING};
+use crate::metrics::Shared;
 
 static LINGERING: AtomicUsize = AtomicUsize::new(0);
 
@@ -29,14 +30,20 @@ pub struct Lingering {
     // Always Some until drop.
     tcp: Option<TcpStream>,
     established: Cell<bool>,
+    /// Counts open and lingering connections, when metrics are on.
+    metrics: Shared,
 }
 
 impl Lingering {
     /// Wraps an accepted connection.
-    pub fn new(tcp: TcpStream) -> Lingering {
+    pub fn new(tcp: TcpStream, metrics: Shared) -> Lingering {
+        if let Some(m) = &metrics {
+            m.connections_open.inc();
+        }
         Lingering {
             tcp: Some(tcp),
             established: Cell::new(false),
+            metrics,
         }
     }
 
@@ -57,6 +64,10 @@ impl Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
+        let metrics = self.metrics.take();
+        if let Some(m) = &metrics {
+            m.connections_open.dec();
+        }
         let Some(tcp) = self.tcp.take() else { return };
         if self.established.get() {
             return;
@@ -68,9 +79,15 @@ impl Drop for Lingering {
             LINGERING.fetch_sub(1, Ordering::Relaxed);
             return;
         }
+        if let Some(m) = &metrics {
+            m.connections_lingering.inc();
+        }
         runtime.spawn(async move {
             linger(tcp).await;
             LINGERING.fetch_sub(1, Ordering::Relaxed);
+            if let Some(m) = metrics {
+                m.connections_lingering.dec();
+            }
         });
     }
 }

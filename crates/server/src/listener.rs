@@ -12,17 +12,20 @@ use actix_tls::accept::openssl::{Acceptor, TlsStream};
 use actix_tls::accept::TlsError;
 use actix_web::dev::{AppConfig, Extensions};
 use actix_web::rt::net::TcpStream;
-use actix_web::{web, App};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::identity::{self, Acl};
+use crate::identity::{self, Acl, Connection, Gate};
 use crate::limits::{BACKLOG, CLIENT_DISCONNECT_TIMEOUT};
 use crate::linger::Lingering;
+use crate::metrics::{self, HandshakeResult, Metrics, Shared};
 use crate::middleware;
 use crate::proxy;
-use crate::routes;
+use crate::refusal::Reason;
+use crate::routes::{self, Health};
 use crate::tls::TlsReloader;
+use crate::trust::Freshness;
 
 /// What a server mounts: a function that registers services, called once per worker.
 type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
@@ -35,6 +38,10 @@ pub struct Started {
     pub server: actix_web::dev::Server,
     /// The TLS state, for reloads.
     pub tls: Arc<TlsReloader>,
+    /// The plain-HTTP metrics listener's address (`metrics_bind`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// The figures, when they are on (add your own to their registry).
+    pub metrics: Shared,
 }
 
 /// The hardened listener around an app: [`Server::new`] mounts the seed's routes,
@@ -86,15 +93,23 @@ impl Server {
     /// (tokio) runtime.
     pub fn start(mut self) -> Result<Started, ServerError> {
         let feed = crate::crl_fetch::prepare(&mut self.config)?;
+        let metrics = match self.config.metrics_enabled() {
+            true => Some(Arc::new(Metrics::new()?)),
+            false => None,
+        };
         let app: AppFactory = match (self.app, &self.config.upstream) {
             (Some(app), _) => app,
             (None, Some(upstream)) => Arc::new(proxy::proxy_app(&self.config, upstream)?),
             (None, None) => {
-                let seed = routes::seed_app(&self.config)?;
+                let seed = routes::seed_app(&self.config, metrics.clone())?;
                 Arc::new(move |cfg: &mut web::ServiceConfig| seed.configure(cfg))
             }
         };
-        let started = bind(&self.config, crate::crl_fetch::with_feed(app, feed.clone()))?;
+        let started = bind(
+            &self.config,
+            crate::crl_fetch::with_feed(app, feed.clone()),
+            metrics,
+        )?;
         crate::crl_fetch::spawn(feed, started.tls.clone());
         Ok(started)
     }
@@ -124,14 +139,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     Server::new(config).run().await
 }
 
-fn bind(config: &Config, app: AppFactory) -> Result<Started, ServerError> {
-    let (tls, acceptor) = TlsReloader::new(config)?;
-    let bind_error = |source| ServerError::Bind {
-        addr: config.bind,
-        source,
-    };
-    let listener = listen(config.bind, BACKLOG).map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
+fn bind(config: &Config, app: AppFactory, metrics: Shared) -> Result<Started, ServerError> {
+    let (tls, acceptor) = TlsReloader::new(config, metrics.clone())?;
+    if let Some(m) = &metrics {
+        m.loaded(&tls.current().info);
+    }
+    let bind_error = |addr| move |source| ServerError::Bind { addr, source };
+    let listener = listen(config.bind, BACKLOG).map_err(bind_error(config.bind))?;
+    let addr = listener.local_addr().map_err(bind_error(config.bind))?;
     let mut builder = actix_server::Server::build()
         .backlog(BACKLOG)
         .max_concurrent_connections(config.max_connections)
@@ -139,27 +154,104 @@ fn bind(config: &Config, app: AppFactory) -> Result<Started, ServerError> {
     if let Some(n) = config.workers {
         builder = builder.workers(n);
     }
+    let tls_metrics = match (&metrics, config.metrics_on_tls()) {
+        (Some(m), true) => Some(Arc::new(TlsMetrics {
+            acl: Acl {
+                cns: config.metrics_allow_cn.clone(),
+                sans: config.metrics_allow_san.clone(),
+            },
+            metrics: m.clone(),
+        })),
+        _ => None,
+    };
     let worker = Worker {
         shutdown: builder.graceful_shutdown_signal(),
         acceptor,
         addr,
         app,
-        acl: Arc::new(Acl {
-            cns: config.allow_cn.clone(),
-            sans: config.allow_san.clone(),
-        }),
+        gate: Gate {
+            acl: Arc::new(Acl {
+                cns: config.allow_cn.clone(),
+                sans: config.allow_san.clone(),
+            }),
+            client_auth: config.client_auth,
+            metrics: metrics.clone(),
+        },
+        health: Health {
+            tls: tls.clone(),
+            crl_stale: config.crl_stale,
+        },
+        tls_metrics,
         handshake: config.handshake_timeout(),
         request: Duration::from_secs(config.request_timeout_secs),
         keep_alive: Duration::from_secs(config.keep_alive_secs),
     };
-    let builder = builder
+    let mut builder = builder
         .listen("https", listener, move || worker.clone().service())
-        .map_err(bind_error)?;
+        .map_err(bind_error(config.bind))?;
+    let mut metrics_addr = None;
+    if let (Some(m), Some(want)) = (&metrics, config.metrics_bind) {
+        let listener = listen(want, BACKLOG).map_err(bind_error(want))?;
+        let at = listener.local_addr().map_err(bind_error(want))?;
+        let registry = m.clone();
+        builder = builder
+            .listen("metrics", listener, move || {
+                plain_metrics(registry.clone(), at)
+            })
+            .map_err(bind_error(want))?;
+        metrics_addr = Some(at);
+    }
     Ok(Started {
         addrs: vec![addr],
         server: builder.run(),
         tls,
+        metrics_addr,
+        metrics,
     })
+}
+
+/// `/metrics` on the TLS port, for the clients of its own access list.
+struct TlsMetrics {
+    acl: Acl,
+    metrics: Arc<Metrics>,
+}
+
+async fn tls_metrics(req: HttpRequest, exposure: web::Data<TlsMetrics>) -> HttpResponse {
+    let client = req
+        .conn_data::<Connection>()
+        .and_then(|c| c.client.as_deref());
+    if !exposure.acl.allows(client) {
+        return HttpResponse::Forbidden().json(serde_json::json!({
+            "error": "this client certificate may not read /metrics (--metrics-allow-cn, --metrics-allow-san)"
+        }));
+    }
+    HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(exposure.metrics.encode())
+}
+
+/// The plain-HTTP listener of `metrics_bind`: `GET /metrics` and nothing else.
+fn plain_metrics(
+    m: Arc<Metrics>,
+    addr: SocketAddr,
+) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), InitError = ()> {
+    let app = App::new().route(
+        "/metrics",
+        web::get().to(move || {
+            let body = m.encode();
+            async move {
+                HttpResponse::Ok()
+                    .content_type(metrics::CONTENT_TYPE)
+                    .body(body)
+            }
+        }),
+    );
+    HttpService::build()
+        .client_request_timeout(Duration::from_secs(10))
+        .finish(map_config(app, move |_| {
+            AppConfig::__priv_test_new(false, addr.to_string(), addr)
+        }))
+        .tcp()
 }
 
 /// What each worker thread builds its connection pipeline from.
@@ -169,7 +261,9 @@ struct Worker {
     acceptor: openssl::ssl::SslAcceptor,
     addr: SocketAddr,
     app: AppFactory,
-    acl: Arc<Acl>,
+    gate: Gate,
+    health: Health,
+    tls_metrics: Option<Arc<TlsMetrics>>,
     handshake: Duration,
     request: Duration,
     keep_alive: Duration,
@@ -183,8 +277,24 @@ impl Worker {
         self,
     ) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), InitError = ()>
     {
-        let Worker { app, addr, .. } = self.clone();
-        let app = middleware::harden(App::new().configure(move |cfg| app(cfg)), self.acl);
+        let Worker {
+            app,
+            addr,
+            gate,
+            health,
+            tls_metrics: exposure,
+            ..
+        } = self.clone();
+        let mut base = App::new().app_data(web::Data::new(health));
+        // Ours first: a route registered earlier wins, even over an app's default service.
+        if let Some(exposure) = exposure {
+            base = base
+                .app_data(web::Data::from(exposure))
+                .route("/metrics", web::get().to(tls_metrics));
+        }
+        let app = middleware::harden(base.configure(move |cfg| app(cfg)), gate.metrics.clone());
+        let counted = gate.metrics.clone();
+        let connections = gate.metrics.clone();
         let shutdown = self.shutdown;
         let http = HttpService::build()
             .graceful_shutdown_signal(move || {
@@ -195,8 +305,8 @@ impl Worker {
             .client_request_timeout(self.request)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .local_addr(addr)
-            .on_connect_ext(|io: &TlsStream<Lingering>, ext: &mut Extensions| {
-                identity::on_connect(io.ssl(), ext)
+            .on_connect_ext(move |io: &TlsStream<Lingering>, ext: &mut Extensions| {
+                identity::on_connect(io.ssl(), ext, &gate)
             })
             .finish(map_config(app, move |_| {
                 // actix-web keeps AppConfig's constructor crate-private; this is the public,
@@ -205,18 +315,47 @@ impl Worker {
             }));
         let mut tls = Acceptor::new(self.acceptor);
         tls.set_handshake_timeout(self.handshake);
-        fn_service(|tcp: TcpStream| async move { Ok(Lingering::new(tcp)) })
-            .and_then(tls.map_err(TlsError::into_service_error))
-            .map(|io: TlsStream<Lingering>| {
-                io.get_ref().established();
-                let proto = match io.ssl().selected_alpn_protocol() {
-                    Some(b"h2") => Protocol::Http2,
-                    _ => Protocol::Http1,
-                };
-                let peer = io.get_ref().tcp().peer_addr().ok();
-                (io, proto, peer)
-            })
-            .and_then(http.map_err(TlsError::Service))
+        fn_service(move |tcp: TcpStream| {
+            let metrics = connections.clone();
+            async move { Ok(Lingering::new(tcp, metrics)) }
+        })
+        .and_then(tls.map_err(move |e| {
+            count_tls_failure(&counted, &e);
+            TlsError::into_service_error(e)
+        }))
+        .map(|io: TlsStream<Lingering>| {
+            io.get_ref().established();
+            let proto = match io.ssl().selected_alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            let peer = io.get_ref().tcp().peer_addr().ok();
+            (io, proto, peer)
+        })
+        .and_then(http.map_err(TlsError::Service))
+    }
+}
+
+/// Counts (and for a missing certificate, logs) a handshake the TLS layer failed; the verify
+/// callback counted the certificates it refused.
+fn count_tls_failure(
+    metrics: &Shared,
+    e: &TlsError<openssl::ssl::Error, std::convert::Infallible>,
+) {
+    let Some(reason) = Reason::of_tls_error(e) else {
+        return;
+    };
+    if reason == Reason::NoCertificate {
+        tracing::warn!(
+            reason = "no client certificate",
+            label = reason.label(),
+            "client certificate refused"
+        );
+    } else {
+        tracing::debug!(label = reason.label(), error = %e, "TLS handshake failed");
+    }
+    if let Some(m) = metrics {
+        m.handshake(HandshakeResult::Refused, reason, false);
     }
 }
 
@@ -237,6 +376,10 @@ pub struct Background {
     pub addr: SocketAddr,
     /// Its TLS state, for reloads.
     pub tls: Arc<TlsReloader>,
+    /// The plain-HTTP metrics listener's address (`metrics_bind`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// The figures, when they are on.
+    pub metrics: Shared,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -258,7 +401,8 @@ impl Background {
                 match start() {
                     Ok(s) => {
                         let handle = s.server.handle();
-                        if tx.send(Ok((s.addrs[0], s.tls, handle))).is_ok() {
+                        let up = (s.addrs[0], s.tls, s.metrics_addr, s.metrics, handle);
+                        if tx.send(Ok(up)).is_ok() {
                             let _ = s.server.await;
                         }
                     }
@@ -274,10 +418,12 @@ impl Background {
                 source: std::io::Error::other("the server thread ended before listening"),
             })
         });
-        let (addr, tls, handle) = started?;
+        let (addr, tls, metrics_addr, metrics, handle) = started?;
         Ok(Background {
             addr,
             tls,
+            metrics_addr,
+            metrics,
             handle,
             thread: Some(thread),
         })
@@ -325,7 +471,7 @@ fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
     }
 }
 
-/// One reload, logged either way.
+/// One reload, logged (and counted by the reloader) either way.
 fn reload(tls: &TlsReloader, why: &str) {
     match tls.reload() {
         Ok(l) => tracing::info!(
@@ -339,6 +485,25 @@ fn reload(tls: &TlsReloader, why: &str) {
             tracing::error!(why, error = %e, "reload failed; still serving the previous certificates")
         }
     }
+}
+
+/// Warns of a CRL near or past its nextUpdate, at start and then once a day.
+fn spawn_crl_watch(tls: Arc<TlsReloader>, mode: crate::config::CrlStale) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+        loop {
+            tick.tick().await;
+            let info = tls.current().info.clone();
+            let Some(crl) = info.crl else { continue };
+            let now = pki::authority::now();
+            let words = crl.describe(now, mode);
+            match crl.freshness(now) {
+                Freshness::Fresh => {}
+                Freshness::Due { .. } => tracing::warn!("{words}"),
+                Freshness::Stale { .. } => tracing::error!("{words}"),
+            }
+        }
+    });
 }
 
 /// Prints the start-up line, warns of a certificate near its end, and serves.
@@ -368,7 +533,11 @@ async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     } else if days < 30 {
         tracing::warn!(days, "the server certificate expires soon");
     }
+    if let Some(at) = started.metrics_addr {
+        println!("metrics on http://{at}/metrics");
+    }
     spawn_reloader(started.tls.clone(), config.watch_secs);
+    spawn_crl_watch(started.tls.clone(), config.crl_stale);
     started.server.await.map_err(|source| ServerError::Bind {
         addr: config.bind,
         source,

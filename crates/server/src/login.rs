@@ -108,16 +108,16 @@ impl Brakes {
             .map(|until| until - now)
     }
 
-    /// Records the outcome of a password check for `who`.
-    pub fn record(&self, who: &str, success: bool) {
+    /// Records the outcome of a password check for `who`; true when it locked `who` out.
+    pub fn record(&self, who: &str, success: bool) -> bool {
         if self.max_failures == 0 {
-            return;
+            return false;
         }
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if success {
             state.remove(who);
-            return;
+            return false;
         }
         if state.len() >= MAX_TRACKED && !state.contains_key(who) {
             let lockout = self.lockout;
@@ -150,7 +150,9 @@ impl Brakes {
         if entry.failures >= self.max_failures {
             entry.locked_until = Some(now + self.lockout);
             entry.failures = 0;
+            return true;
         }
+        false
     }
 }
 
@@ -235,7 +237,7 @@ mod tests {
         b.record("a", false);
         b.record("a", false);
         assert!(b.locked("a").is_none(), "the success reset the count");
-        b.record("a", false);
+        assert!(b.record("a", false), "the third failure locks");
         let wait = b.locked("a").expect("locked");
         assert!(wait > Duration::from_secs(58));
         assert!(b.locked("b").is_none(), "per identity");

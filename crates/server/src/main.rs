@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use server::{ClientAuth, Config, TlsProfile, Upstream};
+use server::log::LogFormat;
+use server::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
 
 /// mimalloc instead of glibc's malloc. With the crate's `override` feature it also serves
 /// OpenSSL's `malloc`/`free` (a full handshake makes about a thousand of them), which is where
@@ -151,6 +152,82 @@ struct Args {
     #[arg(long, env = "SERVER_UPSTREAM_LOGIN_PATH",
           default_value_t = defaults().upstream_login_path.unwrap_or_default())]
     upstream_login_path: String,
+
+    /// What a CRL past its nextUpdate does: refuse every client certificate (fail closed), or
+    /// warn (keep refusing the serials it lists, accept the rest, log each such handshake).
+    #[arg(long, env = "SERVER_CRL_STALE", value_enum,
+          default_value_t = CrlStaleArg::from(defaults().crl_stale))]
+    crl_stale: CrlStaleArg,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: keep it on loopback or a
+    /// monitoring network). Off unless given.
+    #[arg(long, env = "SERVER_METRICS_BIND", value_name = "ADDR")]
+    metrics_bind: Option<SocketAddr>,
+
+    /// Serve /metrics on the TLS port to clients with this certificate CN (repeatable).
+    #[arg(
+        long = "metrics-allow-cn",
+        env = "SERVER_METRICS_ALLOW_CN",
+        value_delimiter = ','
+    )]
+    metrics_allow_cn: Vec<String>,
+
+    /// Serve /metrics on the TLS port to clients with this subjectAltName value (repeatable).
+    #[arg(
+        long = "metrics-allow-san",
+        env = "SERVER_METRICS_ALLOW_SAN",
+        value_delimiter = ','
+    )]
+    metrics_allow_san: Vec<String>,
+
+    /// Log lines as text, or as one JSON object per line (time, level, event, fields).
+    #[arg(long, env = "SERVER_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+}
+
+/// [`CrlStale`] as a flag value.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CrlStaleArg {
+    /// Fail closed: every client certificate is refused until a fresh CRL is loaded.
+    Refuse,
+    /// Enforce the revocations the stale CRL lists, accept the rest, log each such handshake.
+    Warn,
+}
+
+impl From<CrlStale> for CrlStaleArg {
+    fn from(mode: CrlStale) -> CrlStaleArg {
+        match mode {
+            CrlStale::Refuse => CrlStaleArg::Refuse,
+            CrlStale::Warn => CrlStaleArg::Warn,
+        }
+    }
+}
+
+impl From<CrlStaleArg> for CrlStale {
+    fn from(mode: CrlStaleArg) -> CrlStale {
+        match mode {
+            CrlStaleArg::Refuse => CrlStale::Refuse,
+            CrlStaleArg::Warn => CrlStale::Warn,
+        }
+    }
+}
+
+/// [`LogFormat`] as a flag value.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> LogFormat {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// The library's defaults, shown by `--help` and used when neither flag nor variable is set.
@@ -250,22 +327,19 @@ impl Args {
         c.upstream_timeout_secs = self.upstream_timeout_secs;
         c.identity_header_prefix = self.identity_header_prefix;
         c.upstream_login_path = Some(self.upstream_login_path).filter(|p| !p.is_empty());
+        c.crl_stale = self.crl_stale.into();
+        c.metrics_bind = self.metrics_bind;
+        c.metrics_allow_cn = self.metrics_allow_cn;
+        c.metrics_allow_san = self.metrics_allow_san;
         c
     }
 }
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let config = Args::parse().into_config();
+    let args = Args::parse();
+    server::log::init(args.log_format.into(), "info,actix_server=warn");
+    let config = args.into_config();
     let bind = config.bind;
     match server::run(config)
         .await
@@ -326,8 +400,14 @@ mod tests {
             "--upstream-timeout-secs=24",
             "--identity-header-prefix=X-Who-",
             "--upstream-login-path=",
+            "--crl-stale=warn",
+            "--metrics-bind=127.0.0.3:9",
+            "--metrics-allow-cn=prom",
+            "--metrics-allow-san=URI:m",
+            "--log-format=json",
         ])
         .expect("parse");
+        assert!(matches!(args.log_format, LogFormatArg::Json));
         let c = args.into_config();
         let path = |s: &str| Some(PathBuf::from(s));
         assert_eq!(c.bind, "127.0.0.2:1".parse().expect("addr"));
@@ -370,6 +450,12 @@ mod tests {
         assert_eq!(
             c.upstream_login_path, None,
             "an empty path turns the brakes off"
+        );
+        assert_eq!(c.crl_stale, CrlStale::Warn);
+        assert_eq!(c.metrics_bind, "127.0.0.3:9".parse().ok());
+        assert_eq!(
+            (c.metrics_allow_cn, c.metrics_allow_san),
+            (vec!["prom".into()], vec!["URI:m".into()])
         );
     }
 }

@@ -1,7 +1,7 @@
 //! What stands in front of every app the server mounts: the access log, the header limit, the
 //! access list and the cross-site guard (outermost first), and the one way to read a small body.
 
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -15,15 +15,17 @@ use actix_web::{App, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
-use crate::identity::{Acl, Connection};
+use crate::identity::Connection;
 use crate::limits::{MAX_FORM_BYTES, MAX_HEADER_BYTES};
+use crate::metrics::{Shared, WorkerRequests};
 use crate::pages;
 
 /// `app` with every guard around it. Registered on the `App` itself, so requests that match no
-/// route (the default service) pass the same guards.
+/// route (the default service) pass the same guards. Called once per worker: the figures'
+/// handle is shared within it without atomic reference counts.
 pub fn harden<T, B>(
     app: App<T>,
-    acl: Arc<Acl>,
+    metrics: Shared,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -43,12 +45,13 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
+    let metrics = Rc::new(metrics.map(WorkerRequests::new));
     app.wrap(from_fn(cross_site_guard))
-        .wrap(from_fn(move |req, next| {
-            access_list(acl.clone(), req, next)
-        }))
+        .wrap(from_fn(access_list))
         .wrap(from_fn(header_limit))
-        .wrap(from_fn(access_log))
+        .wrap(from_fn(move |req, next| {
+            access_log(metrics.clone(), req, next)
+        }))
 }
 
 /// Why a small body was not read.
@@ -107,16 +110,13 @@ async fn header_limit(
     Ok(req.into_response(res).map_into_right_body())
 }
 
-/// 403 for a client not on the access list (checked on every request, resumed sessions too).
+/// 403 for a client not on the access list (judged once per connection, resumed sessions
+/// too, by `on_connect`).
 async fn access_list(
-    acl: Arc<Acl>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let client = req
-        .conn_data::<Connection>()
-        .and_then(|c| c.client.as_deref());
-    if acl.allows(client) {
+    if req.conn_data::<Connection>().is_none_or(|c| c.allowed) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let res = HttpResponse::Forbidden()
@@ -124,15 +124,52 @@ async fn access_list(
     Ok(req.into_response(res).map_into_right_body())
 }
 
-/// One line per request: method, path (never the query or body), status, latency, client.
-async fn access_log(
+/// One line per request: method, path (never the query or body), status, latency, client; and
+/// the request's figures.
+async fn access_log<B: MessageBody + 'static>(
+    metrics: Rc<Option<Rc<WorkerRequests>>>,
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // Per-request work only when the line will be written (the benchmarks run at warn).
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return next.call(req).await;
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    // Per-request work only when a line will be written (the benchmarks run at warn) or a
+    // figure counted.
+    let log = tracing::enabled!(target: "access", tracing::Level::INFO);
+    match (log, metrics.as_ref()) {
+        (false, None) => next.call(req).await,
+        (false, Some(m)) => count_request(m, req, next).await,
+        (true, m) => log_request(m.as_ref(), req, next).await,
     }
+}
+
+/// The request's figures: its route pattern (never the path: the label's values stay few),
+/// status and latency.
+async fn count_request<B: MessageBody + 'static>(
+    m: &Rc<WorkerRequests>,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let start = Instant::now();
+    // Matched against the app's resource map here: routing needs the request to itself.
+    let route = req.match_pattern();
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    m.request(
+        route.unwrap_or_else(|| "unmatched".into()),
+        status,
+        start.elapsed(),
+    );
+    res
+}
+
+/// The access-log line, and the figures if they are on.
+async fn log_request<B: MessageBody + 'static>(
+    metrics: Option<&Rc<WorkerRequests>>,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -141,13 +178,22 @@ async fn access_log(
         .and_then(|c| c.client.as_ref())
         .map_or_else(|| "-".to_owned(), |c| c.subject.clone());
     let peer = req.peer_addr();
+    let route = metrics.and_then(|_| req.match_pattern());
     let res = next.call(req).await?;
+    let elapsed = start.elapsed();
+    if let Some(m) = metrics {
+        m.request(
+            route.unwrap_or_else(|| "unmatched".into()),
+            res.status(),
+            elapsed,
+        );
+    }
     tracing::info!(
         target: "access",
         %method,
         path,
         status = res.status().as_u16(),
-        micros = start.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         client,
         peer = ?peer,
     );

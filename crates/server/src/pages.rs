@@ -43,6 +43,8 @@ struct IndexPage<'a> {
     style: &'static str,
     client: Option<Visitor<'a>>,
     no_cert_reason: &'static str,
+    /// Why the certificate the browser presented was not taken (`optional` mode).
+    refused: Option<String>,
     protocol: &'a str,
     resumed: bool,
 }
@@ -74,6 +76,7 @@ pub fn index(req: &HttpRequest, mode: ClientAuth) -> HttpResponse {
             // A mutual-TLS handshake without a certificate never gets this far.
             ClientAuth::Required => "none was presented.",
         },
+        refused: conn.and_then(|c| c.refusal).map(|r| r.plain()),
         protocol: conn.map_or("", |c| c.protocol),
         resumed: conn.is_some_and(|c| c.resumed),
     };

@@ -199,8 +199,12 @@ impl Proxy {
             }
         };
         match body.trim_ascii() {
-            b"false" => self.brakes.record(&who, false),
-            b"true" => self.brakes.record(&who, true),
+            b"false" => {
+                self.brakes.record(&who, false);
+            }
+            b"true" => {
+                self.brakes.record(&who, true);
+            }
             _ => {}
         }
         let mut out = HttpResponse::build(res.status()).body(body);

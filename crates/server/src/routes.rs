@@ -9,13 +9,24 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::config::{ClientAuth, Config};
+use crate::config::{ClientAuth, Config, CrlStale};
 use crate::error::ServerError;
 use crate::identity::{ClientIdentity, Connection};
 use crate::limits::MAX_FORM_BYTES;
 use crate::login::{Brakes, Hasher, VerifiedCache};
+use crate::metrics::{LoginResult, Shared};
 use crate::middleware::{read_small_body, BodyRefusal};
 use crate::pages;
+use crate::tls::TlsReloader;
+
+/// What `/healthz` reads: the TLS state being served. Registered by the listener on every app.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The TLS state.
+    pub tls: Arc<TlsReloader>,
+    /// What a stale CRL does, for the words.
+    pub crl_stale: CrlStale,
+}
 
 /// What the seed's handlers share.
 #[derive(Debug, Clone)]
@@ -29,10 +40,12 @@ pub struct AppState {
     pub hasher: Hasher,
     /// Whether client certificates are asked for (the page says why there is none).
     pub client_auth: ClientAuth,
+    /// Where logins are counted.
+    pub metrics: Shared,
 }
 
 /// Loads the users and starts the hashing threads for the seed's routes.
-pub fn seed_app(config: &Config) -> Result<AppState, ServerError> {
+pub fn seed_app(config: &Config, metrics: Shared) -> Result<AppState, ServerError> {
     let users = Arc::new(match &config.users {
         Some(path) => common::Credentials::load(path)?,
         None => common::Credentials::default(),
@@ -51,6 +64,7 @@ pub fn seed_app(config: &Config) -> Result<AppState, ServerError> {
         )),
         cache,
         client_auth: config.client_auth,
+        metrics,
     })
 }
 
@@ -132,6 +146,19 @@ impl LoginOutcome {
         }
     }
 
+    /// The figure it counts under.
+    fn result(&self) -> LoginResult {
+        match self {
+            LoginOutcome::Checked { ok: true, .. } => LoginResult::Success,
+            LoginOutcome::Checked { ok: false, .. } => LoginResult::Failure,
+            LoginOutcome::Locked { .. } => LoginResult::Locked,
+            LoginOutcome::Busy => LoginResult::Busy,
+            LoginOutcome::TooLarge | LoginOutcome::Unreadable | LoginOutcome::NotAForm => {
+                LoginResult::Invalid
+            }
+        }
+    }
+
     /// The answer: the seed's bare `true`/`false` to API clients, a page to a browser.
     pub fn respond(&self, html: bool) -> HttpResponse {
         let mut res = match (self, html) {
@@ -160,9 +187,11 @@ impl LoginOutcome {
 /// `POST /login1`: form fields `username`, `password` → JSON `true`/`false`, status 200 either
 /// way (the seed's client expects it); a browser asking for HTML gets a result page.
 async fn login1(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    check_login(&req, body, &state)
-        .await
-        .respond(pages::wants_html(&req))
+    let outcome = check_login(&req, body, &state).await;
+    if let Some(m) = &state.metrics {
+        m.login(outcome.result());
+    }
+    outcome.respond(pages::wants_html(&req))
 }
 
 async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState) -> LoginOutcome {
@@ -196,7 +225,10 @@ async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState
         Some(ok) => ok,
         None => return LoginOutcome::Busy,
     };
-    state.brakes.record(&who, ok);
+    let locked_now = state.brakes.record(&who, ok);
+    if let (true, Some(m)) = (locked_now, &state.metrics) {
+        m.lockout();
+    }
     LoginOutcome::Checked { user, ok }
 }
 
@@ -230,14 +262,24 @@ async fn whoami(client: ClientIdentity) -> HttpResponse {
     HttpResponse::Ok().json(client)
 }
 
-/// `GET /healthz`: liveness, and the CRL's age with `--crl-url`.
-async fn healthz(req: HttpRequest) -> HttpResponse {
-    if let Some(res) = crate::crl_fetch::health(&req) {
-        return res;
+/// `GET /healthz`: `ok` (liveness: a restart would not mend a stale CRL or an expiring
+/// certificate, so it stays 200), then a line for the CRL and for each certificate within two
+/// weeks of its end, and with `--crl-url` the feed's state.
+async fn healthz(req: HttpRequest, health: Option<web::Data<Health>>) -> HttpResponse {
+    let mut body = String::from("ok\n");
+    if let Some(h) = health {
+        let info = &h.tls.current().info;
+        for line in info.health(pki::authority::now(), h.crl_stale) {
+            body.push_str(&line);
+            body.push('\n');
+        }
+    }
+    if let Some(feed) = crate::crl_fetch::health(&req) {
+        body.push_str(&feed);
     }
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
-        .body("ok")
+        .body(body)
 }
 
 async fn not_found() -> HttpResponse {
@@ -251,7 +293,7 @@ mod tests {
     /// The seed app's state is `Debug` for logs and panics: a login it remembered must not show.
     #[test]
     fn debug_output_holds_no_password_nor_digest() {
-        let state = seed_app(&Config::default()).expect("state");
+        let state = seed_app(&Config::default(), None).expect("state");
         state.cache.remember("name", "pwd1");
         assert!(state.cache.hit("name", "pwd1"));
         let shown = format!("{state:?}");

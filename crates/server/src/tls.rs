@@ -9,23 +9,28 @@
 //! the trust material, so sessions made before a reload (a new CRL, say) do not resume after it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use openssl::ex_data::Index;
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    select_next_proto, AlpnError, ClientHelloResponse, SslAcceptor, SslAcceptorBuilder, SslContext,
-    SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
+    select_next_proto, AlpnError, ClientHelloResponse, Ssl, SslAcceptor, SslAcceptorBuilder,
+    SslContext, SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVerifyMode,
 };
 use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{X509Crl, X509StoreContextRef, X509VerifyResult, X509};
+use openssl::x509::{X509Crl, X509StoreContext, X509StoreContextRef, X509VerifyResult, X509};
+use pki::verify::Problem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{ClientAuth, Config, TlsProfile};
+use crate::config::{ClientAuth, Config, CrlStale, TlsProfile};
 use crate::error::ServerError;
+use crate::metrics::{HandshakeResult, Shared};
+use crate::refusal::Reason;
+use crate::trust::{CaInfo, CertInfo, CrlInfo};
 
 /// TLS 1.2 suites of Mozilla's intermediate profile without the DHE ones: ECDHE + AEAD only.
 const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -82,19 +87,6 @@ impl TlsFiles {
     }
 }
 
-/// What a context was built from, for the start-up line and logs.
-#[derive(Debug, Clone)]
-pub struct CertInfo {
-    /// Subject of the server certificate, one-line form.
-    pub subject: String,
-    /// Serial number (hex).
-    pub serial: String,
-    /// notAfter, Unix seconds.
-    pub not_after: i64,
-    /// Number of revoked serials in the CRL (None without CRL).
-    pub revoked: Option<usize>,
-}
-
 /// One built TLS context and what it holds.
 pub struct Loaded {
     /// The context new connections are moved onto.
@@ -106,12 +98,45 @@ pub struct Loaded {
 }
 
 /// Static TLS settings (from the config, not from files).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     profile: TlsProfile,
-    client_auth: ClientAuth,
     verify_depth: u32,
     session_cache: u32,
+    policy: Arc<Policy>,
+}
+
+/// What the verify callback decides with.
+#[derive(Debug)]
+struct Policy {
+    client_auth: ClientAuth,
+    crl_stale: CrlStale,
+    metrics: Shared,
+}
+
+/// What the verify callback found in one handshake, kept on its `Ssl` for `on_connect`.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The first problem of a certificate let through as anonymous (`optional` mode).
+    pub first: OnceLock<Problem>,
+    /// The CRL was past its nextUpdate and `--crl-stale warn` accepted it.
+    pub stale_crl: AtomicBool,
+}
+
+/// The `Ssl` ex-data slot of the [`Verdict`] (`None` if OpenSSL could not make one).
+fn verdict_index() -> Option<Index<Ssl, Verdict>> {
+    static INDEX: OnceLock<Option<Index<Ssl, Verdict>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// The verdict of the handshake on `ssl`.
+pub fn verdict(ssl: &SslRef) -> Option<&Verdict> {
+    ssl.ex_data(verdict_index()?)
+}
+
+fn verdict_of(ctx: &X509StoreContextRef) -> Option<&Verdict> {
+    let ssl = ctx.ex_data(X509StoreContext::ssl_idx().ok()?)?;
+    verdict(ssl)
 }
 
 /// Holds the current TLS context and rebuilds it from disk on demand.
@@ -136,18 +161,25 @@ impl TlsReloader {
     /// the reloader with the acceptor to serve with. Every connection starts on the acceptor's
     /// context, which fixes its options, verify mode and session cache, and is moved to the
     /// newest context by a ClientHello callback.
-    pub fn new(config: &Config) -> Result<(Arc<TlsReloader>, SslAcceptor), ServerError> {
+    pub fn new(
+        config: &Config,
+        metrics: Shared,
+    ) -> Result<(Arc<TlsReloader>, SslAcceptor), ServerError> {
         let files = TlsFiles::from_config(config);
         let settings = Settings {
             profile: config.tls_profile,
-            client_auth: config.client_auth,
             verify_depth: config.verify_depth,
             session_cache: config.session_cache,
+            policy: Arc::new(Policy {
+                client_auth: config.client_auth,
+                crl_stale: config.crl_stale,
+                metrics,
+            }),
         };
         let m = load(&files)?;
         let reloader = Arc::new(TlsReloader {
             current: ArcSwap::from_pointee(Loaded {
-                context: build(&m, settings)?.build().into_context(),
+                context: build(&m, &settings)?.build().into_context(),
                 info: cert_info(&m)?,
                 generation: 0,
             }),
@@ -155,11 +187,14 @@ impl TlsReloader {
             settings,
             generation: AtomicU64::new(0),
         });
-        let mut base = build(&m, settings)?;
+        let mut base = build(&m, &reloader.settings)?;
         let me = Arc::clone(&reloader);
         base.set_client_hello_callback(move |ssl, _alert| {
             let loaded = me.current.load();
             ssl.set_ssl_context(&loaded.context)?;
+            if let Some(index) = verdict_index() {
+                ssl.set_ex_data(index, Verdict::default());
+            }
             Ok(ClientHelloResponse::SUCCESS)
         });
         Ok((reloader, base.build()))
@@ -176,9 +211,21 @@ impl TlsReloader {
     }
 
     /// Rebuilds the context from disk. On error the current context keeps serving.
+    /// Counted in the metrics either way; the expiry gauges follow a success.
     pub fn reload(&self) -> Result<Arc<Loaded>, ServerError> {
+        let result = self.rebuild();
+        if let Some(m) = &self.settings.policy.metrics {
+            m.reload(result.is_ok());
+            if let Ok(loaded) = &result {
+                m.loaded(&loaded.info);
+            }
+        }
+        result
+    }
+
+    fn rebuild(&self) -> Result<Arc<Loaded>, ServerError> {
         let m = load(&self.files)?;
-        let context = build(&m, self.settings)?.build().into_context();
+        let context = build(&m, &self.settings)?.build().into_context();
         let info = cert_info(&m)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let loaded = Arc::new(Loaded {
@@ -247,7 +294,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
     })
 }
 
-fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerError> {
+fn build(m: &Material, settings: &Settings) -> Result<SslAcceptorBuilder, ServerError> {
     let mut b = match settings.profile {
         TlsProfile::Intermediate => {
             let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
@@ -280,7 +327,7 @@ fn build(m: &Material, settings: Settings) -> Result<SslAcceptorBuilder, ServerE
 fn set_resumption(
     b: &mut SslAcceptorBuilder,
     m: &Material,
-    settings: Settings,
+    settings: &Settings,
 ) -> Result<(), ServerError> {
     // Without a session ID context, OpenSSL refuses to resume sessions when peers are verified.
     b.set_session_id_context(&m.digest[..32])?;
@@ -304,14 +351,15 @@ fn set_resumption(
 fn set_client_verification(
     b: &mut SslAcceptorBuilder,
     m: &Material,
-    settings: Settings,
+    settings: &Settings,
 ) -> Result<(), ServerError> {
-    let mode = match settings.client_auth {
+    let client_auth = settings.policy.client_auth;
+    let mode = match client_auth {
         ClientAuth::None => SslVerifyMode::NONE,
         ClientAuth::Optional => SslVerifyMode::PEER,
         ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
     };
-    if settings.client_auth != ClientAuth::None {
+    if client_auth != ClientAuth::None {
         for ca in &m.cas {
             b.cert_store_mut().add_cert(ca.clone())?;
             b.add_client_ca(ca)?;
@@ -323,12 +371,34 @@ fn set_client_verification(
         }
         b.set_verify_depth(settings.verify_depth);
     }
-    b.set_verify_callback(mode, verify_client);
+    let policy = settings.policy.clone();
+    b.set_verify_callback(mode, move |ok, ctx| verify_client(&policy, ok, ctx));
     Ok(())
 }
 
 fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
     let leaf = &m.chain[0];
+    let cas = m
+        .cas
+        .iter()
+        .map(|ca| {
+            Ok(CaInfo {
+                subject: pki::index::one_line(ca.subject_name()),
+                not_after: pki::authority::unix_time(ca.not_after())?,
+            })
+        })
+        .collect::<Result<_, ServerError>>()?;
+    let crl = match &m.crl {
+        None => None,
+        Some((_, crl)) => Some(CrlInfo {
+            this_update: pki::authority::unix_time(crl.last_update())?,
+            next_update: crl
+                .next_update()
+                .map(pki::authority::unix_time)
+                .transpose()?,
+            number: crl_number(crl),
+        }),
+    };
     Ok(CertInfo {
         subject: pki::index::one_line(leaf.subject_name()),
         serial: pki::authority::serial_hex(leaf)?,
@@ -337,32 +407,38 @@ fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
             .crl
             .as_ref()
             .map(|(_, c)| c.get_revoked().map_or(0, |r| r.len())),
+        cas,
+        crl,
     })
 }
 
+/// The cRLNumber extension, when it has one that fits.
+fn crl_number(crl: &X509Crl) -> Option<u64> {
+    let (_, n) = crl
+        .extension::<openssl::x509::extension::CrlNumber>()
+        .ok()??;
+    n.to_bn().ok()?.to_dec_str().ok()?.parse().ok()
+}
+
 /// OpenSSL's chain verification, plus what it lets through: the leaf must carry EKU clientAuth
-/// (OpenSSL accepts a leaf without EKU) and must not be a CA certificate.
-fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
-    let subject_at = |c: Option<&openssl::x509::X509Ref>| {
-        c.map(|c| pki::index::one_line(c.subject_name()))
-            .unwrap_or_default()
-    };
-    // Name the client (the leaf), whichever certificate of its chain failed; formatted only for
-    // a refusal, not on every call (once per certificate of every handshake).
-    let client = |ctx: &X509StoreContextRef| {
-        subject_at(ctx.chain().and_then(|c| c.get(0)).or(ctx.current_cert()))
-    };
+/// (OpenSSL accepts a leaf without EKU) and must not be a CA certificate. A CRL past its
+/// nextUpdate is let through under `--crl-stale warn` (revoked serials on it still fail); in
+/// `optional` mode a failing certificate is let through and the client served as anonymous.
+fn verify_client(policy: &Policy, preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
     if !preverified {
-        let code = ctx.error().as_raw();
-        tracing::warn!(
-            client = %client(ctx),
-            failed_at = %subject_at(ctx.current_cert()),
-            depth = ctx.error_depth(),
-            reason = pki::verify::explain(code),
-            openssl = format!("{code}: {}", ctx.error().error_string()),
-            "client certificate refused"
-        );
-        return false;
+        let err = ctx.error();
+        let problem = Problem::of(err).unwrap_or(Problem::Other(err.as_raw()));
+        if problem == Problem::CrlExpired && policy.crl_stale == CrlStale::Warn {
+            if let Some(v) = verdict_of(ctx) {
+                v.stale_crl.store(true, Ordering::Relaxed);
+            }
+            // The check goes on (the serial is still looked up in this CRL); without this, the
+            // handshake would end with the CRL's error as its verify result.
+            ctx.set_error(X509VerifyResult::OK);
+            return true;
+        }
+        let openssl = format!("{}: {}", err.as_raw(), err.error_string());
+        return refuse(policy, ctx, problem, problem.explain(), Some(openssl));
     }
     if ctx.error_depth() != 0 {
         return true;
@@ -371,21 +447,70 @@ fn verify_client(preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
         return false;
     };
     match leaf_refusal(&der) {
-        Some(reason) => {
-            // OpenSSL's own codes cannot be set from safe Rust; the log carries the reason.
+        Some((problem, words)) => {
+            // OpenSSL's own codes cannot be set from safe Rust; the verdict keeps the problem.
             ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
-            tracing::warn!(client = %client(ctx), reason, "client certificate refused");
-            false
+            refuse(policy, ctx, problem, words, None)
         }
         None => true,
     }
 }
 
+/// Logs a refused certificate; refuses the handshake (and counts it), or in `optional` mode
+/// keeps the first problem and lets the client through as anonymous.
+fn refuse(
+    policy: &Policy,
+    ctx: &X509StoreContextRef,
+    problem: Problem,
+    words: &str,
+    openssl: Option<String>,
+) -> bool {
+    let subject_at = |c: Option<&openssl::x509::X509Ref>| {
+        c.map(|c| pki::index::one_line(c.subject_name()))
+            .unwrap_or_default()
+    };
+    // Name the client (the leaf), whichever certificate of its chain failed.
+    let client = subject_at(ctx.chain().and_then(|c| c.get(0)).or(ctx.current_cert()));
+    let optional = policy.client_auth == ClientAuth::Optional;
+    let reason = Reason::of(problem).label();
+    let openssl = openssl.unwrap_or_default();
+    let failed_at = subject_at(ctx.current_cert());
+    let depth = ctx.error_depth();
+    if optional {
+        let first = verdict_of(ctx).is_some_and(|v| v.first.set(problem).is_ok());
+        if first {
+            tracing::warn!(
+                client = %client,
+                failed_at = %failed_at,
+                depth,
+                reason = words,
+                label = reason,
+                openssl = %openssl,
+                "client certificate refused; serving the client as anonymous"
+            );
+        }
+        return true;
+    }
+    tracing::warn!(
+        client = %client,
+        failed_at = %failed_at,
+        depth,
+        reason = words,
+        label = reason,
+        openssl = %openssl,
+        "client certificate refused"
+    );
+    if let Some(m) = &policy.metrics {
+        m.handshake(HandshakeResult::Refused, Reason::of(problem), false);
+    }
+    false
+}
+
 /// What OpenSSL lets through but a client certificate must not be: a CA, or a leaf without EKU
-/// clientAuth.
-fn leaf_refusal(der: &[u8]) -> Option<&'static str> {
+/// clientAuth; with the words of the log.
+pub fn leaf_refusal(der: &[u8]) -> Option<(Problem, &'static str)> {
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
-        return Some("unparseable certificate");
+        return Some((Problem::Other(0), "unparseable certificate"));
     };
     let client_auth = cert
         .extended_key_usage()
@@ -393,9 +518,15 @@ fn leaf_refusal(der: &[u8]) -> Option<&'static str> {
         .flatten()
         .is_some_and(|e| e.value.client_auth);
     if cert.is_ca() {
-        Some("a CA certificate (CA:TRUE) presented as a client certificate")
+        Some((
+            Problem::CaAsLeaf,
+            "a CA certificate (CA:TRUE) presented as a client certificate",
+        ))
     } else if !client_auth {
-        Some("no extendedKeyUsage clientAuth: not issued for TLS clients")
+        Some((
+            Problem::WrongPurpose,
+            "no extendedKeyUsage clientAuth: not issued for TLS clients",
+        ))
     } else {
         None
     }
