@@ -10,10 +10,9 @@ use clap::{Parser, ValueEnum};
 use server::log::LogFormat;
 use server::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
 
-/// mimalloc instead of glibc's malloc. With the crate's `override` feature it also serves
-/// OpenSSL's `malloc`/`free` (a full handshake makes about a thousand of them), which is where
-/// most of the gain is; it costs about 13 MB of resident memory at start (its arenas are
-/// committed eagerly on Linux).
+/// mimalloc for Rust's allocations. Not with the crate's `override` feature (OpenSSL's
+/// `malloc` too, 4-9% less CPU per handshake in bench/README.md): that build crashes at start
+/// under an LD_PRELOAD library such as `faketime`, which the clock tests and operators use.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
