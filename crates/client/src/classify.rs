@@ -224,7 +224,7 @@ fn weighed(alert: SslAlert, own: &OwnCert, now: i64, detail: &str) -> Failure {
     match (alert, own.dates(now), own.chain) {
         (SslAlert::CERTIFICATE_EXPIRED, Dates::Expired, _) => refused(
             &format!("it expired on {until}"),
-            "issue a new one: `pki issue client --name NAME --force`",
+            "renew it (`pki renew NAME`, or `client renew --est URL` on a device)",
             detail,
         ),
         (SslAlert::CERTIFICATE_EXPIRED, Dates::NotYetValid, _) => contradicted(

@@ -149,7 +149,10 @@ pub(crate) fn health(req: &HttpRequest) -> Option<String> {
         feed.url,
     );
     if let Some((at, why)) = &s.failure {
-        text.push_str(&format!("crl feed: last poll failed {} s ago: {why}\n", now - at));
+        text.push_str(&format!(
+            "crl feed: last poll failed {} s ago: {why}\n",
+            now - at
+        ));
     }
     Some(text)
 }

@@ -282,7 +282,7 @@ fn expired_says_the_server_and_so_it_is() {
     refusal(
         SslAlert::CERTIFICATE_EXPIRED,
         Some(&old),
-        &[&on, "pki issue client"],
+        &[&on, "pki renew"],
     );
 }
 
