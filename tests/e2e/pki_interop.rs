@@ -200,7 +200,12 @@ fn pkcs12_is_aes_by_default_and_3des_when_legacy() {
 /// mutual-TLS handshake with VERIFY_X509_STRICT on both sides (Python 3.13's default).
 #[test]
 fn python_ssl_does_a_strict_mutual_handshake() {
-    let pki = TestPki::new();
+    python_strict_handshake(&TestPki::new());
+}
+
+/// Both sides of a mutual handshake in Python's `ssl` with VERIFY_X509_STRICT, on `pki`'s
+/// files (leaf files carry their chain).
+fn python_strict_handshake(pki: &TestPki) {
     let l = pki.layout();
     let script = r#"
 import socket, ssl, sys, threading
@@ -316,4 +321,58 @@ fn rustls_webpki_accepts_both_chains_for_their_use() {
         )
         .unwrap_or_else(|e| panic!("{key} client: {e}"));
     }
+}
+
+/// Two levels with name constraints, as `pki init --intermediate --permit-dns …` makes them:
+/// Python's strict mode and rustls-webpki build root → intermediate → leaf, and webpki refuses
+/// a certificate outside the constraints (signed by hand with the intermediate's key).
+#[test]
+fn two_levels_with_name_constraints_pass_python_strict_and_webpki() {
+    let pki = TestPki::with_options(pki::InitOptions {
+        intermediate: true,
+        p12_password: Some("test-pass".into()),
+        constraints: pki::constraints::NameConstraints {
+            dns: vec!["localhost".into(), ".internal".into()],
+            ip: ["127.0.0.1", "::1"]
+                .iter()
+                .map(|n| pki::constraints::IpNet::parse(n).expect("net"))
+                .collect(),
+        },
+        ..pki::InitOptions::default()
+    });
+    python_strict_handshake(&pki);
+    let l = pki.layout();
+    let root = CertificateDer::from(pki.der(&l.ca_cert()));
+    let anchors = [webpki::anchor_from_trusted_cert(&root).expect("anchor")];
+    let inter = [CertificateDer::from(pki.der(&l.intermediate_cert()))];
+    let check = |cert: &[u8], usage: webpki::KeyUsage| {
+        let der = CertificateDer::from(cert.to_vec());
+        let ee = webpki::EndEntityCert::try_from(&der).expect("ee");
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &inter,
+            UnixTime::now(),
+            usage,
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+    };
+    check(&pki.der(&l.server_cert()), webpki::KeyUsage::server_auth()).expect("server");
+    check(&pki.der(&l.client_cert()), webpki::KeyUsage::client_auth()).expect("client");
+    let ca = pki.folder.authority().expect("intermediate");
+    let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
+    let req =
+        pki::request::build(&key, &pki::Subject::new("Evil", "bank.example.com")).expect("req");
+    let spec = pki::CertSpec::new(pki::Profile::Server)
+        .names(vec!["bank.example.com".parse().expect("san")]);
+    let outside = ca.sign(&req, &spec).expect("signed by hand");
+    let e = check(
+        &outside.to_der().expect("der"),
+        webpki::KeyUsage::server_auth(),
+    )
+    .expect_err("outside the constraints");
+    assert!(e.contains("NameConstraint"), "{e}");
 }

@@ -271,15 +271,31 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
         None => None,
         Some(path) => {
             let pem = pki::files::read("CRL", path)?;
-            let crl = X509Crl::from_pem(&pem)
-                .map_err(|e| invalid("CRL", path, format!("not a PEM CRL ({e})")))?;
-            let signed = cas.iter().any(|ca| {
-                ca.public_key()
-                    .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
-            });
-            if !signed {
-                return Err(invalid("CRL", path, "not signed by the CA".into()));
+            // One CRL per CA in force (two during a rotation); each must be signed by a CA we
+            // trust or by an issuing CA of our own chain (the intermediate of a two-level PKI).
+            let issuers: Vec<&X509> = cas.iter().chain(chain.iter().skip(1)).collect();
+            let mut soonest: Option<X509Crl> = None;
+            for block in crl_blocks(&pem) {
+                let crl = X509Crl::from_pem(block)
+                    .map_err(|e| invalid("CRL", path, format!("not a PEM CRL ({e})")))?;
+                let signed = issuers.iter().any(|ca| {
+                    ca.public_key()
+                        .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
+                });
+                if !signed {
+                    return Err(invalid("CRL", path, "not signed by the CA".into()));
+                }
+                // The one due first speaks for the file in warnings, /healthz and metrics.
+                let sooner = match (&soonest, crl.next_update()) {
+                    (None, _) => true,
+                    (Some(s), Some(n)) => s.next_update().is_some_and(|m| n < m),
+                    (Some(_), None) => false,
+                };
+                if sooner {
+                    soonest = Some(crl);
+                }
             }
+            let crl = soonest.ok_or_else(|| invalid("CRL", path, "no PEM CRL in it".into()))?;
             digest_input.extend_from_slice(&pem);
             Some((path.clone(), crl))
         }
@@ -292,6 +308,22 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
         crl,
         digest,
     })
+}
+
+/// The PEM blocks of the CRLs in `pem`, each with its BEGIN and END lines.
+fn crl_blocks(pem: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN X509 CRL-----";
+    let starts: Vec<usize> = pem
+        .windows(BEGIN.len())
+        .enumerate()
+        .filter(|(_, w)| *w == BEGIN)
+        .map(|(i, _)| i)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &from)| &pem[from..starts.get(n + 1).copied().unwrap_or(pem.len())])
+        .collect()
 }
 
 fn build(m: &Material, settings: &Settings) -> Result<SslAcceptorBuilder, ServerError> {
@@ -363,6 +395,19 @@ fn set_client_verification(
         for ca in &m.cas {
             b.cert_store_mut().add_cert(ca.clone())?;
             b.add_client_ca(ca)?;
+        }
+        // The intermediates of our own chain that a trusted CA issued (a two-level PKI's
+        // issuing CA): clients that send only their leaf (`openssl s_client -cert`) still
+        // chain to the root. The root stays the anchor: without PARTIAL_CHAIN, OpenSSL
+        // accepts no chain that stops at the intermediate.
+        for extra in m.chain.iter().skip(1) {
+            let ours = m.cas.iter().any(|ca| {
+                ca.public_key()
+                    .is_ok_and(|k| extra.verify(&k).unwrap_or(false))
+            });
+            if ours {
+                b.cert_store_mut().add_cert(extra.clone())?;
+            }
         }
         if let Some((path, _)) = &m.crl {
             let lookup = b.cert_store_mut().add_lookup(X509Lookup::file())?;
