@@ -20,8 +20,6 @@ use openssl::ssl::{
     select_next_proto, AlpnError, ClientHelloResponse, Ssl, SslAcceptor, SslAcceptorBuilder,
     SslContext, SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVerifyMode,
 };
-use openssl::x509::store::X509Lookup;
-use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Crl, X509StoreContext, X509StoreContextRef, X509VerifyResult, X509};
 use pki::verify::Problem;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -30,6 +28,7 @@ use crate::config::{ClientAuth, Config, CrlStale, TlsProfile};
 use crate::error::ServerError;
 use crate::metrics::{HandshakeResult, Shared};
 use crate::refusal::Reason;
+use crate::revocation::{self, Revocations};
 use crate::trust::{CaInfo, CertInfo, CrlInfo};
 
 /// TLS 1.2 suites of Mozilla's intermediate profile without the DHE ones: ECDHE + AEAD only.
@@ -132,6 +131,12 @@ fn verdict_index() -> Option<Index<Ssl, Verdict>> {
 /// The verdict of the handshake on `ssl`.
 pub fn verdict(ssl: &SslRef) -> Option<&Verdict> {
     ssl.ex_data(verdict_index()?)
+}
+
+/// The `SslContext` ex-data slot of each context's [`Revocations`] (`None`: no CRL).
+fn revocations_index() -> Option<Index<SslContext, Option<Arc<Revocations>>>> {
+    static INDEX: OnceLock<Option<Index<SslContext, Option<Arc<Revocations>>>>> = OnceLock::new();
+    *INDEX.get_or_init(|| SslContext::new_ex_index().ok())
 }
 
 fn verdict_of(ctx: &X509StoreContextRef) -> Option<&Verdict> {
@@ -243,6 +248,8 @@ struct Material {
     key: PKey<Private>,
     cas: Vec<X509>,
     crl: Option<(PathBuf, X509Crl)>,
+    /// What every CRL in the file revokes, their signatures checked here once.
+    revocations: Option<Arc<Revocations>>,
     digest: Vec<u8>,
 }
 
@@ -267,6 +274,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
     for c in chain.iter().chain(&cas) {
         digest_input.extend_from_slice(&c.to_der()?);
     }
+    let mut revocations = Revocations::default();
     let crl = match &files.crl {
         None => None,
         Some(path) => {
@@ -278,13 +286,14 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
             for block in crl_blocks(&pem) {
                 let crl = X509Crl::from_pem(block)
                     .map_err(|e| invalid("CRL", path, format!("not a PEM CRL ({e})")))?;
-                let signed = issuers.iter().any(|ca| {
+                let signer = issuers.iter().find(|ca| {
                     ca.public_key()
                         .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
                 });
-                if !signed {
+                let Some(signer) = signer else {
                     return Err(invalid("CRL", path, "not signed by the CA".into()));
-                }
+                };
+                revocations.add(&crl, signer)?;
                 // The one due first speaks for the file in warnings, /healthz and metrics.
                 let sooner = match (&soonest, crl.next_update()) {
                     (None, _) => true,
@@ -302,6 +311,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
     };
     let digest = hash(MessageDigest::sha256(), &digest_input)?.to_vec();
     Ok(Material {
+        revocations: crl.is_some().then(|| Arc::new(revocations)),
         chain,
         key,
         cas,
@@ -409,13 +419,14 @@ fn set_client_verification(
                 b.cert_store_mut().add_cert(extra.clone())?;
             }
         }
-        if let Some((path, _)) = &m.crl {
-            let lookup = b.cert_store_mut().add_lookup(X509Lookup::file())?;
-            lookup.load_crl_file(path, openssl::ssl::SslFiletype::PEM)?;
-            b.cert_store_mut().set_flags(X509VerifyFlags::CRL_CHECK)?;
-        }
+        // Revocation is checked by verify_client from `m.revocations`, not by OpenSSL's
+        // CRL_CHECK (which verifies the CRL's signature in every handshake: revocation.rs).
         b.set_verify_depth(settings.verify_depth);
     }
+    // On the context, not in the closure: OpenSSL calls the closure of the base acceptor,
+    // whichever context the ClientHello callback moved the connection to.
+    let index = revocations_index().ok_or_else(openssl::error::ErrorStack::get)?;
+    b.set_ex_data(index, m.revocations.clone());
     let policy = settings.policy.clone();
     b.set_verify_callback(mode, move |ok, ctx| verify_client(&policy, ok, ctx));
     Ok(())
@@ -465,28 +476,35 @@ fn crl_number(crl: &X509Crl) -> Option<u64> {
     n.to_bn().ok()?.to_dec_str().ok()?.parse().ok()
 }
 
-/// OpenSSL's chain verification, plus what it lets through: the leaf must carry EKU clientAuth
-/// (OpenSSL accepts a leaf without EKU) and must not be a CA certificate. A CRL past its
-/// nextUpdate is let through under `--crl-stale warn` (revoked serials on it still fail); in
-/// `optional` mode a failing certificate is let through and the client served as anonymous.
+/// OpenSSL's chain verification, plus what it lets through or is not asked to check: the
+/// leaf must not be revoked by its issuer's CRL, must carry EKU clientAuth (OpenSSL accepts a
+/// leaf without EKU) and must not be a CA certificate. In `optional` mode a failing
+/// certificate is let through and the client served as anonymous.
 fn verify_client(policy: &Policy, preverified: bool, ctx: &mut X509StoreContextRef) -> bool {
     if !preverified {
         let err = ctx.error();
         let problem = Problem::of(err).unwrap_or(Problem::Other(err.as_raw()));
-        if problem == Problem::CrlExpired && policy.crl_stale == CrlStale::Warn {
-            if let Some(v) = verdict_of(ctx) {
-                v.stale_crl.store(true, Ordering::Relaxed);
-            }
-            // The check goes on (the serial is still looked up in this CRL); without this, the
-            // handshake would end with the CRL's error as its verify result.
-            ctx.set_error(X509VerifyResult::OK);
-            return true;
-        }
-        let openssl = format!("{}: {}", err.as_raw(), err.error_string());
-        return refuse(policy, ctx, problem, problem.explain(), Some(openssl));
+        return refuse(
+            policy,
+            ctx,
+            problem,
+            problem.explain(),
+            Some(openssl_words(err)),
+        );
     }
     if ctx.error_depth() != 0 {
         return true;
+    }
+    if let Some(problem) = revocation_problem(policy, ctx) {
+        let err = revocation::verify_result(problem);
+        ctx.set_error(err);
+        return refuse(
+            policy,
+            ctx,
+            problem,
+            problem.explain(),
+            Some(openssl_words(err)),
+        );
     }
     let Some(der) = ctx.current_cert().and_then(|c| c.to_der().ok()) else {
         return false;
@@ -499,6 +517,44 @@ fn verify_client(policy: &Policy, preverified: bool, ctx: &mut X509StoreContextR
         }
         None => true,
     }
+}
+
+/// What revokes the leaf of `ctx`, if anything. A CRL past its nextUpdate refuses every client
+/// under `--crl-stale refuse`; under `warn` it is noted on the verdict and what it lists is
+/// still refused.
+fn revocation_problem(policy: &Policy, ctx: &X509StoreContextRef) -> Option<Problem> {
+    let held = X509StoreContext::ssl_idx()
+        .ok()
+        .and_then(|i| ctx.ex_data(i))
+        .zip(revocations_index())
+        .and_then(|(ssl, i)| ssl.ssl_context().ex_data(i));
+    let revocations = match held {
+        Some(None) => return None,
+        Some(Some(r)) => r,
+        // Every context we build holds its CRLs (or that it has none): fail closed.
+        None => return Some(Problem::NoCrl),
+    };
+    // Fail closed: without the leaf and its issuer, no CRL can vouch for it.
+    let chain = ctx.chain();
+    let (Some(leaf), Some(issuer)) = (chain.and_then(|c| c.get(0)), chain.and_then(|c| c.get(1)))
+    else {
+        return Some(Problem::NoCrl);
+    };
+    let standing = revocations.standing(leaf, issuer, pki::authority::now());
+    if standing.stale {
+        if policy.crl_stale == CrlStale::Refuse {
+            return Some(Problem::CrlExpired);
+        }
+        if let Some(v) = verdict_of(ctx) {
+            v.stale_crl.store(true, Ordering::Relaxed);
+        }
+    }
+    standing.refused
+}
+
+/// OpenSSL's code and words for a verify result, for the log.
+fn openssl_words(err: X509VerifyResult) -> String {
+    format!("{}: {}", err.as_raw(), err.error_string())
 }
 
 /// Logs a refused certificate; refuses the handshake (and counts it), or in `optional` mode
