@@ -179,3 +179,23 @@ fn openssl_ca_and_ocsp_read_the_exported_index() {
     assert!(status(&["-serial", &serial]).contains(": revoked"));
     assert!(status(&["-cert", good.to_str().expect("utf8")]).contains(": good"));
 }
+
+#[test]
+fn a_revocation_patches_index_txt_to_what_a_full_export_writes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    ok(&dir, &["init"]);
+    ok(&dir, &["issue", "client", "--count", "5", "--prefix", "d-"]);
+    let index = dir.join("ca/index.txt");
+    let before = fs::read_to_string(&index).expect("index");
+    ok(&dir, &["revoke", "d-2"]);
+    ok(&dir, &["revoke", "d-4", "--reason", "keyCompromise"]);
+    let patched = fs::read_to_string(&index).expect("index");
+    assert_ne!(patched, before);
+    assert_eq!(patched.lines().filter(|l| l.starts_with("R\t")).count(), 2);
+    assert!(patched.contains(",keyCompromise\t"), "{patched}");
+    // Without index.txt, the next command writes it whole from the records.
+    fs::remove_file(&index).expect("rm");
+    ok(&dir, &["crl"]);
+    assert_eq!(fs::read_to_string(&index).expect("index"), patched);
+}

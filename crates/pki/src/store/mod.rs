@@ -681,9 +681,11 @@ impl Db {
         at: i64,
         reason: Option<Reason>,
         sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
-    ) -> Result<(Vec<Record>, CrlRecord)> {
+    ) -> Result<Revocation> {
         let select = format!("SELECT {COLUMNS} WHERE c.aki = $1 AND c.serial = $2");
         self.write(|tx| {
+            let rows = tx.query("SELECT value FROM meta WHERE key = 'generation'", &[])?;
+            let generation_before = rows.first().map_or(0, |r| r[0].int());
             let mut done = Vec::new();
             for s in serials {
                 let n = tx.exec(
@@ -703,7 +705,11 @@ impl Db {
                 }
             }
             let crl = sign_crl(tx, aki, at, sign)?;
-            Ok((done, crl))
+            Ok(Revocation {
+                records: done,
+                crl,
+                generation_before,
+            })
         })
     }
 
@@ -917,7 +923,19 @@ fn bump(tx: &mut dyn Sql) -> Result<(), SqlError> {
 
 /// The record's line in `index.txt` (`openssl ca`'s format), kept with it so that the export
 /// reads one column.
-fn index_line(r: &Record) -> String {
+/// What one revoking transaction did ([`Db::revoke`]).
+#[derive(Debug)]
+pub struct Revocation {
+    /// The records revoked, as they are now.
+    pub records: Vec<Record>,
+    /// The CRL signed with them.
+    pub crl: CrlRecord,
+    /// The change counter before the transaction (it bumps it by one).
+    pub generation_before: i64,
+}
+
+/// The record's line of `index.txt`, newline included.
+pub(crate) fn index_line(r: &Record) -> String {
     crate::index::Entry {
         serial: r.serial.clone(),
         subject: r.subject.clone(),

