@@ -484,13 +484,7 @@ fn verify_client(policy: &Policy, preverified: bool, ctx: &mut X509StoreContextR
     if !preverified {
         let err = ctx.error();
         let problem = Problem::of(err).unwrap_or(Problem::Other(err.as_raw()));
-        return refuse(
-            policy,
-            ctx,
-            problem,
-            problem.explain(),
-            Some(openssl_words(err)),
-        );
+        return refuse_as(policy, ctx, problem, err);
     }
     if ctx.error_depth() != 0 {
         return true;
@@ -498,13 +492,7 @@ fn verify_client(policy: &Policy, preverified: bool, ctx: &mut X509StoreContextR
     if let Some(problem) = revocation_problem(policy, ctx) {
         let err = revocation::verify_result(problem);
         ctx.set_error(err);
-        return refuse(
-            policy,
-            ctx,
-            problem,
-            problem.explain(),
-            Some(openssl_words(err)),
-        );
+        return refuse_as(policy, ctx, problem, err);
     }
     let Some(der) = ctx.current_cert().and_then(|c| c.to_der().ok()) else {
         return false;
@@ -552,9 +540,15 @@ fn revocation_problem(policy: &Policy, ctx: &X509StoreContextRef) -> Option<Prob
     standing.refused
 }
 
-/// OpenSSL's code and words for a verify result, for the log.
-fn openssl_words(err: X509VerifyResult) -> String {
-    format!("{}: {}", err.as_raw(), err.error_string())
+/// [`refuse`] for a problem OpenSSL's verify result `err` names, its code and words logged.
+fn refuse_as(
+    policy: &Policy,
+    ctx: &X509StoreContextRef,
+    problem: Problem,
+    err: X509VerifyResult,
+) -> bool {
+    let openssl = format!("{}: {}", err.as_raw(), err.error_string());
+    refuse(policy, ctx, problem, problem.explain(), Some(openssl))
 }
 
 /// Logs a refused certificate; refuses the handshake (and counts it), or in `optional` mode
