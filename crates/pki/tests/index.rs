@@ -199,3 +199,26 @@ fn a_revocation_patches_index_txt_to_what_a_full_export_writes() {
     ok(&dir, &["crl"]);
     assert_eq!(fs::read_to_string(&index).expect("index"), patched);
 }
+
+#[test]
+fn the_records_keep_the_newest_crls_only() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    ok(&dir, &["init"]);
+    for _ in 0..12 {
+        ok(&dir, &["crl"]);
+    }
+    let db = rusqlite::Connection::open(dir.join("ca/ca.db")).expect("db");
+    let (count, newest): (i64, i64) = db
+        .query_row("SELECT count(*), max(number) FROM crls", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("crls");
+    assert_eq!(count, 8);
+    // The newest is the one on disk.
+    let next = fs::read_to_string(dir.join("ca/crlnumber")).expect("crlnumber");
+    assert_eq!(
+        i64::from_str_radix(next.trim(), 16).expect("hex"),
+        newest + 1
+    );
+}

@@ -1032,8 +1032,17 @@ fn sign_crl(
             Value::Blob(crl.der.clone()),
         ],
     )?;
+    // Only the newest CRL is ever served or exported; a few older ones are kept to look back
+    // on. All of them would grow ca.db by a CRL per revocation (470 KB at 10,000 revoked).
+    tx.exec(
+        "DELETE FROM crls WHERE aki = $1 AND number <= $2",
+        &[crl.aki.as_str().into(), (crl.number - CRLS_KEPT).into()],
+    )?;
     Ok(crl)
 }
+
+/// How many CRLs of each CA the records keep, the newest included.
+const CRLS_KEPT: i64 = 8;
 
 fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     use crate::index::Status;
