@@ -106,8 +106,16 @@ impl Bench<'_> {
         }
     }
 
-    /// The command line of `server` on `port` for `figure`; nginx's config is written first.
-    fn command(&self, server: Server, figure: Figure, port: u16, dir: &Path) -> Result<Command> {
+    /// The command line of `server` on `port` for `figure` (forwarding to `upstream` when it
+    /// is given); nginx's config is written first.
+    fn command(
+        &self,
+        server: Server,
+        figure: Figure,
+        port: u16,
+        dir: &Path,
+        upstream: Option<u16>,
+    ) -> Result<Command> {
         let layout = self.pki(figure.key()).layout();
         let cmd = match (server, &self.cfg.nginx) {
             (Server::Ours, _) => {
@@ -124,16 +132,20 @@ impl Bench<'_> {
                 // No per-request log lines: nginx runs with access_log off.
                 cmd.args(figure.server_args()).env("RUST_LOG", "warn");
                 cmd.args(&self.cfg.settings.server_args);
+                if let Some(up) = upstream {
+                    cmd.arg("--upstream").arg(format!("http://127.0.0.1:{up}"));
+                }
                 cmd
             }
             (Server::Nginx, Some(bin)) => {
                 let conf = dir.join("nginx.conf");
-                let text = nginx::render(
+                let text = nginx::render_with(
                     dir,
                     port,
                     self.cfg.settings.workers,
                     &layout,
                     figure.mutual(),
+                    upstream,
                 );
                 std::fs::write(&conf, text).map_err(io(format!("write {}", conf.display())))?;
                 let mut cmd = Command::new(bin);
@@ -147,6 +159,23 @@ impl Bench<'_> {
         Ok(cmd)
     }
 
+    /// The upstream of the proxied figure: an nginx of its own, plain HTTP on loopback.
+    fn upstream(&self, dir: &Path) -> Result<Running> {
+        let bin =
+            self.cfg.nginx.as_ref().ok_or_else(|| {
+                Error::Usage("the proxied figure needs nginx as its upstream".into())
+            })?;
+        let port = free_port()?;
+        let conf = dir.join("upstream.conf");
+        std::fs::write(&conf, nginx::render_upstream(dir, port))
+            .map_err(io(format!("write {}", conf.display())))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p").arg(dir).arg("-c").arg(&conf);
+        cmd.arg("-e").arg(dir.join("upstream.log"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Running::start(Server::Nginx, cmd, dir.join("upstream.out"), addr)
+    }
+
     fn run_once(&self, server: Server, figure: Figure, rep: usize) -> Result<Sample> {
         let dir = self
             .work
@@ -154,7 +183,10 @@ impl Bench<'_> {
             .join(format!("{}-{}-{rep}", figure.id(), server.name()));
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let port = free_port()?;
-        let cmd = self.command(server, figure, port, &dir)?;
+        // Started first, stopped when this run ends; neither server's tree, so not measured.
+        let mut upstream = figure.proxied().then(|| self.upstream(&dir)).transpose()?;
+        let up_port = upstream.as_ref().map(|u| u.addr.port());
+        let cmd = self.command(server, figure, port, &dir, up_port)?;
         let log = dir.join(format!("{}.log", server.name()));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut running = Running::start(server, cmd, log, addr)?;
@@ -182,6 +214,9 @@ impl Bench<'_> {
         }
         let peak_rss_kib = usage::tree_peak_rss_kib(running.pid());
         running.stop();
+        if let Some(up) = upstream.as_mut() {
+            up.stop();
+        }
         if load.requests == 0 {
             eprintln!(
                 "bench: {} answered nothing; its log:\n{}",

@@ -71,6 +71,9 @@ pub enum Figure {
     GetIdle,
     /// The same while 64 other connections flood `POST /login1`.
     GetFlood,
+    /// Keep-alive `GET /login`, 64 connections, forwarded to an upstream (our `--upstream`,
+    /// nginx's `proxy_pass`); the upstream is a separate nginx, measured for neither.
+    Proxy64,
 }
 
 /// Our server's flags for the login-flood pair: no cache, no lockout, so every login hashes.
@@ -78,7 +81,7 @@ const HASH_EVERY_LOGIN: &[&str] = &["--login-cache-secs", "0", "--login-max-fail
 
 impl Figure {
     /// Every figure, in report order (`make bench`).
-    pub const ALL: [Figure; 15] = [
+    pub const ALL: [Figure; 16] = [
         Figure::HsEcOneway,
         Figure::HsEcMutual,
         Figure::HsRsaOneway,
@@ -94,6 +97,7 @@ impl Figure {
         Figure::Login1,
         Figure::GetIdle,
         Figure::GetFlood,
+        Figure::Proxy64,
     ];
 
     /// The figures of `--quick` (`make bench-quick`): one of each kind of load.
@@ -123,6 +127,7 @@ impl Figure {
             Login1 => "login1-64",
             GetIdle => "get-idle-4",
             GetFlood => "get-flood-4",
+            Proxy64 => "proxy-64",
         }
     }
 
@@ -145,6 +150,7 @@ impl Figure {
             Login1 => "Keep-alive POST /login1, 64 connections",
             GetIdle => "GET /login, 4 connections, idle",
             GetFlood => "GET /login, 4 connections, under a POST /login1 flood",
+            Proxy64 => "Keep-alive GET /login through to an upstream, 64 connections",
         }
     }
 
@@ -203,7 +209,8 @@ impl Figure {
             | Figure::Ka64Oneway
             | Figure::H2Ka64
             | Figure::H2Ka64Oneway
-            | Figure::Login1 => 64,
+            | Figure::Login1
+            | Figure::Proxy64 => 64,
             Figure::Ka256 => 256,
             _ => 16,
         }
@@ -221,6 +228,11 @@ impl Figure {
     /// Load run beside the measured one, not measured: (request, connections).
     pub fn background(self) -> Option<(RequestKind, usize)> {
         (self == Figure::GetFlood).then_some((RequestKind::PostLogin1, 64))
+    }
+
+    /// Whether both servers forward the requests to an upstream.
+    pub fn proxied(self) -> bool {
+        self == Figure::Proxy64
     }
 
     /// Extra flags for our server.

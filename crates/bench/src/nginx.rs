@@ -23,7 +23,34 @@ pub const GROUPS: &str = "X25519:prime256v1:secp384r1";
 /// the foreground (`daemon off`) so the driver owns the master; `dir` holds its pid and temp
 /// paths.
 pub fn render(dir: &Path, port: u16, workers: usize, pki: &Layout, mutual: bool) -> String {
+    render_with(dir, port, workers, pki, mutual, None)
+}
+
+/// [`render`], with `GET /login` forwarded to `upstream` (`proxy_pass` over kept-alive
+/// connections, the client's subject in a header, as our front door forwards).
+pub fn render_with(
+    dir: &Path,
+    port: u16,
+    workers: usize,
+    pki: &Layout,
+    mutual: bool,
+    upstream: Option<u16>,
+) -> String {
     let d = dir.display();
+    let (pool, login) = match upstream {
+        Some(up) => (
+            format!("    upstream app {{\n        server 127.0.0.1:{up};\n        keepalive 64;\n    }}\n"),
+            "            proxy_pass http://app;\n            proxy_http_version 1.1;\n            \
+             proxy_set_header Connection \"\";\n            \
+             proxy_set_header X-Client-Cert-Subject $ssl_client_s_dn;\n"
+                .to_owned(),
+        ),
+        None => (
+            String::new(),
+            "            default_type text/plain;\n            return 200 \"Hello World!\";\n"
+                .to_owned(),
+        ),
+    };
     let mutual = if mutual {
         format!(
             "        ssl_verify_client on;\n        ssl_client_certificate {};\n        \
@@ -57,7 +84,7 @@ http {{
     # 1000, which would add a handshake every 1000 requests to its keep-alive figures.
     keepalive_requests 1000000;
     keepalive_timeout 30s;
-
+{pool}
     server {{
         # h2 as well, as ours: offered by ALPN, taken by the h2 figures (and by browsers).
         listen 127.0.0.1:{port} ssl http2;
@@ -71,9 +98,7 @@ http {{
         ssl_session_timeout 10m;
 {mutual}
         location = /login {{
-            default_type text/plain;
-            return 200 \"Hello World!\";
-        }}
+{login}        }}
         location = /login1 {{
             # A fixed answer: nginx's reference does no password hashing.
             default_type application/json;
@@ -86,6 +111,39 @@ http {{
         key = pki.server_key().display(),
         ciphers = TLS12_CIPHERS,
         groups = GROUPS,
+    )
+}
+
+/// nginx.conf of the upstream of the proxied figure: plain HTTP on `port`, one worker,
+/// `GET /login` answering `Hello World!`.
+pub fn render_upstream(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/upstream.pid;
+error_log {d}/upstream.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/up_body;
+    proxy_temp_path {d}/up_proxy;
+    fastcgi_temp_path {d}/up_fastcgi;
+    uwsgi_temp_path {d}/up_uwsgi;
+    scgi_temp_path {d}/up_scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /login {{
+            default_type text/plain;
+            return 200 \"Hello World!\";
+        }}
+    }}
+}}
+"
     )
 }
 
@@ -132,6 +190,26 @@ mod tests {
         assert!(c.contains("daemon off;"));
         // Balanced braces: nginx would refuse the file otherwise.
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+    }
+
+    #[test]
+    fn the_proxied_config_forwards_login_over_kept_alive_connections() {
+        let c = render_with(
+            Path::new("/tmp/b"),
+            18443,
+            2,
+            &Layout::new("/p"),
+            true,
+            Some(9),
+        );
+        assert!(c.contains("server 127.0.0.1:9;") && c.contains("keepalive 64;"));
+        assert!(c.contains("proxy_pass http://app;"));
+        assert!(c.contains("proxy_set_header Connection \"\";"));
+        assert!(!c.contains("Hello World!"));
+        assert_eq!(c.matches('{').count(), c.matches('}').count());
+        let up = render_upstream(Path::new("/tmp/b"), 9);
+        assert!(up.contains("listen 127.0.0.1:9;") && up.contains("Hello World!"));
+        assert_eq!(up.matches('{').count(), up.matches('}').count());
     }
 
     #[test]
