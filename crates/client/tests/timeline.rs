@@ -10,30 +10,12 @@
 //! --workspace` builds them). Without `faketime` the test prints SKIPPED, and fails when
 //! `REQUIRE_FAKETIME=1`.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::faketime::ShiftedServer;
 use testkit::{text, TestPki};
-
-fn faketime() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("faketime"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("REQUIRE_FAKETIME").is_none(),
-            "REQUIRE_FAKETIME is set but faketime is not on PATH (apt-get install faketime)"
-        );
-        eprintln!("SKIPPED: the timeline needs faketime on PATH (apt-get install faketime)");
-    }
-    found
-}
 
 /// A workspace binary beside the client's (target/debug/NAME).
 fn sibling(name: &str) -> PathBuf {
@@ -49,79 +31,34 @@ fn sibling(name: &str) -> PathBuf {
 
 /// `program ARGS` at `days` after today.
 fn at(days: u32, program: &Path, args: &[&str]) -> Output {
-    testkit::command(faketime().expect("faketime"))
-        .args(["-f", &format!("+{days}d")])
-        .arg(program)
+    let faketime = testkit::faketime::find().expect("faketime");
+    testkit::faketime::command(&faketime, days, program)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run under faketime")
 }
 
-/// The server at a shifted clock, killed (with faketime's group) on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .status();
-        let _ = self.child.wait();
-    }
-}
+/// The server at a shifted clock.
+struct Server(ShiftedServer);
 
 impl Server {
     fn start(days: u32, pki: &TestPki) -> Server {
-        let mut child = testkit::command(faketime().expect("faketime"))
-            .args(["-f", &format!("+{days}d")])
-            .arg(sibling("server"))
-            .arg("--pki-dir")
-            .arg(pki.dir())
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--watch-secs",
-                "0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("start the server under faketime");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (sink, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("start-up line");
-        let port = first
-            .split("https://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}; log: {}", log.lock().expect("log")));
-        Server { child, port, log }
+        let faketime = testkit::faketime::find().expect("faketime");
+        Server(ShiftedServer::start(
+            &faketime,
+            days,
+            &sibling("server"),
+            pki.dir(),
+            &[],
+        ))
     }
 
     /// Waits up to 5 s for `needle` in the server's log.
     fn logged(&self, needle: &str) -> bool {
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
-            if self.log.lock().expect("log").contains(needle) {
+            if self.0.log().contains(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -131,7 +68,7 @@ impl Server {
 
     /// `client whoami` at `days` with `cert`/`key`.
     fn whoami(&self, days: u32, pki: &TestPki, pair: &(PathBuf, PathBuf)) -> Output {
-        let url = format!("https://127.0.0.1:{}", self.port);
+        let url = format!("https://127.0.0.1:{}", self.0.port);
         at(
             days,
             Path::new(env!("CARGO_BIN_EXE_client")),
@@ -164,7 +101,7 @@ fn pki_at(days: u32, pki: &TestPki, args: &[&str]) -> Output {
 
 #[test]
 fn a_year_of_make_certs_with_the_crl_kept_and_the_certificates_renewed() {
-    if faketime().is_none() {
+    if testkit::faketime::find().is_none() {
         return;
     }
     let pki = TestPki::new();
@@ -172,7 +109,7 @@ fn a_year_of_make_certs_with_the_crl_kept_and_the_certificates_renewed() {
 
     // Day 25: the CRL is due in 5 days; the server says so and serves.
     let srv = Server::start(25, &pki);
-    assert!(srv.logged("crl: due"), "{}", srv.log.lock().expect("log"));
+    assert!(srv.logged("crl: due"), "{}", srv.0.log());
     let o = srv.whoami(25, &pki, &client);
     assert_eq!(o.status.code(), Some(0), "day 25: {}", text(&o));
     drop(srv);

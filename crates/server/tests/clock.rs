@@ -5,107 +5,37 @@
 //!
 //! Without `faketime` on PATH the tests print SKIPPED, and fail when `REQUIRE_FAKETIME=1`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+use testkit::faketime::ShiftedServer;
 use testkit::TestPki;
 
-fn faketime() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("faketime"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let require = std::env::var("REQUIRE_FAKETIME").is_ok_and(|v| v == "1");
-        assert!(
-            !require,
-            "REQUIRE_FAKETIME=1 but faketime is not on PATH (apt-get install faketime)"
-        );
-        eprintln!("SKIPPED: faketime is not on PATH (apt-get install faketime)");
-    }
-    found
-}
-
-/// The server at a shifted clock, killed on drop; its stderr collected as it comes.
-struct Shifted {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Shifted {
-    /// faketime runs the server as its own child: the whole process group goes.
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .status();
-        let _ = self.child.wait();
-    }
-}
+/// The server at a shifted clock, logging JSON, with its metrics on a port of their own.
+struct Shifted(ShiftedServer);
 
 impl Shifted {
     fn start(faketime: &Path, days: u32, pki: &TestPki, extra: &[&str]) -> Shifted {
-        let mut child = testkit::command(faketime)
-            .args(["-f", &format!("+{days}d")])
-            .arg(env!("CARGO_BIN_EXE_server"))
-            .arg("--pki-dir")
-            .arg(pki.dir())
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--watch-secs",
-                "0",
-            ])
-            .args(["--metrics-bind", "127.0.0.1:0", "--log-format", "json"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn faketime server");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (sink, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let port_after = |line: &str, marker: &str| -> u16 {
-            line.split(marker)
-                .nth(1)
-                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("no port after {marker} in {line:?}"))
-        };
-        let (mut first, mut second) = (String::new(), String::new());
-        out.read_line(&mut first).expect("start-up line");
-        out.read_line(&mut second).expect("metrics line");
-        Shifted {
-            port: port_after(&first, "https://127.0.0.1:"),
-            metrics_port: port_after(&second, "http://127.0.0.1:"),
-            child,
-            log,
-        }
+        let mut flags = vec!["--metrics-bind", "127.0.0.1:0", "--log-format", "json"];
+        flags.extend_from_slice(extra);
+        let server = Path::new(env!("CARGO_BIN_EXE_server"));
+        Shifted(ShiftedServer::start(
+            faketime,
+            days,
+            server,
+            pki.dir(),
+            &flags,
+        ))
     }
 
     /// Its log lines so far, each parsed (every line must be one JSON object).
     fn events(&self) -> Vec<serde_json::Value> {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        log.lines()
+        self.0
+            .log()
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect()
     }
@@ -136,7 +66,7 @@ impl Shifted {
             .map_err(|e| e.to_string())?;
         b.set_private_key_file(&pair.1, SslFiletype::PEM)
             .map_err(|e| e.to_string())?;
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(("127.0.0.1", self.0.port)).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
         let mut s = b
@@ -154,7 +84,8 @@ impl Shifted {
     }
 
     fn metrics(&self) -> String {
-        let mut tcp = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect");
+        let mut tcp = TcpStream::connect(("127.0.0.1", self.0.metrics_port.expect("metrics port")))
+            .expect("connect");
         tcp.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
             .expect("write");
         let mut out = String::new();
@@ -168,7 +99,9 @@ const ACCEPTED_STALE: &str =
 
 #[test]
 fn at_day_25_the_server_warns_that_the_crl_is_due_and_healthz_says_so() {
-    let Some(faketime) = faketime() else { return };
+    let Some(faketime) = testkit::faketime::find() else {
+        return;
+    };
     let pki = TestPki::new();
     let srv = Shifted::start(&faketime, 25, &pki, &[]);
     let warning = srv.wait_for("WARN", "crl: due");
@@ -191,7 +124,9 @@ fn at_day_25_the_server_warns_that_the_crl_is_due_and_healthz_says_so() {
 
 #[test]
 fn at_day_31_refuse_fails_closed_and_says_why() {
-    let Some(faketime) = faketime() else { return };
+    let Some(faketime) = testkit::faketime::find() else {
+        return;
+    };
     let pki = TestPki::new();
     let srv = Shifted::start(&faketime, 31, &pki, &[]);
     srv.wait_for("ERROR", "crl: STALE since");
@@ -215,7 +150,9 @@ fn at_day_31_refuse_fails_closed_and_says_why() {
 
 #[test]
 fn at_day_31_warn_accepts_what_the_stale_crl_does_not_list_and_logs_it() {
-    let Some(faketime) = faketime() else { return };
+    let Some(faketime) = testkit::faketime::find() else {
+        return;
+    };
     let pki = TestPki::new();
     let gone = pki.issue_client("gone");
     let ca = pki.folder.authority().expect("ca");

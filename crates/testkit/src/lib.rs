@@ -7,6 +7,7 @@
 // A test fixture: a failure here is the test's failure, with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod faketime;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,121 @@
+//! Our binaries under Debian's `faketime`, the clock moved by whole days: day 31 and day 366
+//! tested with the real programs.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// `faketime` on PATH. Without it: prints SKIPPED and returns `None`, or fails when
+/// `REQUIRE_FAKETIME` is set (CI sets it).
+pub fn find() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("faketime"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("REQUIRE_FAKETIME").is_none(),
+            "REQUIRE_FAKETIME is set but faketime is not on PATH (apt-get install faketime)"
+        );
+        eprintln!("SKIPPED: faketime is not on PATH (apt-get install faketime)");
+    }
+    found
+}
+
+/// `program` to be run by `faketime` at `days` after today, without our variables.
+pub fn command(faketime: &Path, days: u32, program: &Path) -> Command {
+    let mut cmd = crate::command(faketime);
+    cmd.args(["-f", &format!("+{days}d")]).arg(program);
+    cmd
+}
+
+/// The server binary at a shifted clock on an ephemeral port, its stderr collected as it comes;
+/// killed with faketime's whole process group on drop.
+pub struct ShiftedServer {
+    child: Child,
+    /// The TLS port.
+    pub port: u16,
+    /// The metrics port, when `--metrics-bind` was among the flags.
+    pub metrics_port: Option<u16>,
+    log: Arc<Mutex<String>>,
+}
+
+impl ShiftedServer {
+    /// `server --pki-dir DIR --bind 127.0.0.1:0 --workers 1 --watch-secs 0 EXTRA...` at `days`.
+    pub fn start(
+        faketime: &Path,
+        days: u32,
+        server: &Path,
+        pki_dir: &Path,
+        extra: &[&str],
+    ) -> ShiftedServer {
+        let mut child = command(faketime, days, server)
+            .arg("--pki-dir")
+            .arg(pki_dir)
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--watch-secs",
+                "0",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start the server under faketime");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (sink, stderr) = (log.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line_port = |marker: &str| -> u16 {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("start-up line");
+            line.split(marker)
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no port after {marker} in {line:?}; log: {}",
+                        log.lock().unwrap()
+                    )
+                })
+        };
+        let port = line_port("https://127.0.0.1:");
+        let metrics_port = extra
+            .contains(&"--metrics-bind")
+            .then(|| line_port("http://127.0.0.1:"));
+        ShiftedServer {
+            child,
+            port,
+            metrics_port,
+            log,
+        }
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for ShiftedServer {
+    /// faketime runs the server as its own child: the whole process group goes.
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
