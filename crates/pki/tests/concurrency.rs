@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
+use testkit::postgres::PgDatabase;
 use testkit::text;
 
 /// One backend under test: SQLite in the folder, or a fresh PostgreSQL database.
@@ -27,78 +27,13 @@ impl Backend {
     }
 }
 
-/// A database made for one test on the server of `PKI_TEST_POSTGRES`, dropped afterwards.
-struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 fn postgres(test: &str) -> Option<Backend> {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let Ok(admin) = std::env::var("PKI_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("REQUIRE_POSTGRES").is_none(),
-            "REQUIRE_POSTGRES is set but PKI_TEST_POSTGRES is not"
-        );
-        eprintln!(
-            "SKIPPED (PostgreSQL half of {test}): set PKI_TEST_POSTGRES=postgres://user@host:port/db, \
-             a role that may create databases"
-        );
-        return None;
-    };
-    let name = format!(
-        "pki_test_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("PKI_TEST_POSTGRES={admin}: cannot connect: {e}"));
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    let mut url: postgres::Config = admin.parse().expect("PKI_TEST_POSTGRES is a URL");
-    url.dbname(&name);
-    let url = to_url(&url);
+    let pg = PgDatabase::create(test)?;
     Some(Backend {
         label: "PostgreSQL",
-        env: vec![("PKI_DB", url)],
-        _pg: Some(PgDatabase { admin, name }),
+        env: vec![("PKI_DB", pg.url().to_owned())],
+        _pg: Some(pg),
     })
-}
-
-/// A key=value connection string for `config`.
-fn to_url(config: &postgres::Config) -> String {
-    let mut parts = Vec::new();
-    if let Some(postgres::config::Host::Tcp(h)) = config.get_hosts().first() {
-        parts.push(format!("host={h}"));
-    }
-    if let Some(postgres::config::Host::Unix(p)) = config.get_hosts().first() {
-        parts.push(format!("host={}", p.display()));
-    }
-    if let Some(p) = config.get_ports().first() {
-        parts.push(format!("port={p}"));
-    }
-    if let Some(u) = config.get_user() {
-        parts.push(format!("user={u}"));
-    }
-    if let Some(pw) = config.get_password() {
-        parts.push(format!("password={}", String::from_utf8_lossy(pw)));
-    }
-    parts.push(format!(
-        "dbname={}",
-        config.get_dbname().unwrap_or("postgres")
-    ));
-    parts.join(" ")
 }
 
 /// SQLite, then PostgreSQL when there is one.

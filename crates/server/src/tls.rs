@@ -571,21 +571,16 @@ fn refuse(
     let openssl = openssl.unwrap_or_default();
     let failed_at = subject_at(ctx.current_cert());
     let depth = ctx.error_depth();
-    if optional {
-        let first = verdict_of(ctx).is_some_and(|v| v.first.set(problem).is_ok());
-        if first {
-            tracing::warn!(
-                client = %client,
-                failed_at = %failed_at,
-                depth,
-                reason = words,
-                label = reason,
-                openssl = %openssl,
-                "client certificate refused; serving the client as anonymous"
-            );
-        }
+    // In optional mode only the first problem of a handshake is logged (and kept).
+    let repeat = optional && verdict_of(ctx).is_none_or(|v| v.first.set(problem).is_err());
+    if repeat {
         return true;
     }
+    let outcome = if optional {
+        "; serving the client as anonymous"
+    } else {
+        ""
+    };
     tracing::warn!(
         client = %client,
         failed_at = %failed_at,
@@ -593,8 +588,11 @@ fn refuse(
         reason = words,
         label = reason,
         openssl = %openssl,
-        "client certificate refused"
+        "client certificate refused{outcome}"
     );
+    if optional {
+        return true;
+    }
     if let Some(m) = &policy.metrics {
         m.handshake(HandshakeResult::Refused, Reason::of(problem), false);
     }
