@@ -10,9 +10,11 @@ use clap::{Parser, ValueEnum};
 use server::log::LogFormat;
 use server::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
 
-/// mimalloc for Rust's allocations. Not with the crate's `override` feature (OpenSSL's
-/// `malloc` too, 4-9% less CPU per handshake in bench/README.md): that build crashes at start
-/// under an LD_PRELOAD library such as `faketime`, which the clock tests and operators use.
+mod openssl_alloc;
+
+/// mimalloc for Rust's allocations, and OpenSSL's through [`openssl_alloc`]. Not with the
+/// crate's `override` feature (every `malloc` of the process): that build crashes at start under
+/// an LD_PRELOAD library such as `faketime`, which the clock tests and operators use.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -336,8 +338,14 @@ impl Args {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    let openssl_on_mimalloc = openssl_alloc::install();
     let args = Args::parse();
     server::log::init(args.log_format.into(), "info,actix_server=warn");
+    if openssl_on_mimalloc {
+        tracing::debug!("OpenSSL allocates through mimalloc");
+    } else {
+        tracing::warn!("OpenSSL had allocated before main: it keeps the system allocator");
+    }
     let config = args.into_config();
     let bind = config.bind;
     match server::run(config)

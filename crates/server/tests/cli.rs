@@ -153,6 +153,26 @@ fn starts_with_one_line_and_reloads_on_sighup() {
     assert!(!log.contains("pwd1"), "no secrets in logs");
 }
 
+/// The binary routes OpenSSL's allocations to mimalloc before OpenSSL allocates anything
+/// (openssl_alloc.rs): OpenSSL refuses the switch afterwards, and the server would say so.
+#[test]
+fn openssl_allocates_through_mimalloc_and_serves() {
+    let (_dir, folder) = make_pki();
+    let mut child = spawn_with_env(&folder, &[], &[("RUST_LOG", "server=debug")]);
+    let (_, port) = startup_line(&mut child);
+    served_serial(&folder, port);
+    signal(&child, "-TERM");
+    assert!(child.wait().expect("wait").success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(log.contains("OpenSSL allocates through mimalloc"), "{log}");
+}
+
 #[test]
 fn a_missing_file_is_one_clear_error() {
     let (_dir, folder) = make_pki();
