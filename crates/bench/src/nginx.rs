@@ -36,7 +36,6 @@ pub fn render_with(
     mutual: bool,
     upstream: Option<u16>,
 ) -> String {
-    let d = dir.display();
     let (pool, login) = match upstream {
         Some(up) => (
             format!("    upstream app {{\n        server 127.0.0.1:{up};\n        keepalive 64;\n    }}\n"),
@@ -63,23 +62,7 @@ pub fn render_with(
     };
     format!(
         "# Written by `bench compare` for one run; see bench/README.md.
-daemon off;
-master_process on;
-worker_processes {workers};
-pid {d}/nginx.pid;
-error_log {d}/nginx.log warn;
-
-events {{
-    worker_connections 4096;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+{head}
     # Our server keeps a connection for any number of requests; nginx's default closes after
     # 1000, which would add a handshake every 1000 requests to its keep-alive figures.
     keepalive_requests 1000000;
@@ -107,6 +90,7 @@ http {{
     }}
 }}
 ",
+        head = head(dir, "nginx", workers),
         cert = pki.server_cert().display(),
         key = pki.server_key().display(),
         ciphers = TLS12_CIPHERS,
@@ -114,26 +98,36 @@ http {{
     )
 }
 
-/// nginx.conf of the upstream of the proxied figure: plain HTTP on `port`, one worker,
-/// `GET /login` answering `Hello World!`.
-pub fn render_upstream(dir: &Path, port: u16) -> String {
+/// The start of an nginx.conf, up to the open `http` block: one nginx of `dir`, its pid, log
+/// and temporary folders named after `name` (the bench runs two side by side).
+fn head(dir: &Path, name: &str, workers: usize) -> String {
     let d = dir.display();
     format!(
         "daemon off;
 master_process on;
-worker_processes 1;
-pid {d}/upstream.pid;
-error_log {d}/upstream.log warn;
+worker_processes {workers};
+pid {d}/{name}.pid;
+error_log {d}/{name}.log warn;
+
 events {{
     worker_connections 4096;
 }}
+
 http {{
     access_log off;
-    client_body_temp_path {d}/up_body;
-    proxy_temp_path {d}/up_proxy;
-    fastcgi_temp_path {d}/up_fastcgi;
-    uwsgi_temp_path {d}/up_uwsgi;
-    scgi_temp_path {d}/up_scgi;
+    client_body_temp_path {d}/{name}_body;
+    proxy_temp_path {d}/{name}_proxy;
+    fastcgi_temp_path {d}/{name}_fastcgi;
+    uwsgi_temp_path {d}/{name}_uwsgi;
+    scgi_temp_path {d}/{name}_scgi;"
+    )
+}
+
+/// nginx.conf of the upstream of the proxied figure: plain HTTP on `port`, one worker,
+/// `GET /login` answering `Hello World!`.
+pub fn render_upstream(dir: &Path, port: u16) -> String {
+    format!(
+        "{head}
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
@@ -143,7 +137,8 @@ http {{
         }}
     }}
 }}
-"
+",
+        head = head(dir, "upstream", 1),
     )
 }
 

@@ -28,18 +28,8 @@ fn spawn(folder: &Folder, extra: &[&str]) -> Child {
 }
 
 fn spawn_with_env(folder: &Folder, extra: &[&str], env: &[(&str, &str)]) -> Child {
-    server_command()
+    testkit::server_flags(&mut server_command(), folder.layout().root())
         .envs(env.iter().copied())
-        .arg("--pki-dir")
-        .arg(folder.layout().root())
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--watch-secs",
-            "0",
-        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -60,6 +50,18 @@ fn startup_line(child: &mut Child) -> (String, u16) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     (line, port)
+}
+
+/// Everything the server wrote to stderr (call it once the child has exited).
+fn stderr_text(child: &mut Child) -> String {
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    log
 }
 
 /// A mutual-TLS connection to the server as the PKI's client.
@@ -138,13 +140,7 @@ fn starts_with_one_line_and_reloads_on_sighup() {
     signal(&child, "-TERM");
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("log");
+    let log = stderr_text(&mut child);
     assert!(log.contains("TLS context reloaded"), "{log}");
     assert!(
         log.contains("reload failed") && log.contains("server.crt"),
@@ -163,13 +159,7 @@ fn openssl_allocates_through_mimalloc_and_serves() {
     served_serial(&folder, port);
     signal(&child, "-TERM");
     assert!(child.wait().expect("wait").success());
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("log");
+    let log = stderr_text(&mut child);
     assert!(log.contains("OpenSSL allocates through mimalloc"), "{log}");
 }
 

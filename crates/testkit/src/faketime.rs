@@ -52,17 +52,7 @@ impl ShiftedServer {
         pki_dir: &Path,
         extra: &[&str],
     ) -> ShiftedServer {
-        let mut child = command(faketime, days, server)
-            .arg("--pki-dir")
-            .arg(pki_dir)
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--watch-secs",
-                "0",
-            ])
+        let mut child = crate::server_flags(&mut command(faketime, days, server), pki_dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -31,6 +31,19 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
+/// The flags every spawned test server starts with: `--pki-dir DIR`, an ephemeral loopback
+/// port, one worker, no file watching (a test reloads with SIGHUP when it means to).
+pub fn server_flags<'a>(cmd: &'a mut Command, pki_dir: &Path) -> &'a mut Command {
+    cmd.arg("--pki-dir").arg(pki_dir).args([
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--watch-secs",
+        "0",
+    ])
+}
+
 /// stdout then stderr, as text.
 pub fn text(o: &Output) -> String {
     format!(

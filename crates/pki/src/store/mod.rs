@@ -921,8 +921,6 @@ fn bump(tx: &mut dyn Sql) -> Result<(), SqlError> {
     .map(|_| ())
 }
 
-/// The record's line in `index.txt` (`openssl ca`'s format), kept with it so that the export
-/// reads one column.
 /// What one revoking transaction did ([`Db::revoke`]).
 #[derive(Debug)]
 pub struct Revocation {
@@ -934,7 +932,8 @@ pub struct Revocation {
     pub generation_before: i64,
 }
 
-/// The record's line of `index.txt`, newline included.
+/// The record's line in `index.txt` (`openssl ca`'s format), newline included; kept with the
+/// record so that the export reads one column.
 pub(crate) fn index_line(r: &Record) -> String {
     crate::index::Entry {
         serial: r.serial.clone(),
