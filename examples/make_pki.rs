@@ -14,7 +14,7 @@ use pki::{
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The CA: genrsa, req, x509 -req -signkey.
     let ca_key = key::generate(KeyAlgorithm::EcP256)?;
-    let ca_req = request::build(&ca_key, &pki::folder::default_ca_subject())?;
+    let ca_req = request::build(&ca_key, &pki::init::default_ca_subject())?;
     let ca = Authority::self_sign(&ca_req, ca_key, Validity::days(3650))?;
 
     // The server and the device: genrsa, req, x509 -req -CA -CAkey, with a profile.

@@ -224,7 +224,7 @@ fn serve(pki: &TestPki, auth: ClientAuth) -> TestServer {
 
 fn ca_cn(pki: &TestPki) -> String {
     let ca = pki.folder.authority().expect("ca");
-    pki::index::common_name(ca.certificate().subject_name()).expect("CA CN")
+    x509::cert::common_name(ca.certificate().subject_name()).expect("CA CN")
 }
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -249,8 +249,8 @@ async fn chromium_presents_its_certificate_and_signs_in() {
             .expect("open the page");
         assert_eq!(b.text("#cn").await, "client", "the page names the client");
         let serial = b.text("#serial").await;
-        let expected = pki::authority::serial_hex(
-            &pki::folder::load_cert("client", &pki.layout().client_cert()).expect("cert"),
+        let expected = x509::cert::serial_hex(
+            &x509::cert::load_cert("client", &pki.layout().client_cert()).expect("cert"),
         )
         .expect("serial");
         assert_eq!(

@@ -85,7 +85,7 @@ fn forwards_with_the_verified_identity_and_drops_forged_headers() {
     let r = tc::request(srv.addr, &Opts::mutual(&ca, &pair), forged).expect("answer");
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = seen_headers(&r.body);
-    let cert = pki::folder::load_cert("client", &pair.0).expect("cert");
+    let cert = x509::cert::load_cert("client", &pair.0).expect("cert");
     let id = pki::identity::ClientIdentity::from_cert(&cert).expect("identity");
     for (name, want) in [
         ("x-client-cert-verify", "SUCCESS"),
@@ -497,8 +497,8 @@ for pwd in ("pwd1", "wrong"):
     let r = tc::request(srv.addr, &Opts::mutual(&ca, &pair), forged).expect("answer");
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = seen_headers(&r.body);
-    let cert = pki::folder::load_cert("client", &pair.0).expect("cert");
-    let serial = pki::authority::serial_hex(&cert).expect("serial");
+    let cert = x509::cert::load_cert("client", &pair.0).expect("cert");
+    let serial = x509::cert::serial_hex(&cert).expect("serial");
     assert_eq!(values(&seen, "x-client-cert-cn"), ["client"], "{seen:?}");
     assert_eq!(
         values(&seen, "x-client-cert-serial"),

@@ -375,7 +375,7 @@ fn bad_client_certificates_are_refused_and_logged_with_the_reason() {
     let pki = TestPki::new();
     let srv = hardened(&pki, |_| {});
     let ca = pki.layout().ca_cert();
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let expired = pki.make_cert(
         "log-expired",
         &CertSpec::new(Profile::Client)

@@ -62,12 +62,9 @@ fn the_identity_extractor_knows_the_client_and_refuses_without_one() {
     let r = tc::get(srv.addr, &with_cert, "/me").expect("GET /me");
     assert_eq!(r.status, 200, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
-    let cert = pki::folder::load_cert("client", &pair.0).expect("cert");
+    let cert = x509::cert::load_cert("client", &pair.0).expect("cert");
     assert_eq!(v["cn"], "client");
-    assert_eq!(
-        v["serial"],
-        pki::authority::serial_hex(&cert).expect("serial")
-    );
+    assert_eq!(v["serial"], x509::cert::serial_hex(&cert).expect("serial"));
     // Serialized as `/whoami` shows it.
     assert_eq!(
         v["whole"]["subject"],

@@ -50,9 +50,8 @@ fn the_page_names_the_verified_client_with_security_headers() {
         "{}",
         r.body
     );
-    let serial =
-        pki::authority::serial_hex(&pki::folder::load_cert("client", &pair.0).expect("cert"))
-            .expect("serial");
+    let serial = x509::cert::serial_hex(&x509::cert::load_cert("client", &pair.0).expect("cert"))
+        .expect("serial");
     assert!(r.body.contains(&serial), "{}", r.body);
     assert!(r.body.contains(r#"action="/login1""#), "{}", r.body);
     assert_eq!(header(&r, "content-type"), Some("text/html; charset=utf-8"));

@@ -101,7 +101,7 @@ fn revoked_client_is_reported_by_openssl_crl_check() {
     assert!(ok, "{out}");
 
     // Our own verifier agrees, with the plain reason.
-    let cert = pki::folder::load_cert("client", &l.client_cert()).expect("cert");
+    let cert = x509::cert::load_cert("client", &l.client_cert()).expect("cert");
     let opts = pki::verify::Options {
         purpose: Some(pki::verify::Purpose::Client),
         crl: Some(crl.clone()),

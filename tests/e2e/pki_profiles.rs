@@ -20,7 +20,7 @@ const ALL_KEYS: [KeyAlgorithm; 6] = [
 
 fn make_ca(alg: KeyAlgorithm) -> Authority {
     let k = key::generate(alg).expect("ca key");
-    let req = request::build(&k, &pki::folder::default_ca_subject()).expect("ca req");
+    let req = request::build(&k, &pki::init::default_ca_subject()).expect("ca req");
     Authority::self_sign(&req, k, Validity::days(3650)).expect("self-sign")
 }
 
@@ -66,7 +66,7 @@ fn check_common(c: &X509Certificate<'_>, signer: KeyAlgorithm) {
         serial.bits()
     );
     assert!(c.raw_serial()[0] & 0x80 == 0, "serial must be positive");
-    let now = pki::authority::now();
+    let now = ::x509::time::now();
     let nb = c.validity().not_before.timestamp();
     assert!(
         nb < now && nb > now - 3600,
@@ -233,7 +233,7 @@ fn serials_are_random_not_sequential() {
 #[test]
 fn a_leaf_never_outlives_its_ca() {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
-    let req = request::build(&k, &pki::folder::default_ca_subject()).expect("req");
+    let req = request::build(&k, &pki::init::default_ca_subject()).expect("req");
     let ca = Authority::self_sign(&req, k, Validity::days(30)).expect("ca");
     let der = leaf(&ca, KeyAlgorithm::EcP256, Profile::Client, vec![]);
     let (_, c) = X509Certificate::from_der(&der).expect("parse");

@@ -40,7 +40,7 @@ fn a_server_and_clients_of_both_cas_talk_through_every_phase() {
     // Phase 1: a new CA, trusted beside the old one; the old one still issues.
     folder.rotate_introduce(None).expect("introduce");
     assert_eq!(folder.phase(), Phase::Introduced);
-    let certs = pki::folder::load_certs("bundle", &bundle).expect("bundle");
+    let certs = x509::cert::load_certs("bundle", &bundle).expect("bundle");
     assert_eq!(certs.len(), 2, "ca/ca.crt trusts both");
     let crls = std::fs::read_to_string(pki.layout().ca_crl()).expect("crl");
     assert_eq!(crls.matches("BEGIN X509 CRL").count(), 2, "one CRL per CA");
@@ -84,7 +84,7 @@ fn a_server_and_clients_of_both_cas_talk_through_every_phase() {
     assert_eq!(folder.phase(), Phase::None);
     srv.tls.reload().expect("reload after retire");
     assert_eq!(
-        pki::folder::load_certs("bundle", &bundle)
+        x509::cert::load_certs("bundle", &bundle)
             .expect("bundle")
             .len(),
         1

@@ -188,8 +188,8 @@ fn single_value(body: &str) -> Option<f64> {
 }
 
 fn not_after(path: &Path) -> f64 {
-    let cert = pki::folder::load_cert("certificate", path).expect("cert");
-    pki::authority::unix_time(cert.not_after()).expect("time") as f64
+    let cert = x509::cert::load_cert("certificate", path).expect("cert");
+    x509::time::unix_time(cert.not_after()).expect("time") as f64
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn prometheus_scrapes_refusals_by_reason_and_expiry_gauges_over_mutual_tls() {
     pki.folder
         .revoke(&authority, "revoked-device", None)
         .expect("revoke");
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let old = pki.make_cert(
         "expired-device",
         &CertSpec::new(Profile::Client).validity(Validity::between(now - 90 * 86_400, now - 60)),

@@ -42,7 +42,7 @@ fn eventually(fetch: impl Fn() -> String, line: &str) -> String {
 }
 
 fn expired(pki: &TestPki, name: &str) -> (PathBuf, PathBuf) {
-    let now = pki::authority::now();
+    let now = x509::time::now();
     pki.make_cert(
         name,
         &CertSpec::new(Profile::Client).validity(Validity::between(now - 90 * DAY, now - DAY)),
@@ -62,7 +62,7 @@ fn an_optional_server_tells_a_refused_client_why_and_counts_it() {
     assert_eq!(r.status, 401, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     assert_eq!(v["reason"], "expired");
-    let date = pki::inspect::date(pki::authority::now() - DAY);
+    let date = x509::time::date(x509::time::now() - DAY);
     let said = v["error"].as_str().expect("error");
     assert!(
         said.contains(&format!("your certificate expired on {}", &date[..10])),
@@ -158,7 +158,7 @@ fn a_required_server_counts_and_logs_each_refusal_by_reason() {
 /// A CRL signed by the PKI's CA whose nextUpdate passed ten days ago, listing `revoked`.
 fn write_stale_crl(pki: &TestPki, revoked: &[&PathBuf]) {
     let ca = pki.folder.authority().expect("ca");
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let mut b = X509CrlBuilder::new().expect("crl");
     b.set_issuer_name(ca.certificate().subject_name())
         .expect("issuer");
@@ -167,7 +167,7 @@ fn write_stale_crl(pki: &TestPki, revoked: &[&PathBuf]) {
     b.set_next_update(&Asn1Time::from_unix(now - 10 * DAY).expect("t"))
         .expect("next");
     for cert in revoked {
-        let cert = pki::folder::load_cert("revoked", cert).expect("cert");
+        let cert = x509::cert::load_cert("revoked", cert).expect("cert");
         let mut entry = X509RevokedBuilder::new().expect("entry");
         entry
             .set_serial_number(cert.serial_number())

@@ -78,11 +78,8 @@ fn mutual_tls_knows_the_client() {
         v["subject"],
         "/O=https Project Device Certificate/CN=client"
     );
-    let cert = pki::folder::load_cert("client", &pair.0).expect("cert");
-    assert_eq!(
-        v["serial"],
-        pki::authority::serial_hex(&cert).expect("serial")
-    );
+    let cert = x509::cert::load_cert("client", &pair.0).expect("cert");
+    assert_eq!(v["serial"], x509::cert::serial_hex(&cert).expect("serial"));
     let fp: String = cert
         .digest(openssl::hash::MessageDigest::sha256())
         .expect("fp")
@@ -116,7 +113,7 @@ fn mutual_tls_refuses_every_bad_client_certificate_in_the_handshake() {
         "alert unknown ca",
     );
 
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let expired = pki.make_cert(
         "expired",
         &CertSpec::new(Profile::Client)

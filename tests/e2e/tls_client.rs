@@ -112,7 +112,7 @@ pub fn request(addr: SocketAddr, o: &Opts<'_>, request: &str) -> Result<Reply, S
         version: ssl.version_str().to_owned(),
         peer_serial: ssl
             .peer_certificate()
-            .and_then(|c| pki::authority::serial_hex(&c).ok())
+            .and_then(|c| x509::cert::serial_hex(&c).ok())
             .unwrap_or_default(),
     })
 }

@@ -41,7 +41,7 @@ pub fn refresh_once(ca: &Ca, refresh: &Refresh, lock_timeout: Duration) -> Resul
 pub fn spawn_refresher(ca: Arc<Ca>, refresh: Refresh, lock_timeout: Duration) {
     actix_web::rt::spawn(async move {
         loop {
-            tokio::time::sleep(jittered(refresh.every)).await;
+            tokio::time::sleep(x509::time::jittered(refresh.every)).await;
             let (ca2, r2) = (ca.clone(), refresh.clone());
             // The records' client may block (PostgreSQL): off the runtime's thread.
             let checked = web::block(move || {
@@ -68,20 +68,11 @@ pub fn log_signed(ca: &Ca, why: &str) {
     if let Ok(Some(c)) = ca.records.latest_crl(&ca.aki) {
         tracing::info!(
             number = c.number,
-            next_update = %pki::inspect::date(c.next_update),
+            next_update = %x509::time::date(c.next_update),
             why,
             "signed a new CRL"
         );
     }
-}
-
-/// `d` ± 10 %.
-fn jittered(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = openssl::rand::rand_bytes(&mut b).map_or(0.5, |()| {
-        f64::from(u16::from_be_bytes(b)) / f64::from(u16::MAX)
-    });
-    d.mul_f64(0.9 + 0.2 * r)
 }
 
 /// `GET /crl` and `GET /crl.pem`.

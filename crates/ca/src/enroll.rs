@@ -128,7 +128,7 @@ impl Ca {
             .map_err(Refusal::from_pki)?;
         match current {
             None => Ok(Overwrite::Never),
-            Some(r) if r.state == State::Revoked || r.not_after <= pki::authority::now() => {
+            Some(r) if r.state == State::Revoked || r.not_after <= x509::time::now() => {
                 Ok(Overwrite::Replace)
             }
             Some(r) => Err(Refusal::new(
@@ -137,7 +137,7 @@ impl Ca {
                     "{name} holds a valid certificate (serial {}, until {}): renew it with \
                      simplereenroll, or `pki revoke {}` before enrolling it again",
                     r.serial,
-                    pki::inspect::date(r.not_after),
+                    x509::time::date(r.not_after),
                     r.serial
                 ),
             )),
@@ -179,12 +179,12 @@ impl Ca {
                 Problem::Expired => format!(
                     "the certificate being renewed expired on {}: it can no longer renew; \
                      enroll again with a new token",
-                    pki::inspect::date(not_after(&peer.leaf))
+                    x509::time::date(not_after(&peer.leaf))
                 ),
                 _ => format!("the client certificate does not verify: {}", f.plain),
             }));
         }
-        let serial = pki::authority::serial_hex(&peer.leaf).map_err(Refusal::internal)?;
+        let serial = x509::cert::serial_hex(&peer.leaf).map_err(Refusal::internal)?;
         let record = self
             .records
             .certificate(&self.aki, &serial)
@@ -199,7 +199,7 @@ impl Ca {
             return Err(Refusal::forbidden(format!(
                 "certificate {serial} was revoked on {}{}: it cannot renew; enroll again with a \
                  new token",
-                pki::inspect::date(at),
+                x509::time::date(at),
                 reason
                     .map(|r| format!(" ({})", r.as_str()))
                     .unwrap_or_default()
@@ -247,7 +247,7 @@ impl Ca {
             .split(", ")
             .filter(|s| !s.is_empty())
             .map(str::parse::<SubjectAltName>)
-            .collect::<pki::Result<_>>()
+            .collect::<x509::Result<_>>()
             .map_err(Refusal::internal)?;
         Ok(leaf)
     }
@@ -264,5 +264,5 @@ fn parse(der: &[u8]) -> Result<(X509Req, Asked), Refusal> {
 }
 
 fn not_after(cert: &X509Ref) -> i64 {
-    pki::authority::unix_time(cert.not_after()).unwrap_or_default()
+    x509::time::unix_time(cert.not_after()).unwrap_or_default()
 }

@@ -13,6 +13,10 @@ pub enum CaError {
     #[error(transparent)]
     Pki(#[from] pki::Error),
 
+    /// A certificate, key or name of the configuration is unreadable or refused.
+    #[error(transparent)]
+    X509(#[from] x509::Error),
+
     /// OpenSSL refused the TLS settings.
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] openssl::error::ErrorStack),
@@ -83,10 +87,11 @@ impl Refusal {
     }
 
     /// The status and reason for a refusal of the pki library (decided on its typed variants).
-    pub fn from_pki(e: pki::Error) -> Refusal {
-        use pki::store::TokenRefusal;
+    pub fn from_pki(e: impl Into<pki::Error>) -> Refusal {
         use pki::Error as E;
-        match e {
+        use pki::TokenRefusal;
+        use x509::Error as X;
+        match e.into() {
             E::Token(t @ (TokenRefusal::Unknown | TokenRefusal::Used | TokenRefusal::Expired)) => {
                 Refusal::unauthorized(format!(
                     "{t}: make a new one with `pki token create --name NAME`"
@@ -95,15 +100,16 @@ impl Refusal {
             E::Token(t @ TokenRefusal::OtherName) => {
                 Refusal::forbidden(format!("{t}: the request's CN must be the token's name"))
             }
-            e @ (E::NameTaken { .. } | E::Exists { .. }) => {
+            e @ (E::NameTaken { .. } | E::X509(X::Exists { .. })) => {
                 Refusal::new(StatusCode::CONFLICT, common::error_chain(&e))
             }
             e @ E::Busy(_) => {
                 Refusal::new(StatusCode::SERVICE_UNAVAILABLE, common::error_chain(&e))
             }
-            e @ (E::Refused(_) | E::BadName { .. } | E::InvalidName { .. } | E::BadDays(_)) => {
-                Refusal::bad(common::error_chain(&e))
-            }
+            e @ (E::Refused(_)
+            | E::X509(
+                X::Refused(_) | X::BadName { .. } | X::InvalidName { .. } | X::BadDays(_),
+            )) => Refusal::bad(common::error_chain(&e)),
             e => Refusal::internal(common::error_chain(&e)),
         }
     }

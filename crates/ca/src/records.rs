@@ -80,7 +80,7 @@ impl Records {
     /// Why the enrollment token `token` would be refused for device `name`, if it would.
     pub fn token_refusal(&self, token: &str, name: &str) -> pki::Result<Option<TokenRefusal>> {
         let digest = pki::lifecycle::token_digest(token);
-        self.with(|db| db.check_token(&digest, "client", name, pki::authority::now()))
+        self.with(|db| db.check_token(&digest, "client", name, x509::time::now()))
     }
 
     /// The newest CRL of `aki`.

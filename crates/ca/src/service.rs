@@ -61,7 +61,7 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
     let chain_refs: Vec<_> = chain.iter().map(|c| c.as_ref()).collect();
     let cacerts = wire::certs_only(&chain_refs).map_err(CaError::Config)?;
     let ca = Arc::new(Ca {
-        aki: pki::authority::key_id(authority.certificate())?,
+        aki: x509::cert::key_id(authority.certificate())?,
         records: Records::new(
             config.db.clone(),
             config.default_db_path(),

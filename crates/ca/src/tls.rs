@@ -62,8 +62,8 @@ fn needs_issuing(cert: &Path, names: &[SubjectAltName]) -> Result<bool, CaError>
     if !pki::files::exists(cert) {
         return Ok(true);
     }
-    let current = pki::folder::load_cert("CA service certificate", cert)?;
-    if pki::lifecycle::renewal_due(&current, None, pki::authority::now())? {
+    let current = x509::cert::load_cert("CA service certificate", cert)?;
+    if pki::lifecycle::renewal_due(&current, None, x509::time::now())? {
         return Ok(true);
     }
     let has = crate::policy::cert_sans(&current.to_der()?);
@@ -71,7 +71,7 @@ fn needs_issuing(cert: &Path, names: &[SubjectAltName]) -> Result<bool, CaError>
 }
 
 fn load(cert: &Path, key: &Path) -> Result<Identity, CaError> {
-    let chain = pki::folder::load_certs("CA service certificate", cert)?;
+    let chain = x509::cert::load_certs("CA service certificate", cert)?;
     let key_ = pki::key::load("CA service key", key)?;
     if !chain[0].public_key()?.public_eq(&key_) {
         return Err(CaError::Config(format!(

@@ -49,13 +49,7 @@ pub fn decode_base64(body: &[u8]) -> Result<Vec<u8>, Refusal> {
 
 /// `der` as base64 in lines of 64 characters, as `openssl base64` writes and reads it.
 pub fn encode_base64(der: &[u8]) -> String {
-    let text = STANDARD.encode(der);
-    let mut out = String::with_capacity(text.len() + text.len() / 32 + 2);
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push_str("\r\n");
-    }
-    out
+    x509::cert::base64_lines(der, "\r\n")
 }
 
 /// A degenerate, certs-only SignedData (RFC 5652 §5, no signers) holding `certs`: what

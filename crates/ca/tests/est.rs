@@ -97,10 +97,7 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
         .find(|r| r.name == "dev-1")
         .expect("recorded");
     assert_eq!(rec.state, State::Issued);
-    assert_eq!(
-        rec.serial,
-        pki::authority::serial_hex(cert).expect("serial")
-    );
+    assert_eq!(rec.serial, x509::cert::serial_hex(cert).expect("serial"));
     // The same token again: spent.
     let r = enroll(ca.addr, &root, "dev-1", &t, &request);
     assert_eq!(r.status, 401, "{}", r.text());
@@ -353,11 +350,11 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
             .expect("cmp"),
         std::cmp::Ordering::Equal
     );
-    let old_serial = pki::authority::serial_hex(&first).expect("serial");
+    let old_serial = x509::cert::serial_hex(&first).expect("serial");
     let records = pki.folder.list().expect("list");
     let new_rec = records
         .iter()
-        .find(|r| r.serial == pki::authority::serial_hex(&second).expect("serial"))
+        .find(|r| r.serial == x509::cert::serial_hex(&second).expect("serial"))
         .expect("new record");
     assert_eq!(new_rec.renews.as_deref(), Some(old_serial.as_str()));
     let old_rec = records
@@ -405,7 +402,7 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
         assert_eq!(r.status, 403, "{}", r.text());
         assert!(r.text().contains(words), "{}", r.text());
     };
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let spec = pki::CertSpec::new(Profile::Client)
         .validity(pki::Validity::between(now - 3 * 86_400, now - 86_400));
     let (old_cert, old_key) = pki.make_cert("dev-4", &spec);
@@ -493,7 +490,7 @@ fn the_crl_is_served_with_validators_and_follows_each_revocation() {
     );
 
     let (serial_cert, _) = pki.issue_client("dev-5");
-    let serial = pki::authority::serial_hex(
+    let serial = x509::cert::serial_hex(
         &openssl::x509::X509::from_pem(&std::fs::read(serial_cert).expect("read")).expect("pem"),
     )
     .expect("serial");

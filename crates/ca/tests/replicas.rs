@@ -205,7 +205,7 @@ fn served(addr: std::net::SocketAddr, root: &Path) -> (i64, String) {
 
 fn crls_signed_once(s: &Setup, replicas: &[CaProcess; 2], root: &Path, label: &str) {
     let ca = s.folder.authority().expect("ca");
-    let aki = pki::authority::key_id(ca.certificate()).expect("aki");
+    let aki = x509::cert::key_id(ca.certificate()).expect("aki");
     let mut db = pki::store::Db::open(
         &s.db,
         &s.folder.layout().dir(common::Role::Ca).join("ca.db"),

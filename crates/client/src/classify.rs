@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use openssl::ssl::SslAlert;
-use pki::verify::Problem;
+use x509::verify::Problem;
 
 use crate::error::{Failure, FailureClass};
 use crate::facts::{Cause, CertSummary, Endpoint};

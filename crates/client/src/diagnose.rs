@@ -14,7 +14,7 @@ use crate::tls::{self, Identity, TlsOptions};
 /// Probes `ep` three times at most: our settings; TLS 1.2 without a certificate (to read the
 /// server's certificate request); and, for a TLS 1.3-only server, TLS 1.3 without one.
 pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> {
-    let cas = pki::folder::load_certs("CA certificate", &options.ca)
+    let cas = x509::cert::load_certs("CA certificate", &options.ca)
         .map_err(|e| tls::local_file(e, "run `make certs` or pass --ca"))?;
     let own = OwnCert::load(options)?;
     let hs = probe::handshake(ep, options, None)?;
@@ -71,12 +71,12 @@ fn server_checks(
         );
     };
     let check = |host: Option<String>| {
-        let o = pki::verify::Options {
-            purpose: Some(pki::verify::Purpose::Server),
+        let o = x509::verify::Options {
+            purpose: Some(x509::verify::Purpose::Server),
             host,
             ..Default::default()
         };
-        match pki::verify::verify(leaf, rest, cas, &o) {
+        match x509::verify::verify(leaf, rest, cas, &o) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(f)) => Err(f.to_string()),
             Err(e) => Err(e.to_string()),

@@ -6,8 +6,8 @@ use std::io::ErrorKind;
 
 use openssl::ssl::{ErrorCode, SslAlert};
 use openssl::x509::{X509Ref, X509VerifyResult};
-use pki::verify::Problem;
 use serde::Serialize;
+use x509::verify::Problem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::wire;
@@ -68,20 +68,20 @@ impl CertSummary {
     pub fn of(cert: &X509Ref) -> CertSummary {
         let der = cert.to_der().unwrap_or_default();
         let names = X509Certificate::from_der(&der)
-            .map(|(_, c)| pki::inspect::names(&c))
+            .map(|(_, c)| x509::inspect::names(&c))
             .unwrap_or_default();
         let (nb, na) = dates(cert);
         CertSummary {
-            subject: pki::index::one_line(cert.subject_name()),
-            issuer: pki::index::one_line(cert.issuer_name()),
+            subject: x509::cert::one_line(cert.subject_name()),
+            issuer: x509::cert::one_line(cert.issuer_name()),
             names,
-            not_before: pki::inspect::date(nb),
-            not_after: pki::inspect::date(na),
-            days_left: (na - pki::authority::now()).div_euclid(86_400),
+            not_before: x509::time::date(nb),
+            not_after: x509::time::date(na),
+            days_left: (na - x509::time::now()).div_euclid(86_400),
             key: cert
                 .public_key()
                 .ok()
-                .and_then(|k| pki::KeyAlgorithm::of(&k))
+                .and_then(|k| x509::KeyAlgorithm::of(&k))
                 .map_or_else(|| "unknown".into(), |a| a.to_string()),
         }
     }
@@ -89,7 +89,7 @@ impl CertSummary {
 
 /// notBefore and notAfter as Unix times (0 when unreadable).
 pub fn dates(cert: &X509Ref) -> (i64, i64) {
-    let unix = |t| pki::authority::unix_time(t).unwrap_or(0);
+    let unix = |t| x509::time::unix_time(t).unwrap_or(0);
     (unix(cert.not_before()), unix(cert.not_after()))
 }
 

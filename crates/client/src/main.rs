@@ -12,7 +12,7 @@ use client::error::{Failure, FailureClass};
 use client::est::{self, schedule::Step};
 use client::tls::{Identity, Password, TlsOptions};
 use client::{Client, Reply};
-use pki::KeyAlgorithm;
+use x509::KeyAlgorithm;
 
 /// HTTPS client for a private CA: verifies everything, explains every failure.
 ///
@@ -313,7 +313,7 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
         Ok((o, Some(e))) => {
             let shown = serde_json::json!({
                 "serial": e.serial, "subject": e.subject,
-                "not_after": pki::inspect::date(e.window.not_after),
+                "not_after": x509::time::date(e.window.not_after),
                 "cert": o.pair.cert, "key": o.pair.key,
             });
             if args.json {
@@ -323,7 +323,7 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
                     "{}: serial {}, valid until {}\n  certificate {}\n  key         {}",
                     e.subject,
                     e.serial,
-                    pki::inspect::date(e.window.not_after),
+                    x509::time::date(e.window.not_after),
                     o.pair.cert.display(),
                     o.pair.key.display()
                 );
@@ -347,14 +347,14 @@ async fn renew_once(
     match est::step_now(o)? {
         (Step::Expired, w, _) => Err(est::EstError::Expired {
             cert: o.pair.cert.display().to_string(),
-            when: pki::inspect::date(w.not_after),
+            when: x509::time::date(w.not_after),
         }),
         (Step::Wait(_), w, due) if !force => {
             println!(
                 "{} is not due: valid until {}, renews after {}",
                 o.pair.cert.display(),
-                pki::inspect::date(w.not_after),
-                pki::inspect::date(due)
+                x509::time::date(w.not_after),
+                x509::time::date(due)
             );
             Ok(None)
         }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use openssl::x509::{X509Ref, X509};
-use pki::verify::{Options, Problem, Purpose};
+use x509::verify::{Options, Problem, Purpose};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::Failure;
@@ -51,7 +51,7 @@ impl OwnCert {
             purpose: Some(Purpose::Client),
             ..Options::default()
         };
-        let chain = match pki::verify::verify(leaf, chain, cas, &options) {
+        let chain = match x509::verify::verify(leaf, chain, cas, &options) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(f)) => Err(f.problem),
             // The check could not run (no memory, say): nothing is known.
@@ -73,7 +73,7 @@ impl OwnCert {
         let Some(id) = tls::load_identity(&options.identity)? else {
             return Ok(None);
         };
-        let cas = pki::folder::load_certs("CA certificate", &options.ca)
+        let cas = x509::cert::load_certs("CA certificate", &options.ca)
             .map_err(|e| tls::local_file(e, "pass the CA's ca.crt with --ca"))?;
         let mut own = OwnCert::check(&id.chain[0], &id.chain[1..], &cas, &options.ca);
         own.source = id.source;

@@ -82,7 +82,7 @@ impl Handshake {
 
 fn ca_name(der: &[u8]) -> String {
     X509Name::from_der(der)
-        .map(|n| pki::index::one_line(&n))
+        .map(|n| x509::cert::one_line(&n))
         .unwrap_or_else(|_| "<unparseable name>".into())
 }
 
@@ -243,7 +243,7 @@ fn judge(ended: &Ended, hs: &Handshake, ep: &Endpoint, options: &TlsOptions) -> 
         cert_requested: hs.client_cert_requested == Some(true),
         server_leaf: hs.chain.first(),
         own: own.as_ref(),
-        now: pki::authority::now(),
+        now: x509::time::now(),
     };
     classify::classify(ended.cause, &ctx, &ended.detail)
 }

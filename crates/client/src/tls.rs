@@ -79,7 +79,7 @@ pub struct Loaded {
 }
 
 /// A PKI file problem as a local failure (exit code 2), with a hint for the client's flags.
-pub(crate) fn local_file(e: pki::Error, hint: &str) -> Failure {
+pub(crate) fn local_file(e: x509::Error, hint: &str) -> Failure {
     Failure::local(common::error_chain(&e), hint)
 }
 
@@ -88,9 +88,9 @@ pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
     let loaded = match identity {
         Identity::None => return Ok(None),
         Identity::Pem { cert, key } => {
-            let chain = pki::folder::load_certs("client certificate", cert)
+            let chain = x509::cert::load_certs("client certificate", cert)
                 .map_err(|e| local_file(e, "pass the client's .crt file with --cert"))?;
-            let k = pki::key::load("client key", key)
+            let k = x509::key::load("client key", key)
                 .map_err(|e| local_file(e, "pass the client's .key file with --key"))?;
             Loaded {
                 chain,
@@ -99,7 +99,7 @@ pub fn load_identity(identity: &Identity) -> Result<Option<Loaded>, Failure> {
             }
         }
         Identity::Pkcs12 { path, password } => {
-            let der = pki::files::read("PKCS#12 bundle", path)
+            let der = x509::files::read("PKCS#12 bundle", path)
                 .map_err(|e| local_file(e, "pass the bundle with --p12"))?;
             let parsed = Pkcs12::from_der(&der)
                 .and_then(|p| p.parse2(password.expose()))
@@ -145,7 +145,7 @@ pub fn builder(options: &TlsOptions, alpn: &[u8]) -> Result<SslConnectorBuilder,
     b.set_min_proto_version(Some(SslVersion::TLS1_2))
         .map_err(internal)?;
     // Trust exactly the given CA, not the system store: this is a private PKI.
-    let cas = pki::folder::load_certs("CA certificate", &options.ca)
+    let cas = x509::cert::load_certs("CA certificate", &options.ca)
         .map_err(|e| local_file(e, "pass the CA's ca.crt with --ca"))?;
     for ca in cas {
         b.cert_store_mut().add_cert(ca).map_err(internal)?;

@@ -200,10 +200,10 @@ fn client_variables_reach_the_binary() {
 fn write_stale_crl(pki: &TestPki) {
     let ca = pki.folder.authority().expect("ca");
     let crl = ca.crl(&[], 2, 0).expect("crl");
-    let next_update = pki::authority::unix_time(crl.next_update().expect("next")).expect("t");
+    let next_update = x509::time::unix_time(crl.next_update().expect("next")).expect("t");
     std::fs::write(pki.folder.layout().ca_crl(), crl.to_pem().expect("pem")).expect("write");
     // nextUpdate is now: wait until it is strictly past (OpenSSL compares in seconds).
-    while pki::authority::now() <= next_update {
+    while x509::time::now() <= next_update {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -240,7 +240,7 @@ fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
 fn an_expired_server_certificate_is_named_with_its_date() {
     let pki = new_pki();
     let ca = pki.folder.authority().expect("ca");
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
     let req =
         pki::request::build(&key, &pki::Subject::new("https Project", "localhost")).expect("req");

@@ -65,7 +65,7 @@ fn token(pki: &TestPki, name: &str) -> String {
 
 fn serial_of(path: &Path) -> String {
     let pem = std::fs::read(path).expect("read cert");
-    pki::authority::serial_hex(&openssl::x509::X509::from_pem(&pem).expect("pem")).expect("serial")
+    x509::cert::serial_hex(&openssl::x509::X509::from_pem(&pem).expect("pem")).expect("serial")
 }
 
 fn enroll(pki: &TestPki, ca: &ca::Background, dev: &Path, name: &str) {

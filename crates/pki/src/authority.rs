@@ -5,9 +5,7 @@
 //! `-CAcreateserial` (a counter in `ca.srl`), serial numbers are 127 random bits, and the
 //! signature uses SHA-256 (SHA-384 for a P-384 CA), never SHA-1.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use openssl::asn1::{Asn1Integer, Asn1Time, Asn1TimeRef};
+use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::pkey::{PKey, PKeyRef, Private, Public};
 use openssl::x509::extension::{AuthorityKeyIdentifier, CrlNumber};
@@ -17,83 +15,8 @@ use openssl::x509::{
 
 use crate::error::{CryptoContext, Error, Result};
 use crate::key::{self, KeyAlgorithm};
-use crate::profile::{Profile, SubjectAltName};
-
-/// How far not-before is set in the past, so a peer whose clock runs a little behind still
-/// accepts a certificate made a moment ago.
-pub const CLOCK_SKEW_SECS: i64 = 5 * 60;
-
-/// The validity window of a certificate, in Unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// notBefore.
-    pub not_before: i64,
-    /// notAfter.
-    pub not_after: i64,
-}
-
-impl Validity {
-    /// From a few minutes ago ([`CLOCK_SKEW_SECS`]) until `days` from now.
-    pub fn days(days: u32) -> Validity {
-        let now = now();
-        Validity {
-            not_before: now - CLOCK_SKEW_SECS,
-            not_after: now + i64::from(days) * 86_400,
-        }
-    }
-
-    /// An explicit window, for tests of expired or not-yet-valid certificates.
-    pub fn between(not_before: i64, not_after: i64) -> Validity {
-        Validity {
-            not_before,
-            not_after,
-        }
-    }
-}
-
-/// What to put in a certificate besides the request's name and key.
-#[derive(Debug, Clone)]
-pub struct CertSpec {
-    /// The role, which decides the extensions.
-    pub profile: Profile,
-    /// subjectAltName entries (required for a server).
-    pub names: Vec<SubjectAltName>,
-    /// The validity window.
-    pub validity: Validity,
-    /// A root's pathlen: 0 when it signs leaves itself, 1 above an issuing intermediate.
-    pub path_len: u32,
-    /// What a CA certificate may sign for (empty: no nameConstraints extension).
-    pub constraints: crate::constraints::NameConstraints,
-    /// A URL where the CRL is published, carried as crlDistributionPoints
-    /// ([`crate::distribution`]).
-    pub crl_url: Option<String>,
-}
-
-impl CertSpec {
-    /// A spec with the profile's default validity and no names.
-    pub fn new(profile: Profile) -> CertSpec {
-        CertSpec {
-            profile,
-            names: Vec::new(),
-            validity: Validity::days(profile.default_days()),
-            path_len: 0,
-            constraints: crate::constraints::NameConstraints::default(),
-            crl_url: None,
-        }
-    }
-
-    /// Sets the subjectAltNames.
-    pub fn names(mut self, names: Vec<SubjectAltName>) -> CertSpec {
-        self.names = names;
-        self
-    }
-
-    /// Sets the validity window.
-    pub fn validity(mut self, validity: Validity) -> CertSpec {
-        self.validity = validity;
-        self
-    }
-}
+use x509::time::{now, unix_time};
+use x509::{CertSpec, Profile, Validity};
 
 /// One revoked certificate, as listed in a CRL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,39 +260,4 @@ fn random_serial() -> Result<Asn1Integer> {
     let mut bn = BigNum::new().step("rand serial")?;
     bn.rand(127, MsbOption::ONE, false).step("rand serial")?;
     bn.to_asn1_integer().step("rand serial")
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// An ASN.1 time as Unix seconds.
-pub fn unix_time(t: &Asn1TimeRef) -> Result<i64> {
-    let epoch = Asn1Time::from_unix(0).step("asn1 time")?;
-    let d = epoch.diff(t).step("asn1 time")?;
-    Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
-}
-
-/// Upper-case hex serial number of a certificate.
-pub fn serial_hex(cert: &X509Ref) -> Result<String> {
-    let bn = cert.serial_number().to_bn().step("x509 -serial")?;
-    Ok(bn.to_hex_str().step("x509 -serial")?.to_string())
-}
-
-/// The key identifier that names a CA in the records: its subjectKeyIdentifier in upper-case
-/// hex (the authorityKeyIdentifier of what it signs), or the SHA-1 of its public key when it
-/// carries none (RFC 5280's method 1, as OpenSSL computes the SKI).
-pub fn key_id(cert: &X509Ref) -> Result<String> {
-    let bytes = match cert.subject_key_id() {
-        Some(ski) => ski.as_slice().to_vec(),
-        None => {
-            let public = cert.public_key().step("x509 -pubkey")?;
-            let der = public.public_key_to_der().step("x509 -pubkey")?;
-            openssl::sha::sha1(&der).to_vec()
-        }
-    };
-    Ok(bytes.iter().map(|b| format!("{b:02X}")).collect())
 }

@@ -26,12 +26,7 @@ pub fn is_live(claim: &str, claimed_at: i64, now: i64) -> bool {
         return now - claimed_at < REMOTE_CLAIM_TTL.as_secs() as i64;
     }
     // Same pid and same start time: the same process (a reused pid starts later).
-    alive(pid) && start_time(pid).is_none_or(|s| s == start)
-}
-
-/// Whether a process with this pid exists on this host.
-pub fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    x509::files::process_alive(pid) && start_time(pid).is_none_or(|s| s == start)
 }
 
 fn host() -> String {
@@ -56,7 +51,7 @@ mod tests {
 
     #[test]
     fn my_claim_is_live_and_a_dead_one_is_not() {
-        let now = crate::authority::now();
+        let now = x509::time::now();
         assert!(is_live(&mine(), now, now));
         let dead = format!("{} 999999999 1", host());
         assert!(!is_live(&dead, now, now));

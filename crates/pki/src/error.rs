@@ -5,48 +5,12 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the PKI library.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// A file we would write already exists.
-    #[error("{what} {} already exists; pass --force to replace it", path.display())]
-    Exists {
-        /// What the file holds ("CA private key", ...).
-        what: &'static str,
-        /// Where it is.
-        path: PathBuf,
-    },
-
-    /// A file could not be read.
-    #[error("cannot read {what} {}: {source}{}", path.display(), hint(source))]
-    Read {
-        /// What the file holds.
-        what: &'static str,
-        /// Where it is.
-        path: PathBuf,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-
-    /// A file could not be written; nothing was changed at `path`.
-    #[error("cannot write {what} {}: {source} (nothing was changed there)", path.display())]
-    Write {
-        /// What the file holds.
-        what: &'static str,
-        /// Where it should have gone.
-        path: PathBuf,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-
-    /// A file was read but its content is not what it should be.
-    #[error("{what} {} is not valid: {detail}", path.display())]
-    Malformed {
-        /// What the file should hold.
-        what: &'static str,
-        /// Where it is.
-        path: PathBuf,
-        /// What is wrong with it.
-        detail: String,
-    },
+    /// A fact about a key, request, certificate or file ([`x509::Error`]): unreadable,
+    /// malformed, already there, refused by the profile, or an OpenSSL step that failed.
+    #[error(transparent)]
+    X509(#[from] x509::Error),
 
     /// The CA private key is not the key of the CA certificate.
     #[error("CA key {} does not match CA certificate {}: restore the right pair, or remake the CA with --force (every issued certificate then becomes invalid)", key.display(), cert.display())]
@@ -57,15 +21,6 @@ pub enum Error {
         cert: PathBuf,
     },
 
-    /// A subjectAltName given on the command line or to the API cannot be used.
-    #[error("invalid subjectAltName {value:?}: {reason}")]
-    InvalidName {
-        /// The value as given.
-        value: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-
     /// A certificate request was refused before signing.
     #[error("cannot sign this request: {0}")]
     Refused(String),
@@ -73,19 +28,6 @@ pub enum Error {
     /// `revoke` found nothing to revoke, or more than one certificate.
     #[error("{0}")]
     NotInIndex(String),
-
-    /// A name (of a certificate, its files and its record) breaks the rule of [`crate::name`].
-    #[error("refused the name \"{name}\": {why}; {}", crate::name::RULE)]
-    BadName {
-        /// The name as given (escaped).
-        name: String,
-        /// What is wrong with it.
-        why: String,
-    },
-
-    /// A validity that would not give a certificate valid now and for at least a day.
-    #[error("{0}")]
-    BadDays(String),
 
     /// Another certificate is already recorded under this name (maybe issued a moment ago by
     /// another command).
@@ -112,30 +54,38 @@ pub enum Error {
 
     /// An enrollment token was refused; nothing was issued and the token is unchanged.
     #[error("{0}")]
-    Token(crate::store::TokenRefusal),
+    Token(TokenRefusal),
+}
 
-    /// OpenSSL reported an error during a step.
-    #[error("{step} failed: {source}")]
-    Crypto {
-        /// The step, in openssl CLI terms ("genpkey", "x509 -req", ...).
-        step: &'static str,
-        /// OpenSSL's error stack.
-        source: openssl::error::ErrorStack,
-    },
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenRefusal {
+    /// No such token.
+    Unknown,
+    /// Used already.
+    Used,
+    /// Past its expiry.
+    Expired,
+    /// Made for another name or role.
+    OtherName,
+}
+
+impl std::fmt::Display for TokenRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenRefusal::Unknown => "the enrollment token is not known",
+            TokenRefusal::Used => "the enrollment token was used already",
+            TokenRefusal::Expired => "the enrollment token has expired",
+            TokenRefusal::OtherName => "the enrollment token was made for another name",
+        })
+    }
 }
 
 /// Shorthand used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn hint(e: &std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => " (run `make certs` to create the PKI)",
-        std::io::ErrorKind::PermissionDenied => " (check the file's owner and mode)",
-        _ => "",
-    }
-}
-
-/// Attaches the openssl step name to an [`openssl::error::ErrorStack`].
+/// The openssl step name on an [`openssl::error::ErrorStack`], as this crate's [`Error`].
 pub(crate) trait CryptoContext<T> {
     /// Names the step that failed.
     fn step(self, step: &'static str) -> Result<T>;
@@ -143,6 +93,6 @@ pub(crate) trait CryptoContext<T> {
 
 impl<T> CryptoContext<T> for std::result::Result<T, openssl::error::ErrorStack> {
     fn step(self, step: &'static str) -> Result<T> {
-        self.map_err(|source| Error::Crypto { step, source })
+        self.map_err(|source| Error::X509(x509::Error::Crypto { step, source }))
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use openssl::pkey::{PKey, PKeyRef, Private, Public};
 use openssl::x509::{X509Crl, X509NameRef, X509Ref, X509};
 
-use crate::authority::{key_id, now, serial_hex, unix_time, Authority, CertSpec, Validity};
+use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy, Staged};
 use crate::index::{self, Reason, Status};
@@ -34,9 +34,9 @@ use crate::profile::{Profile, SubjectAltName};
 use crate::request::{self, Subject};
 use crate::store::{Claim, CrlRecord, Db, DbUrl, Filter, Record, Revoked, State};
 use common::{Layout, Role};
-
-pub use crate::init::{default_ca_subject, InitOptions, InitReport};
-pub use crate::p12::P12Encryption;
+use x509::cert::{key_id, load_cert, serial_hex};
+use x509::time::{now, unix_time};
+use x509::{CertSpec, Validity};
 
 /// Days until a CRL's nextUpdate: verifiers treat an older CRL as stale.
 pub const CRL_DAYS: u32 = 30;
@@ -241,7 +241,7 @@ impl Folder {
                 ("CA certificate", self.layout.ca_cert()),
             ] {
                 if files::exists(&p) {
-                    return Err(Error::Exists { what, path: p });
+                    return Err(x509::Error::Exists { what, path: p }.into());
                 }
             }
         }
@@ -301,7 +301,7 @@ impl Folder {
             let (cert, key) = self.leaf_paths(leaf.profile.role(), &leaf.name)?;
             for (what, p) in [("private key", key), ("certificate", cert)] {
                 if files::exists(&p) {
-                    return Err(Error::Exists { what, path: p });
+                    return Err(x509::Error::Exists { what, path: p }.into());
                 }
             }
         }
@@ -379,7 +379,7 @@ impl Folder {
         if let Err(e) = placed {
             // Nothing was handed out: the certificate never reached its file.
             db.abandon(&rec.aki, &rec.serial, None)?;
-            return Err(e);
+            return Err(e.into());
         }
         files::crash_point("crash-before-settle");
         db.settle(&rec.aki, std::slice::from_ref(&rec.serial))?;
@@ -413,10 +413,11 @@ impl Folder {
             }
             for (what, p) in [("certificate", &cert), ("private key", &key)] {
                 if files::exists(p) {
-                    return Err(Error::Exists {
+                    return Err(x509::Error::Exists {
                         what,
                         path: p.clone(),
-                    });
+                    }
+                    .into());
                 }
             }
             paths.push((cert, key));
@@ -509,14 +510,14 @@ impl Folder {
         if ca_end - now() < 86_400 {
             return Err(Error::Refused(format!(
                 "the CA expires on {}: it cannot issue a certificate valid for a day; make a new CA",
-                crate::inspect::date(ca_end)
+                x509::time::date(ca_end)
             )));
         }
         if wanted.not_after > ca_end {
             self.notice(format!(
                 "{}: validity cut to the CA's own expiry, {} (asked for {} days)",
                 leaf.name,
-                crate::inspect::date(ca_end),
+                x509::time::date(ca_end),
                 days.get()
             ));
         }
@@ -778,7 +779,7 @@ impl Folder {
             .issuer_certs(ca)?
             .iter()
             .map(|c| key_id(c))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<x509::Result<Vec<_>>>()?;
         let marker = self.layout.dir(Role::Ca).join(".exported");
         let stamp = |db: &mut Db| -> Result<String> {
             Ok(format!("{} {}\n", akis.join(","), db.generation()?))
@@ -840,7 +841,7 @@ impl Folder {
                         return Ok(());
                     }
                 }
-                pem.extend_from_slice(pem_of("X509 CRL", &crl.der).as_bytes());
+                pem.extend_from_slice(x509::cert::pem("X509 CRL", &crl.der).as_bytes());
             }
         }
         if pem.is_empty() {
@@ -852,7 +853,7 @@ impl Folder {
     /// The folder's lock (`ca/.lock`), held while files are written from the records.
     fn lock(&self) -> Result<std::fs::File> {
         let path = self.layout.dir(Role::Ca).join(".lock");
-        let fail = |source| Error::Write {
+        let fail = |source| x509::Error::Write {
             what: "lock file",
             path: path.clone(),
             source,
@@ -875,7 +876,7 @@ impl Folder {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(Error::Busy(path.display().to_string()))
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(fail(e).into()),
             }
         }
     }
@@ -966,8 +967,8 @@ fn record_of(cert: &X509Ref, ca: &Authority, leaf: &Leaf, file: &Path) -> Result
         serial: serial_hex(cert)?,
         role: leaf.profile.role().dir_name().to_owned(),
         name: leaf.name.clone(),
-        subject: index::one_line(cert.subject_name()),
-        cn: index::common_name(cert.subject_name()),
+        subject: x509::cert::one_line(cert.subject_name()),
+        cn: x509::cert::common_name(cert.subject_name()),
         sans: leaf
             .names
             .iter()
@@ -1018,27 +1019,7 @@ fn sign_crl(ca: &Authority, aki: &str, number: i64, revoked: &[Revoked]) -> Resu
 fn crl_number_on_disk(path: &Path) -> Option<i64> {
     let pem = std::fs::read(path).ok()?;
     let crl = X509Crl::from_pem(&pem).ok()?;
-    let der = crl.to_der().ok()?;
-    use x509_parser::prelude::FromDer;
-    let (_, parsed) =
-        x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
-    match parsed.crl_number()?.to_u64_digits().as_slice() {
-        [] => Some(0),
-        [n] => i64::try_from(*n).ok(),
-        _ => None,
-    }
-}
-
-/// DER as PEM: base64 in lines of 64 between the BEGIN and END lines of `label`.
-fn pem_of(label: &str, der: &[u8]) -> String {
-    let b64 = openssl::base64::encode_block(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    i64::try_from(x509::cert::crl_number(&crl)?).ok()
 }
 
 /// One transaction's changed records, for [`Folder::export_with`].
@@ -1074,29 +1055,5 @@ fn write_if_changed(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()>
     if same_size && std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    files::write(what, path, bytes, Secrecy::Public, Overwrite::Replace)
-}
-
-/// Reads a PEM certificate, naming the file in any error.
-pub fn load_cert(what: &'static str, path: &Path) -> Result<X509> {
-    let pem = files::read(what, path)?;
-    X509::from_pem(&pem).map_err(|e| Error::Malformed {
-        what,
-        path: path.to_owned(),
-        detail: format!("not a PEM certificate ({e})"),
-    })
-}
-
-/// Reads every PEM certificate of a file (a chain, or a bundle of CAs), refusing a file that
-/// holds none; errors name the file.
-pub fn load_certs(what: &'static str, path: &Path) -> Result<Vec<X509>> {
-    let pem = files::read(what, path)?;
-    X509::stack_from_pem(&pem)
-        .ok()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| Error::Malformed {
-            what,
-            path: path.to_owned(),
-            detail: "no PEM certificate in it".into(),
-        })
+    files::write(what, path, bytes, Secrecy::Public, Overwrite::Replace).map_err(Into::into)
 }

@@ -17,14 +17,16 @@ use std::path::Path;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
-use crate::authority::{key_id, Authority, CertSpec, Validity};
+use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{load_cert, Folder};
+use crate::folder::Folder;
 use crate::key;
 use crate::profile::Profile;
 use crate::request::Subject;
+use x509::cert::{key_id, load_cert};
+use x509::{CertSpec, Validity};
 
 /// Days a root's CRL (of intermediates, rarely revoked) stays fresh.
 pub const ROOT_CRL_DAYS: u32 = 365;
@@ -165,12 +167,12 @@ impl Folder {
                 to.display()
             )));
         }
-        std::fs::remove_file(self.layout().ca_key()).map_err(|source| Error::Write {
+        std::fs::remove_file(self.layout().ca_key()).map_err(|source| x509::Error::Write {
             what: "CA private key",
             path: self.layout().ca_key(),
             source,
         })?;
-        files::sync_dir("CA private key", &self.layout().ca_key())
+        files::sync_dir("CA private key", &self.layout().ca_key()).map_err(Into::into)
     }
 
     /// `pki root import FILE`: puts the root key back as `ca/ca.key`, after checking it is the
@@ -191,6 +193,7 @@ impl Folder {
             Secrecy::Secret,
             Overwrite::Never,
         )
+        .map_err(Into::into)
     }
 }
 

@@ -7,12 +7,13 @@
 use std::fmt;
 use std::path::Path;
 
-use openssl::x509::{X509NameRef, X509Ref};
+use openssl::x509::X509Ref;
 use time::OffsetDateTime;
 
-use crate::authority::{now, serial_hex, unix_time};
-use crate::error::{CryptoContext, Error, Result};
+use crate::error::{Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
+use x509::cert::serial_hex;
+use x509::time::{now, unix_time};
 
 /// Why a certificate was revoked (RFC 5280 CRLReason, with `openssl ca -crl_reason` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,7 +120,7 @@ impl Entry {
     pub fn for_cert(cert: &X509Ref, file: &str) -> Result<Entry> {
         Ok(Entry {
             serial: serial_hex(cert)?,
-            subject: one_line(cert.subject_name()),
+            subject: x509::cert::one_line(cert.subject_name()),
             file: file.to_owned(),
             not_after: unix_time(cert.not_after())?,
             revoked: None,
@@ -202,7 +203,7 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
         return Ok(Vec::new());
     }
     let raw = files::read("CA index", path)?;
-    let text = String::from_utf8(raw).map_err(|_| Error::Malformed {
+    let text = String::from_utf8(raw).map_err(|_| x509::Error::Malformed {
         what: "CA index",
         path: path.to_owned(),
         detail: "not UTF-8 text".into(),
@@ -211,10 +212,12 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| {
-            Entry::from_line(l).ok_or_else(|| Error::Malformed {
-                what: "CA index",
-                path: path.to_owned(),
-                detail: format!("line {} is not an `openssl ca` index line", n + 1),
+            Entry::from_line(l).ok_or_else(|| {
+                Error::from(x509::Error::Malformed {
+                    what: "CA index",
+                    path: path.to_owned(),
+                    detail: format!("line {} is not an `openssl ca` index line", n + 1),
+                })
             })
         })
         .collect()
@@ -234,30 +237,7 @@ pub fn save(path: &Path, entries: &[Entry]) -> Result<()> {
         Secrecy::Public,
         Overwrite::Replace,
     )
-}
-
-/// The first CN of a name, if any.
-pub fn common_name(name: &X509NameRef) -> Option<String> {
-    name.entries_by_nid(openssl::nid::Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-        .map(|s| s.to_string())
-}
-
-/// openssl's one-line subject form, `/O=https Project/CN=localhost`.
-pub fn one_line(name: &X509NameRef) -> String {
-    name.entries()
-        .map(|e| {
-            let key = e.object().nid().short_name().unwrap_or("?");
-            let value = e
-                .data()
-                .to_string()
-                .step("name")
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            format!("/{key}={value}")
-        })
-        .collect()
+    .map_err(Into::into)
 }
 
 // openssl ca writes UTCTime (YYMMDDHHMMSSZ) until 2049, GeneralizedTime after.

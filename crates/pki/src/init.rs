@@ -17,16 +17,18 @@ use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
 
-use crate::authority::{Authority, CertSpec};
+use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{load_cert, Folder, Leaf};
+use crate::folder::{Folder, Leaf};
 use crate::key::{self, KeyAlgorithm};
 use crate::p12::P12Encryption;
 use crate::profile::{Profile, SubjectAltName};
 use crate::request::Subject;
 use crate::store::Claim;
+use x509::cert::load_cert;
+use x509::CertSpec;
 
 /// Options of `pki init`.
 #[derive(Debug, Clone)]

@@ -33,36 +33,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// The X.509 facts, re-exported so `pki::key::generate` and friends read as before.
+pub use x509::{
+    cert, constraints, distribution, files, identity, inspect, key, name, problem, profile,
+    request, time, verify,
+};
+
 pub mod authority;
 mod claim;
-pub mod constraints;
-pub mod distribution;
 pub mod error;
-pub mod files;
 pub mod folder;
 pub mod hierarchy;
-pub mod identity;
 pub mod index;
 pub mod init;
-pub mod inspect;
-pub mod key;
 pub mod lifecycle;
-pub mod name;
 pub mod p12;
-pub mod problem;
-pub mod profile;
-pub mod request;
 pub mod rotation;
 pub mod store;
-pub mod verify;
 
-pub use authority::{Authority, CertSpec, Validity};
-pub use error::{Error, Result};
+pub use authority::Authority;
+pub use error::{Error, Result, TokenRefusal};
 pub use folder::{Folder, Issued, Leaf};
 pub use init::{InitOptions, InitReport};
-pub use key::KeyAlgorithm;
-pub use name::Name;
 pub use p12::P12Encryption;
-pub use profile::{Profile, SubjectAltName};
-pub use request::Subject;
 pub use store::{DbUrl, Filter, Record};
+pub use x509::{CertSpec, KeyAlgorithm, Name, Profile, Subject, SubjectAltName, Validity};

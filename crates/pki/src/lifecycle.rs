@@ -14,23 +14,27 @@ use std::time::Duration;
 use openssl::pkey::{Id, PKeyRef, Public};
 use openssl::x509::{X509Req, X509};
 
-use crate::authority::{key_id, now, unix_time, Authority};
+use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{load_cert, public_of, Folder, Issued, Leaf, Placement};
+use crate::folder::{public_of, Folder, Issued, Leaf, Placement};
 use crate::index::Reason;
 use crate::key::{self, KeyAlgorithm};
 use crate::profile::{Profile, SubjectAltName};
 use crate::store::{Claim, Filter, State};
+use x509::cert::{key_id, load_cert};
+use x509::time::{now, unix_time};
 
 /// Reads a PKCS#10 request, PEM or DER (`openssl req`, Python `cryptography`, a device).
 pub fn load_request(path: &Path) -> Result<X509Req> {
     let bytes = files::read("certificate request", path)?;
-    parse_request(&bytes).map_err(|detail| Error::Malformed {
-        what: "certificate request",
-        path: path.to_owned(),
-        detail,
-    })
+    parse_request(&bytes)
+        .map_err(|detail| x509::Error::Malformed {
+            what: "certificate request",
+            path: path.to_owned(),
+            detail,
+        })
+        .map_err(Into::into)
 }
 
 /// A PKCS#10 request from PEM or DER bytes.
@@ -175,7 +179,7 @@ impl Folder {
             .split(", ")
             .filter(|s| !s.is_empty())
             .map(str::parse::<SubjectAltName>)
-            .collect::<Result<_>>()?;
+            .collect::<x509::Result<_>>()?;
         let archived = self.archive(&old.role, &old.name, &old.serial, &old_cert)?;
         let new_key = if rekey {
             let alg = check_key(&*old_cert.public_key().step("x509 -pubkey")?)?;

@@ -475,7 +475,7 @@ fn constraints(dns: Vec<String>, ip: &[String]) -> Result<pki::constraints::Name
         ip: ip
             .iter()
             .map(|n| pki::constraints::IpNet::parse(n))
-            .collect::<pki::Result<_>>()?,
+            .collect::<x509::Result<_>>()?,
     })
 }
 
@@ -575,7 +575,7 @@ fn issue(folder: &Folder, kind: IssueKind) -> Result<ExitCode> {
             "issued {} certificate {} (serial {}), key {}",
             leaf.profile,
             cert_path.display(),
-            pki::authority::serial_hex(&cert)?,
+            x509::cert::serial_hex(&cert)?,
             key_path.display()
         );
         return Ok(ExitCode::SUCCESS);
@@ -662,7 +662,7 @@ fn list(
         }),
         expiring_within: expiring_within.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         name: None,
-        at: pki::authority::now(),
+        at: x509::time::now(),
     };
     let rows = folder.select(&filter)?;
     if json {
@@ -793,17 +793,18 @@ fn renew(folder: &Folder, args: RenewArgs) -> Result<ExitCode> {
 
 /// 0 due, 1 not due, 255 cannot tell.
 fn needs_renewal(file: &Path, within: Option<Duration>) -> ExitCode {
-    let judged = pki::folder::load_cert("certificate", file).and_then(|cert| {
-        let due = pki::lifecycle::renewal_due(&cert, within, pki::authority::now())?;
-        let end = pki::authority::unix_time(cert.not_after())?;
+    let judged = (|| -> pki::Result<(bool, i64)> {
+        let cert = x509::cert::load_cert("certificate", file)?;
+        let due = pki::lifecycle::renewal_due(&cert, within, x509::time::now())?;
+        let end = x509::time::unix_time(cert.not_after())?;
         Ok((due, end))
-    });
+    })();
     match judged {
         Ok((true, end)) => {
             println!(
                 "{}: due for renewal (expires {})",
                 file.display(),
-                pki::inspect::date(end)
+                x509::time::date(end)
             );
             ExitCode::SUCCESS
         }
@@ -811,7 +812,7 @@ fn needs_renewal(file: &Path, within: Option<Duration>) -> ExitCode {
             println!(
                 "{}: not due (expires {})",
                 file.display(),
-                pki::inspect::date(end)
+                x509::time::date(end)
             );
             ExitCode::from(1)
         }
@@ -855,10 +856,10 @@ fn ca_command(folder: &Folder, action: CaAction) -> Result<ExitCode> {
                         "{:<8}  {}  until {}  {} in force  CRL next update {}",
                         c.role,
                         c.subject,
-                        pki::inspect::date(c.not_after),
+                        x509::time::date(c.not_after),
                         c.in_force,
                         c.crl_next_update
-                            .map_or_else(|| "-".into(), pki::inspect::date)
+                            .map_or_else(|| "-".into(), x509::time::date)
                     );
                 }
                 println!("next: {}", status.next_step);
@@ -884,7 +885,7 @@ fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
         }
         TokenAction::List => {
             let ca = folder.authority()?;
-            let at = pki::authority::now();
+            let at = x509::time::now();
             println!("{:<24}  {:<6}  {:<23}  STATE", "NAME", "ROLE", "EXPIRES");
             for t in folder.open_db(Some(&ca))?.tokens()? {
                 let state = match (t.used_at, t.expires_at <= at) {
@@ -896,7 +897,7 @@ fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
                     "{:<24}  {:<6}  {:<23}  {state}",
                     t.name,
                     t.role,
-                    pki::inspect::date(t.expires_at)
+                    x509::time::date(t.expires_at)
                 );
             }
         }
@@ -970,9 +971,9 @@ fn verify(
     host: Option<String>,
     crl: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let mut chain = pki::folder::load_certs("certificate", cert)?;
+    let mut chain = x509::cert::load_certs("certificate", cert)?;
     let leaf = chain.remove(0);
-    let cas = pki::folder::load_certs("CA certificate", ca)?;
+    let cas = x509::cert::load_certs("CA certificate", ca)?;
     let options = pki::verify::Options {
         purpose,
         host,

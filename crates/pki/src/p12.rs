@@ -11,9 +11,10 @@ use openssl::stack::Stack;
 use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{load_cert, Folder};
+use crate::folder::Folder;
 use crate::key;
 use common::Role;
+use x509::cert::load_cert;
 
 /// How a PKCS#12 bundle is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -17,15 +17,18 @@ use std::path::{Path, PathBuf};
 
 use openssl::x509::X509;
 
-use crate::authority::{key_id, now, unix_time, Authority, CertSpec, Validity};
+use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{load_cert, load_certs, Folder};
+use crate::folder::Folder;
 use crate::key;
 use crate::profile::Profile;
 use crate::request;
 use common::Role;
+use x509::cert::{key_id, load_cert, load_certs};
+use x509::time::{now, unix_time};
+use x509::{CertSpec, Validity};
 
 /// Where a rotation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -189,7 +192,7 @@ impl Folder {
         let (next, previous) = (self.generation_dir("next"), self.generation_dir("previous"));
         let old_root = ca_root(self)?;
         let new_root = load_cert("new root", &next.join("ca.crt"))?;
-        std::fs::create_dir_all(&previous).map_err(|source| Error::Write {
+        std::fs::create_dir_all(&previous).map_err(|source| x509::Error::Write {
             what: "previous CA folder",
             path: previous.clone(),
             source,
@@ -248,19 +251,19 @@ impl Folder {
             .join("retired")
             .join(key_id(&old)?);
         std::fs::create_dir_all(retired.parent().unwrap_or(&retired)).map_err(|source| {
-            Error::Write {
+            x509::Error::Write {
                 what: "retired CA folder",
                 path: retired.clone(),
                 source,
             }
         })?;
-        std::fs::rename(&previous, &retired).map_err(|source| Error::Write {
+        std::fs::rename(&previous, &retired).map_err(|source| x509::Error::Write {
             what: "retired CA folder",
             path: retired.clone(),
             source,
         })?;
         self.write_bundle(&[ca_root(self)?])?;
-        std::fs::remove_file(self.rotation_marker()).map_err(|source| Error::Write {
+        std::fs::remove_file(self.rotation_marker()).map_err(|source| x509::Error::Write {
             what: "rotation phase",
             path: self.rotation_marker(),
             source,
@@ -283,7 +286,7 @@ impl Folder {
             let aki = key_id(&cert)?;
             cas.push(CaStatus {
                 role,
-                subject: crate::index::one_line(cert.subject_name()),
+                subject: x509::cert::one_line(cert.subject_name()),
                 not_after: unix_time(cert.not_after())?,
                 in_force: db.in_force(&aki, at)?,
                 crl_next_update: db.latest_crl(&aki)?.map(|c| c.next_update),
@@ -340,6 +343,7 @@ impl Folder {
             Secrecy::Public,
             Overwrite::Replace,
         )
+        .map_err(Into::into)
     }
 }
 
@@ -353,9 +357,9 @@ fn ca_root(folder: &Folder) -> Result<X509> {
 fn issuing_cert(dir: &Path) -> Result<X509> {
     let inter = dir.join("intermediate.crt");
     if files::exists(&inter) {
-        load_cert("intermediate CA certificate", &inter)
+        load_cert("intermediate CA certificate", &inter).map_err(Into::into)
     } else {
-        load_cert("CA certificate", &dir.join("ca.crt"))
+        load_cert("CA certificate", &dir.join("ca.crt")).map_err(Into::into)
     }
 }
 
@@ -388,16 +392,17 @@ fn write_pair(dir: &Path, stem: &str, ca: &Authority) -> Result<()> {
         Secrecy::Public,
         Overwrite::Never,
     )
+    .map_err(Into::into)
 }
 
 fn move_if_there(from: &Path, to: &Path) -> Result<()> {
     if !files::exists(from) {
         return Ok(());
     }
-    std::fs::rename(from, to).map_err(|source| Error::Write {
+    std::fs::rename(from, to).map_err(|source| x509::Error::Write {
         what: "CA file",
         path: to.to_owned(),
         source,
     })?;
-    files::sync_dir("CA file", to)
+    files::sync_dir("CA file", to).map_err(Into::into)
 }

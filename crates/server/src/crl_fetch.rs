@@ -64,7 +64,7 @@ pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, Serve
     config.crl = Some(path.clone());
     let feed = Arc::new(CrlFeed {
         url,
-        cas: pki::folder::load_certs("CA certificate", &config.ca_path())?,
+        cas: x509::cert::load_certs("CA certificate", &config.ca_path())?,
         path,
         every: Duration::from_secs(config.crl_poll_secs.max(1)),
         state: Mutex::default(),
@@ -119,7 +119,7 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
     };
     actix_web::rt::spawn(async move {
         loop {
-            tokio::time::sleep(jittered(feed.every)).await;
+            tokio::time::sleep(x509::time::jittered(feed.every)).await;
             match feed.poll().await {
                 Ok(Some(previous)) => feed.swap_in(&tls, &previous),
                 Ok(None) => tracing::debug!(age = %feed.age(), "CRL unchanged"),
@@ -136,7 +136,7 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
 pub(crate) fn health(req: &HttpRequest) -> Option<String> {
     let feed = req.app_data::<web::Data<CrlFeed>>()?;
     let s = feed.snapshot();
-    let now = pki::authority::now();
+    let now = x509::time::now();
     let stale = s.next_update.is_some_and(|n| n <= now);
     let mut text = format!(
         "crl feed{}: number={} revoked={} age_secs={} next_update_in_secs={} confirmed_secs_ago={} url={}\n",
@@ -175,7 +175,7 @@ impl CrlFeed {
         match s.number {
             Some(n) => format!(
                 "CRL number {n}, issued {} s ago",
-                pki::authority::now() - s.this_update
+                x509::time::now() - s.this_update
             ),
             None => "no CRL".into(),
         }
@@ -205,7 +205,7 @@ impl CrlFeed {
     /// reload that fails); `None` when the CA has nothing newer.
     async fn poll(&self) -> Result<Option<Vec<u8>>, String> {
         let outcome = self.fetch().await;
-        let now = pki::authority::now();
+        let now = x509::time::now();
         match &outcome {
             Ok(_) => self.update(|s| {
                 s.confirmed_at = Some(now);
@@ -294,19 +294,14 @@ impl CrlFeed {
         if !signed {
             return Err("the CRL is not signed by our CA: ignored".into());
         }
-        let der = crl.to_der().map_err(|e| e.to_string())?;
-        use x509_parser::prelude::FromDer;
-        let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
-            .map_err(|e| format!("the CRL does not parse: {e}"))?;
-        let number = parsed
-            .crl_number()
-            .and_then(|n| n.to_u64_digits().first().copied().or(Some(0)))
-            .ok_or("the CRL has no CRL number")?;
+        let number = x509::cert::crl_number(&crl).ok_or("the CRL has no CRL number")?;
         Ok(Checked {
             number,
-            this_update: parsed.last_update().timestamp(),
-            next_update: parsed.next_update().map(|t| t.timestamp()),
-            revoked: parsed.iter_revoked_certificates().count(),
+            this_update: x509::time::unix_time(crl.last_update()).map_err(|e| e.to_string())?,
+            next_update: crl
+                .next_update()
+                .and_then(|t| x509::time::unix_time(t).ok()),
+            revoked: crl.get_revoked().map_or(0, |r| r.len()),
             crl,
         })
     }
@@ -357,23 +352,14 @@ impl InUse {
 /// `bytes` into `path` by a synced temporary file and a rename: readers see the old CRL or
 /// the new one, never half of one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    pki::files::write(
+    x509::files::write(
         "CRL",
         path,
         bytes,
-        pki::files::Secrecy::Public,
-        pki::files::Overwrite::Replace,
+        x509::files::Secrecy::Public,
+        x509::files::Overwrite::Replace,
     )
     .map_err(|e| e.to_string())
-}
-
-/// `d` ± 10 %.
-fn jittered(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = openssl::rand::rand_bytes(&mut b).map_or(0.5, |()| {
-        f64::from(u16::from_be_bytes(b)) / f64::from(u16::MAX)
-    });
-    d.mul_f64(0.9 + 0.2 * r)
 }
 
 #[cfg(test)]
@@ -384,7 +370,7 @@ mod tests {
         CrlFeed {
             url: "https://127.0.0.1:1/crl".into(),
             path,
-            cas: pki::folder::load_certs("CA", &pki.layout().ca_cert()).expect("ca"),
+            cas: x509::cert::load_certs("CA", &pki.layout().ca_cert()).expect("ca"),
             every: Duration::from_secs(60),
             state: Mutex::default(),
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum ServerError {
     /// A PKI file is missing, unreadable or malformed (the message names it).
     #[error(transparent)]
-    Pki(#[from] pki::Error),
+    Pki(#[from] x509::Error),
 
     /// A file was read but cannot be used.
     #[error("{what} {} cannot be used: {detail}", path.display())]

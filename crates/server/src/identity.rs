@@ -11,8 +11,8 @@ use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use openssl::ssl::SslRef;
 use openssl::x509::X509VerifyResult;
-use pki::verify::Problem;
 use serde::Serialize;
+use x509::verify::Problem;
 
 use crate::metrics::{HandshakeResult, Shared};
 use crate::refusal::{Reason, Refusal};
@@ -20,7 +20,7 @@ use crate::tls;
 
 /// The verified client certificate (parsed in the pki crate, where it can be fuzzed without the
 /// web stack).
-type Certificate = pki::identity::ClientIdentity;
+type Certificate = x509::identity::ClientIdentity;
 
 /// What the handshake established for a connection; stored in the connection's extensions.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ pub fn on_connect(ssl: &SslRef, ext: &mut Extensions, gate: &Gate) {
         };
         m.handshake(result, reason, resumed);
         if let (Some(leaf), true, false) = (&leaf, client.is_some(), resumed) {
-            if let Ok(t) = pki::authority::unix_time(leaf.not_after()) {
+            if let Ok(t) = x509::time::unix_time(leaf.not_after()) {
                 m.client_certificate(t);
             }
         }
@@ -151,7 +151,7 @@ impl Serialize for ClientIdentity {
 }
 
 impl Deref for ClientIdentity {
-    type Target = pki::identity::ClientIdentity;
+    type Target = x509::identity::ClientIdentity;
 
     fn deref(&self) -> &Self::Target {
         &self.0

@@ -495,7 +495,7 @@ fn spawn_crl_watch(tls: Arc<TlsReloader>, mode: crate::config::CrlStale) {
             tick.tick().await;
             let info = tls.current().info.clone();
             let Some(crl) = info.crl else { continue };
-            let now = pki::authority::now();
+            let now = x509::time::now();
             let words = crl.describe(now, mode);
             match crl.freshness(now) {
                 Freshness::Fresh => {}
@@ -509,7 +509,7 @@ fn spawn_crl_watch(tls: Arc<TlsReloader>, mode: crate::config::CrlStale) {
 /// Prints the start-up line, warns of a certificate near its end, and serves.
 async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     let info = started.tls.current().info.clone();
-    let days = (info.not_after - pki::authority::now()).div_euclid(86_400);
+    let days = (info.not_after - x509::time::now()).div_euclid(86_400);
     let expiry = time::OffsetDateTime::from_unix_timestamp(info.not_after)
         .map(|t| t.date().to_string())
         .unwrap_or_default();

@@ -344,7 +344,7 @@ impl Metrics {
 
     /// The exposition, with the figures computed at scrape time brought up to date.
     pub fn encode(&self) -> Vec<u8> {
-        let now = pki::authority::now();
+        let now = x509::time::now();
         match self.soonest.get(now) {
             Some(t) => self.client_soonest.with_label_values::<&str>(&[]).set(t),
             None => self.client_soonest.reset(),
@@ -372,7 +372,7 @@ impl Metrics {
 
     /// A client certificate verified in a full handshake, with its notAfter.
     pub fn client_certificate(&self, not_after: i64) {
-        let now = pki::authority::now();
+        let now = x509::time::now();
         self.client_validity
             .observe((not_after - now).max(0) as f64);
         self.soonest.see(not_after, now);
@@ -380,7 +380,7 @@ impl Metrics {
 
     /// The TLS files were (re)loaded: the expiry gauges follow what is served now.
     pub fn loaded(&self, info: &CertInfo) {
-        self.reload_time.set(pki::authority::now());
+        self.reload_time.set(x509::time::now());
         self.reload_ok.set(1);
         self.server_not_after.set(info.not_after);
         self.ca_not_after.reset();
@@ -408,7 +408,7 @@ impl Metrics {
     /// A reload (not the start-up load) was tried; [`Metrics::loaded`] follows a success.
     pub fn reload(&self, ok: bool) {
         if !ok {
-            self.reload_time.set(pki::authority::now());
+            self.reload_time.set(x509::time::now());
             self.reload_ok.set(0);
         }
         self.reloads

@@ -19,7 +19,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::error::ServerError;
 
 /// The verified client certificate (see `identity.rs`).
-type Certificate = pki::identity::ClientIdentity;
+type Certificate = x509::identity::ClientIdentity;
 
 /// What each identity header holds, after the prefix.
 const SUFFIXES: [&str; 7] = [

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use actix_tls::accept::TlsError;
-use pki::verify::Problem;
+use x509::verify::Problem;
 
 /// `SSL_R_*` reason codes of <openssl/sslerr.h> (stable across OpenSSL 3.x; openssl-sys does
 /// not name them).
@@ -170,7 +170,7 @@ pub struct Refusal {
 impl Refusal {
     /// The refusal of `cert` for `problem`.
     pub fn new(problem: Problem, cert: Option<&openssl::x509::X509Ref>) -> Refusal {
-        let time = |t| pki::authority::unix_time(t).ok();
+        let time = |t| x509::time::unix_time(t).ok();
         Refusal {
             problem,
             not_before: cert.and_then(|c| time(c.not_before())),
@@ -185,7 +185,7 @@ impl Refusal {
 
     /// Why, in plain words addressed to the person whose certificate it is.
     pub fn plain(&self) -> String {
-        let date = |t: Option<i64>| t.map(pki::inspect::date).unwrap_or_default();
+        let date = |t: Option<i64>| t.map(x509::time::date).unwrap_or_default();
         use Problem as P;
         match self.problem {
             P::Expired => format!(

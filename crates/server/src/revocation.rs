@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use openssl::x509::{CrlReason, ReasonCode, X509Crl, X509Ref, X509VerifyResult, X509};
 use openssl_sys as ffi;
-use pki::verify::Problem;
+use x509::verify::Problem;
 
 use crate::error::ServerError;
 
@@ -44,11 +44,8 @@ impl Revocations {
     /// Adds `crl`, whose signature `issuer` has already verified. A later CRL of the same CA
     /// (a higher lastUpdate) replaces an earlier one, as OpenSSL picks the newest.
     pub fn add(&mut self, crl: &X509Crl, issuer: &X509) -> Result<(), ServerError> {
-        let this_update = pki::authority::unix_time(crl.last_update())?;
-        let next_update = crl
-            .next_update()
-            .map(pki::authority::unix_time)
-            .transpose()?;
+        let this_update = x509::time::unix_time(crl.last_update())?;
+        let next_update = crl.next_update().map(x509::time::unix_time).transpose()?;
         let mut serials = HashSet::new();
         for entry in crl.get_revoked().into_iter().flatten() {
             // removeFromCRL only undoes a hold in a delta CRL: the serial is not revoked.
@@ -119,7 +116,7 @@ mod tests {
     use super::*;
 
     fn load(pki: &testkit::TestPki) -> (Revocations, X509) {
-        let ca = pki::folder::load_cert("CA", &pki.layout().ca_cert()).expect("ca");
+        let ca = x509::cert::load_cert("CA", &pki.layout().ca_cert()).expect("ca");
         let pem = std::fs::read(pki.layout().ca_crl()).expect("crl");
         let mut r = Revocations::default();
         r.add(&X509Crl::from_pem(&pem).expect("crl"), &ca)
@@ -135,8 +132,8 @@ mod tests {
         let ca = pki.folder.authority().expect("authority");
         pki.folder.revoke(&ca, "gone", None).expect("revoke");
         let (r, ca) = load(&pki);
-        let cert = |p| pki::folder::load_cert("client", p).expect("cert");
-        let now = pki::authority::now();
+        let cert = |p| x509::cert::load_cert("client", p).expect("cert");
+        let now = x509::time::now();
         let ok = r.standing(&cert(&good), &ca, now);
         assert_eq!(
             ok,
@@ -183,9 +180,9 @@ mod tests {
         let theirs = testkit::TestPki::new();
         let (r, _) = load(&ours);
         let (leaf, _) = theirs.issue_client("elsewhere");
-        let leaf = pki::folder::load_cert("client", &leaf).expect("cert");
-        let their_ca = pki::folder::load_cert("CA", &theirs.layout().ca_cert()).expect("ca");
-        let s = r.standing(&leaf, &their_ca, pki::authority::now());
+        let leaf = x509::cert::load_cert("client", &leaf).expect("cert");
+        let their_ca = x509::cert::load_cert("CA", &theirs.layout().ca_cert()).expect("ca");
+        let s = r.standing(&leaf, &their_ca, x509::time::now());
         assert_eq!(s.refused, Some(Problem::NoCrl));
     }
 }

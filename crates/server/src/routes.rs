@@ -269,7 +269,7 @@ async fn healthz(req: HttpRequest, health: Option<web::Data<Health>>) -> HttpRes
     let mut body = String::from("ok\n");
     if let Some(h) = health {
         let info = &h.tls.current().info;
-        for line in info.health(pki::authority::now(), h.crl_stale) {
+        for line in info.health(x509::time::now(), h.crl_stale) {
             body.push_str(&line);
             body.push('\n');
         }

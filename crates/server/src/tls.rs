@@ -21,7 +21,7 @@ use openssl::ssl::{
     SslContext, SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVerifyMode,
 };
 use openssl::x509::{X509Crl, X509StoreContext, X509StoreContextRef, X509VerifyResult, X509};
-use pki::verify::Problem;
+use x509::verify::Problem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, CrlStale, TlsProfile};
@@ -259,8 +259,8 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
         path: path.to_owned(),
         detail,
     };
-    let chain = pki::folder::load_certs("server certificate", &files.cert)?;
-    let key = pki::key::load("server private key", &files.key)?;
+    let chain = x509::cert::load_certs("server certificate", &files.cert)?;
+    let key = x509::key::load("server private key", &files.key)?;
     if !chain[0].public_key()?.public_eq(&key) {
         return Err(invalid(
             "server private key",
@@ -268,7 +268,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
             format!("it is not the key of {}", files.cert.display()),
         ));
     }
-    let cas = pki::folder::load_certs("CA certificate", &files.ca)?;
+    let cas = x509::cert::load_certs("CA certificate", &files.ca)?;
     // What the session ID context is derived from: sessions never outlive a change of it.
     let mut digest_input = Vec::new();
     for c in chain.iter().chain(&cas) {
@@ -278,7 +278,7 @@ fn load(files: &TlsFiles) -> Result<Material, ServerError> {
     let crl = match &files.crl {
         None => None,
         Some(path) => {
-            let pem = pki::files::read("CRL", path)?;
+            let pem = x509::files::read("CRL", path)?;
             // One CRL per CA in force (two during a rotation); each must be signed by a CA we
             // trust or by an issuing CA of our own chain (the intermediate of a two-level PKI).
             let issuers: Vec<&X509> = cas.iter().chain(chain.iter().skip(1)).collect();
@@ -439,26 +439,23 @@ fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
         .iter()
         .map(|ca| {
             Ok(CaInfo {
-                subject: pki::index::one_line(ca.subject_name()),
-                not_after: pki::authority::unix_time(ca.not_after())?,
+                subject: x509::cert::one_line(ca.subject_name()),
+                not_after: x509::time::unix_time(ca.not_after())?,
             })
         })
         .collect::<Result<_, ServerError>>()?;
     let crl = match &m.crl {
         None => None,
         Some((_, crl)) => Some(CrlInfo {
-            this_update: pki::authority::unix_time(crl.last_update())?,
-            next_update: crl
-                .next_update()
-                .map(pki::authority::unix_time)
-                .transpose()?,
-            number: crl_number(crl),
+            this_update: x509::time::unix_time(crl.last_update())?,
+            next_update: crl.next_update().map(x509::time::unix_time).transpose()?,
+            number: x509::cert::crl_number(crl),
         }),
     };
     Ok(CertInfo {
-        subject: pki::index::one_line(leaf.subject_name()),
-        serial: pki::authority::serial_hex(leaf)?,
-        not_after: pki::authority::unix_time(leaf.not_after())?,
+        subject: x509::cert::one_line(leaf.subject_name()),
+        serial: x509::cert::serial_hex(leaf)?,
+        not_after: x509::time::unix_time(leaf.not_after())?,
         revoked: m
             .crl
             .as_ref()
@@ -466,14 +463,6 @@ fn cert_info(m: &Material) -> Result<CertInfo, ServerError> {
         cas,
         crl,
     })
-}
-
-/// The cRLNumber extension, when it has one that fits.
-fn crl_number(crl: &X509Crl) -> Option<u64> {
-    let (_, n) = crl
-        .extension::<openssl::x509::extension::CrlNumber>()
-        .ok()??;
-    n.to_bn().ok()?.to_dec_str().ok()?.parse().ok()
 }
 
 /// OpenSSL's chain verification, plus what it lets through or is not asked to check: the
@@ -528,7 +517,7 @@ fn revocation_problem(policy: &Policy, ctx: &X509StoreContextRef) -> Option<Prob
     else {
         return Some(Problem::NoCrl);
     };
-    let standing = revocations.standing(leaf, issuer, pki::authority::now());
+    let standing = revocations.standing(leaf, issuer, x509::time::now());
     if standing.stale {
         if policy.crl_stale == CrlStale::Refuse {
             return Some(Problem::CrlExpired);
@@ -561,7 +550,7 @@ fn refuse(
     openssl: Option<String>,
 ) -> bool {
     let subject_at = |c: Option<&openssl::x509::X509Ref>| {
-        c.map(|c| pki::index::one_line(c.subject_name()))
+        c.map(|c| x509::cert::one_line(c.subject_name()))
             .unwrap_or_default()
     };
     // Name the client (the leaf), whichever certificate of its chain failed.

@@ -80,7 +80,7 @@ impl CrlInfo {
     pub fn describe(&self, now: i64, mode: CrlStale) -> String {
         let next = self
             .next_update
-            .map_or_else(|| "none".into(), pki::inspect::date);
+            .map_or_else(|| "none".into(), x509::time::date);
         match self.freshness(now) {
             Freshness::Fresh => format!("crl: fresh, next update {next}"),
             Freshness::Due { secs } => format!(
@@ -110,7 +110,7 @@ impl CertInfo {
         let soon = |what: &str, not_after: i64| {
             let left = not_after - now;
             (left <= CERT_WARN_DAYS * DAY).then(|| {
-                let date = pki::inspect::date(not_after);
+                let date = x509::time::date(not_after);
                 if left <= 0 {
                     format!("{what}: EXPIRED on {date}")
                 } else {

@@ -85,7 +85,7 @@ fn served_serial(folder: &Folder, port: u16) -> String {
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let cert = s.ssl().peer_certificate().expect("peer cert");
-    pki::authority::serial_hex(&cert).expect("serial")
+    x509::cert::serial_hex(&cert).expect("serial")
 }
 
 fn signal(child: &Child, sig: &str) {

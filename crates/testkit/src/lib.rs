@@ -181,7 +181,7 @@ impl TestPki {
         b.set_issuer_name(ca.certificate().subject_name())
             .expect("issuer");
         b.set_pubkey(&key).expect("pubkey");
-        let now = pki::authority::now();
+        let now = x509::time::now();
         b.set_not_before(&openssl::asn1::Asn1Time::from_unix(now - 60).expect("t"))
             .expect("nb");
         b.set_not_after(&openssl::asn1::Asn1Time::from_unix(now + 86_400).expect("t"))

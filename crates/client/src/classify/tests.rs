@@ -4,10 +4,10 @@
 use std::io::{Error, ErrorKind};
 use std::path::Path;
 
-use pki::authority::now;
 use pki::{
     key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
 };
+use x509::time::now;
 
 use super::*;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use awc::http::Method;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509Req, X509};
-use pki::KeyAlgorithm;
+use x509::KeyAlgorithm;
 
 use crate::error::Failure;
 use crate::tls::{Identity, TlsOptions};
@@ -154,9 +154,9 @@ pub async fn enroll(
             o.pair.cert.display()
         )));
     }
-    let name = pki::Name::parse(name).map_err(|e| EstError::Local(e.to_string()))?;
+    let name = x509::Name::parse(name).map_err(|e| EstError::Local(e.to_string()))?;
     let key = new_key(o.key_type.unwrap_or_default())?;
-    let subject = pki::Subject::new(pki::Profile::Client.default_organization(), name.as_str())
+    let subject = x509::Subject::new(x509::Profile::Client.default_organization(), name.as_str())
         .to_x509_name()
         .map_err(|e| EstError::Local(e.to_string()))?;
     let csr = request(&key, &subject, &[])?;
@@ -171,7 +171,7 @@ pub async fn enroll(
 pub async fn renew(o: &EstOptions) -> Result<Enrolled, EstError> {
     let (current, old_key) = current(o)?;
     let window = window_of(&current)?;
-    if pki::authority::now() >= window.not_after {
+    if x509::time::now() >= window.not_after {
         return Err(expired(o, window));
     }
     let alg = o
@@ -179,7 +179,7 @@ pub async fn renew(o: &EstOptions) -> Result<Enrolled, EstError> {
         .or_else(|| KeyAlgorithm::of(&old_key))
         .unwrap_or_default();
     let key = new_key(alg)?;
-    let sans: Vec<String> = pki::identity::ClientIdentity::from_cert(&current)
+    let sans: Vec<String> = x509::identity::ClientIdentity::from_cert(&current)
         .map(|id| id.sans)
         .unwrap_or_default();
     let csr = request(&key, current.subject_name(), &sans)?;
@@ -196,8 +196,8 @@ pub async fn renew(o: &EstOptions) -> Result<Enrolled, EstError> {
 pub fn step_now(o: &EstOptions) -> Result<(Step, Window, i64), EstError> {
     let (cert, _) = current(o)?;
     let w = window_of(&cert)?;
-    let spread = schedule::spread(&pki::authority::serial_hex(&cert).unwrap_or_default());
-    let step = schedule::next(pki::authority::now(), w, spread, MAX_WAIT);
+    let spread = schedule::spread(&x509::cert::serial_hex(&cert).unwrap_or_default());
+    let step = schedule::next(x509::time::now(), w, spread, MAX_WAIT);
     Ok((step, w, w.due_at(spread)))
 }
 
@@ -220,8 +220,8 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                     say(&format!(
                         "{} valid until {}; renews after {}",
                         o.pair.cert.display(),
-                        pki::inspect::date(window.not_after),
-                        pki::inspect::date(due)
+                        x509::time::date(window.not_after),
+                        x509::time::date(due)
                     ));
                 }
                 tokio::time::sleep(wait).await;
@@ -232,19 +232,20 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                     say(&format!(
                         "renewed: serial {} valid until {}",
                         new.serial,
-                        pki::inspect::date(new.window.not_after)
+                        x509::time::date(new.window.not_after)
                     ));
                     run_hook(d.exec.as_deref(), o, &new).await;
                     pause_if_due_at_once(&new, backoff.max()).await;
                 }
                 Err(e) if e.permanent() => return e,
                 Err(e) => {
-                    let left = u64::try_from(window.not_after - pki::authority::now()).unwrap_or(0);
-                    let wait = backoff.after_failure(Duration::from_secs(left), jitter());
+                    let left = u64::try_from(window.not_after - x509::time::now()).unwrap_or(0);
+                    let wait =
+                        backoff.after_failure(Duration::from_secs(left), x509::time::random_unit());
                     say(&format!(
                         "renewal failed: {e}; retrying in {} (the certificate is valid until {})",
                         humanize(wait),
-                        pki::inspect::date(window.not_after)
+                        x509::time::date(window.not_after)
                     ));
                     tokio::time::sleep(wait).await;
                 }
@@ -257,7 +258,7 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
 /// CA's (or lifetimes are tiny): renewing again would loop every few seconds.
 async fn pause_if_due_at_once(new: &Enrolled, pause: Duration) {
     let due = schedule::next(
-        pki::authority::now(),
+        x509::time::now(),
         new.window,
         schedule::spread(&new.serial),
         MAX_WAIT,
@@ -266,7 +267,7 @@ async fn pause_if_due_at_once(new: &Enrolled, pause: Duration) {
         say(&format!(
             "the new certificate is already due by this host's clock (valid from {}): is the \
              clock ahead of the CA's? next try in {}",
-            pki::inspect::date(new.window.not_before),
+            x509::time::date(new.window.not_before),
             humanize(pause)
         ));
         tokio::time::sleep(pause).await;
@@ -297,27 +298,17 @@ pub async fn run_hook(exec: Option<&str>, o: &EstOptions, new: &Enrolled) {
 
 /// One line on stderr with the time (a daemon's log).
 pub fn say(line: &str) {
-    eprintln!(
-        "{} client: {line}",
-        pki::inspect::date(pki::authority::now())
-    );
+    eprintln!("{} client: {line}", x509::time::date(x509::time::now()));
 }
 
 fn humanize(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-fn jitter() -> f64 {
-    let mut b = [0u8; 2];
-    openssl::rand::rand_bytes(&mut b).map_or(0.5, |()| {
-        f64::from(u16::from_be_bytes(b)) / f64::from(u16::MAX)
-    })
-}
-
 fn expired(o: &EstOptions, w: Window) -> EstError {
     EstError::Expired {
         cert: o.pair.cert.display().to_string(),
-        when: pki::inspect::date(w.not_after),
+        when: x509::time::date(w.not_after),
     }
 }
 
@@ -326,7 +317,7 @@ fn local(e: impl std::fmt::Display) -> EstError {
 }
 
 fn new_key(alg: KeyAlgorithm) -> Result<PKey<Private>, EstError> {
-    pki::key::generate(alg).map_err(local)
+    x509::key::generate(alg).map_err(local)
 }
 
 /// The current certificate (leaf) and key.
@@ -352,7 +343,7 @@ fn current(o: &EstOptions) -> Result<(X509, PKey<Private>), EstError> {
 }
 
 fn window_of(cert: &X509) -> Result<Window, EstError> {
-    let t = |a| pki::authority::unix_time(a).map_err(local);
+    let t = |a| x509::time::unix_time(a).map_err(local);
     Ok(Window {
         not_before: t(cert.not_before())?,
         not_after: t(cert.not_after())?,
@@ -433,7 +424,7 @@ async fn exchange(
 ) -> Result<X509, EstError> {
     let (_, prefix) = split_url(&o.url)?;
     let der = csr.to_der().map_err(local)?;
-    let body = base64_lines(&der);
+    let body = x509::cert::base64_lines(&der, "\r\n");
     let (status, answer) = client
         .est(Method::POST, &format!("{prefix}/{op}"), Some(body), basic)
         .await
@@ -474,12 +465,12 @@ async fn store(
         .into_iter()
         .filter(|c| c.issued(c) != openssl::x509::X509VerifyResult::OK)
         .collect();
-    let roots = pki::folder::load_certs("CA certificate", &o.ca).map_err(local)?;
-    let options = pki::verify::Options {
-        purpose: Some(pki::verify::Purpose::Client),
+    let roots = x509::cert::load_certs("CA certificate", &o.ca).map_err(local)?;
+    let options = x509::verify::Options {
+        purpose: Some(x509::verify::Purpose::Client),
         ..Default::default()
     };
-    match pki::verify::verify(cert, &intermediates, &roots, &options) {
+    match x509::verify::verify(cert, &intermediates, &roots, &options) {
         Ok(Ok(())) => {}
         Ok(Err(f)) => {
             return Err(EstError::BadAnswer(format!(
@@ -493,13 +484,13 @@ async fn store(
         pem.extend(i.to_pem().map_err(local)?);
     }
     let key_pem = key.private_key_to_pem_pkcs8().map_err(local)?;
-    let serial = pki::authority::serial_hex(cert).map_err(local)?;
+    let serial = x509::cert::serial_hex(cert).map_err(local)?;
     o.pair
         .write(&pem, &key_pem, &serial)
         .map_err(EstError::Local)?;
     Ok(Enrolled {
         serial,
-        subject: pki::index::one_line(cert.subject_name()),
+        subject: x509::cert::one_line(cert.subject_name()),
         window: window_of(cert)?,
     })
 }
@@ -525,16 +516,6 @@ fn certs_of(answer: &[u8]) -> Result<Vec<X509>, EstError> {
         ));
     }
     Ok(certs)
-}
-
-fn base64_lines(der: &[u8]) -> String {
-    let text = openssl::base64::encode_block(der);
-    let mut out = String::new();
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push_str("\r\n");
-    }
-    out
 }
 
 impl Client {
@@ -617,8 +598,8 @@ mod tests {
 
     #[test]
     fn a_renewal_request_asks_for_the_same_subject_and_names() {
-        let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
-        let subject = pki::Subject::new("O", "dev-1")
+        let key = x509::key::generate(KeyAlgorithm::EcP256).expect("key");
+        let subject = x509::Subject::new("O", "dev-1")
             .to_x509_name()
             .expect("name");
         let sans = vec!["DNS:dev-1.example".to_owned(), "IP:10.0.0.7".to_owned()];

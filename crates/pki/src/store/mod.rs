@@ -22,6 +22,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+pub use crate::error::TokenRefusal;
 use crate::error::{Error, Result};
 use crate::index::Reason;
 
@@ -239,7 +240,7 @@ pub struct Record {
 impl Record {
     /// Whole days from now until notAfter (negative once expired).
     pub fn days_left(&self) -> i64 {
-        (self.not_after - crate::authority::now()).div_euclid(86_400)
+        (self.not_after - x509::time::now()).div_euclid(86_400)
     }
 
     /// valid / expired / revoked at `at`.
@@ -848,52 +849,6 @@ pub struct TokenRecord {
     pub used_serial: Option<String>,
 }
 
-/// Why a token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRefusal {
-    /// No such token.
-    Unknown,
-    /// Used already.
-    Used,
-    /// Past its expiry.
-    Expired,
-    /// Made for another name or role.
-    OtherName,
-}
-
-impl fmt::Display for TokenRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TokenRefusal::Unknown => "the enrollment token is not known",
-            TokenRefusal::Used => "the enrollment token was used already",
-            TokenRefusal::Expired => "the enrollment token has expired",
-            TokenRefusal::OtherName => "the enrollment token was made for another name",
-        })
-    }
-}
-
-fn token_refusal(
-    tx: &mut dyn Sql,
-    digest: &str,
-    role: &str,
-    name: &str,
-    at: i64,
-) -> Result<TokenRefusal, SqlError> {
-    let rows = tx.query(
-        "SELECT used_at, expires_at, role, name_key FROM tokens WHERE digest = $1",
-        &[digest.into()],
-    )?;
-    Ok(match rows.first() {
-        None => TokenRefusal::Unknown,
-        Some(r) if r[0].opt_int().is_some() => TokenRefusal::Used,
-        Some(r) if r[1].int() <= at => TokenRefusal::Expired,
-        Some(r) if r[2].text() != role || r[3].text() != name.to_ascii_lowercase() => {
-            TokenRefusal::OtherName
-        }
-        Some(_) => TokenRefusal::Unknown,
-    })
-}
-
 /// What a transaction body can fail with: the engine, or a refusal of ours.
 pub(crate) enum Failed {
     Sql(SqlError),
@@ -1118,4 +1073,26 @@ fn crl_row(r: &[Value]) -> CrlRecord {
         next_update: r[3].int(),
         der: r[4].opt_blob().unwrap_or_default(),
     }
+}
+
+fn token_refusal(
+    tx: &mut dyn Sql,
+    digest: &str,
+    role: &str,
+    name: &str,
+    at: i64,
+) -> Result<TokenRefusal, SqlError> {
+    let rows = tx.query(
+        "SELECT used_at, expires_at, role, name_key FROM tokens WHERE digest = $1",
+        &[digest.into()],
+    )?;
+    Ok(match rows.first() {
+        None => TokenRefusal::Unknown,
+        Some(r) if r[0].opt_int().is_some() => TokenRefusal::Used,
+        Some(r) if r[1].int() <= at => TokenRefusal::Expired,
+        Some(r) if r[2].text() != role || r[3].text() != name.to_ascii_lowercase() => {
+            TokenRefusal::OtherName
+        }
+        Some(_) => TokenRefusal::Unknown,
+    })
 }

@@ -20,7 +20,7 @@ impl Sqlite {
     pub(crate) fn open(path: &Path, lock_timeout: Duration) -> Result<Sqlite> {
         let fail = |e: rusqlite::Error| busy_or(e, path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            std::fs::create_dir_all(dir).map_err(|source| x509::Error::Write {
                 what: "CA database",
                 path: path.to_owned(),
                 source,

@@ -16,7 +16,8 @@ use crate::inspect;
 pub use crate::problem::Problem;
 
 /// What a certificate is checked for (`openssl verify -purpose`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Purpose {
     /// `-purpose sslserver`: EKU serverAuth.
     Server,
@@ -109,7 +110,7 @@ pub fn verify(
         let lookup = store.add_lookup(X509Lookup::file()).step(step)?;
         lookup
             .load_crl_file(crl, openssl::ssl::SslFiletype::PEM)
-            .map_err(|source| crate::Error::Malformed {
+            .map_err(|source| crate::error::Error::Malformed {
                 what: "CRL",
                 path: crl.clone(),
                 detail: format!("cannot load it ({source})"),
@@ -153,54 +154,6 @@ pub fn explain(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::now;
-    use crate::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, Validity};
-
-    fn ca(name: &str) -> Authority {
-        let k = key::generate(KeyAlgorithm::EcP256).expect("key");
-        let req = request::build(&k, &Subject::new("test", name)).expect("req");
-        Authority::self_sign(&req, k, Validity::days(30)).expect("ca")
-    }
-
-    fn client(ca: &Authority, validity: Validity) -> X509 {
-        let k = key::generate(KeyAlgorithm::EcP256).expect("key");
-        let req = request::build(&k, &Subject::new("test", "client")).expect("req");
-        let spec = CertSpec::new(Profile::Client).validity(validity);
-        ca.sign(&req, &spec).expect("sign")
-    }
-
-    fn problem(cert: &X509Ref, ca: &Authority) -> Option<Problem> {
-        let options = Options {
-            purpose: Some(Purpose::Client),
-            ..Options::default()
-        };
-        let cas = [ca.certificate().to_owned()];
-        verify(cert, &[], &cas, &options)
-            .expect("runs")
-            .err()
-            .map(|f| {
-                assert_eq!(f.plain, f.problem.explain(), "{f}");
-                f.problem
-            })
-    }
-
-    #[test]
-    fn each_failure_is_a_typed_problem() {
-        let (ours, theirs) = (ca("ours"), ca("theirs"));
-        let t = now();
-        let good = client(&ours, Validity::days(10));
-        assert_eq!(problem(&good, &ours), None);
-        assert_eq!(problem(&good, &theirs), Some(Problem::UnknownIssuer));
-        let old = client(&ours, Validity::between(t - 20 * 86_400, t - 86_400));
-        assert_eq!(problem(&old, &ours), Some(Problem::Expired));
-        let early = client(&ours, Validity::between(t + 86_400, t + 20 * 86_400));
-        assert_eq!(problem(&early, &ours), Some(Problem::NotYetValid));
-        // Our CA certificate has no clientAuth: OpenSSL already refuses it for that.
-        assert_eq!(
-            problem(ours.certificate(), &ours),
-            Some(Problem::WrongPurpose)
-        );
-    }
 
     #[test]
     fn the_code_wrapper_keeps_the_servers_words() {

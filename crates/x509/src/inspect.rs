@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::authority::{now, serial_hex, unix_time};
+use crate::cert::{one_line, serial_hex};
 use crate::error::{CryptoContext, Error, Result};
-use crate::index::one_line;
 use crate::key::KeyAlgorithm;
+use crate::time::{date, now, unix_time};
 
 /// A summary: what the file is, and named fields in display order.
 #[derive(Debug, Clone)]
@@ -182,14 +182,8 @@ fn crl(crl: &X509Crl) -> Result<Summary> {
     if let Some(next) = crl.next_update() {
         fields.push(("next update", json!(date(unix_time(next)?))));
     }
-    if let Ok(Some((_, n))) = crl.extension::<openssl::x509::extension::CrlNumber>() {
-        let n = n
-            .to_bn()
-            .step("crl -text")?
-            .to_dec_str()
-            .step("crl -text")?
-            .to_string();
-        fields.push(("CRL number", json!(n)));
+    if let Some(n) = crate::cert::crl_number(crl) {
+        fields.push(("CRL number", json!(n.to_string())));
     }
     let revoked: Vec<Value> = crl
         .get_revoked()
@@ -329,19 +323,6 @@ pub fn names(cert: &X509Certificate<'_>) -> Vec<String> {
 /// True when the DER certificate says `CA:TRUE` (unparseable input counts as not a CA).
 pub fn is_ca(der: &[u8]) -> bool {
     X509Certificate::from_der(der).is_ok_and(|(_, c)| c.is_ca())
-}
-
-/// A Unix time as `YYYY-MM-DD hh:mm:ss UTC`, the form every report of the workspace uses.
-pub fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {

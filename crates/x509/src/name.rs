@@ -32,6 +32,7 @@ impl Name {
     /// Checks `s` against the rule.
     pub fn parse(s: &str) -> Result<Name> {
         let refuse = |why: &str| Error::BadName {
+            rule: RULE,
             name: s.escape_debug().to_string(),
             why: why.to_owned(),
         };
@@ -87,6 +88,7 @@ pub fn check_common_name(cn: &str) -> Result<()> {
     let refuse = |why: &str| Error::BadName {
         name: cn.escape_debug().to_string(),
         why: format!("{why} (a CN is 1 to 64 printable characters)"),
+        rule: RULE,
     };
     if cn.trim().is_empty() {
         return Err(refuse("it is empty"));

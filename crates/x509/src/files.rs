@@ -77,10 +77,15 @@ fn is_stale_temp(name: &str) -> bool {
         .split_once('-')
         .and_then(|(pid, _)| pid.parse::<u32>().ok())
     {
-        Some(pid) => pid != std::process::id() && !crate::claim::alive(pid),
+        Some(pid) => pid != std::process::id() && !process_alive(pid),
         // A temp file of an older pki, which did not name its process.
         None => true,
     }
+}
+
+/// Whether a process with this pid exists on this host.
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Removes temporary files that a crashed run left in `dir` (`.pki-PID-*.tmp` of a process

@@ -37,13 +37,13 @@ impl ClientIdentity {
                 .ok()?
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok()?;
-        let subject = crate::index::one_line(cert.subject_name());
-        let common_name = crate::index::common_name(cert.subject_name());
+        let subject = crate::cert::one_line(cert.subject_name());
+        let common_name = crate::cert::common_name(cert.subject_name());
         Some(ClientIdentity {
             subject,
             common_name,
             sans: crate::inspect::names(&parsed),
-            serial: crate::authority::serial_hex(cert).ok()?,
+            serial: crate::cert::serial_hex(cert).ok()?,
             sha256,
             not_after,
         })

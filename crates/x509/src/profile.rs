@@ -16,10 +16,12 @@ use openssl::x509::{X509Extension, X509v3Context};
 
 use crate::error::{CryptoContext, Error, Result};
 use crate::key::KeyAlgorithm;
+use crate::time::{now, CLOCK_SKEW_SECS};
 use common::Role;
 
 /// The role a certificate is issued for; it decides every extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// The self-signed root: `CA:TRUE`, keyCertSign + cRLSign; `pathlen:0` when it signs leaves
@@ -90,10 +92,10 @@ impl Profile {
 
     /// The extensions of a certificate with this profile, in the order `openssl x509` writes them.
     /// `ctx` must carry the subject's public key and (for leaves) the issuer certificate.
-    pub(crate) fn extensions(
+    pub fn extensions(
         self,
         subject_key: KeyAlgorithm,
-        spec: &crate::authority::CertSpec,
+        spec: &CertSpec,
         ctx: &X509v3Context<'_>,
     ) -> Result<Vec<X509Extension>> {
         self.check_names(&spec.names)?;
@@ -107,11 +109,7 @@ impl Profile {
 
     /// basicConstraints CA:TRUE with the pathlen of the level, keyCertSign + cRLSign, SKI,
     /// AKI under a root, and the name constraints.
-    fn ca_extensions(
-        self,
-        spec: &crate::authority::CertSpec,
-        ctx: &X509v3Context<'_>,
-    ) -> Result<Vec<X509Extension>> {
+    fn ca_extensions(self, spec: &CertSpec, ctx: &X509v3Context<'_>) -> Result<Vec<X509Extension>> {
         let step = "x509 -extfile";
         let pathlen = if self == Profile::Ca {
             spec.path_len
@@ -309,6 +307,78 @@ fn check_dns(name: &str) -> std::result::Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// The validity window of a certificate, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// From a few minutes ago ([`CLOCK_SKEW_SECS`]) until `days` from now.
+    pub fn days(days: u32) -> Validity {
+        let now = now();
+        Validity {
+            not_before: now - CLOCK_SKEW_SECS,
+            not_after: now + i64::from(days) * 86_400,
+        }
+    }
+
+    /// An explicit window, for tests of expired or not-yet-valid certificates.
+    pub fn between(not_before: i64, not_after: i64) -> Validity {
+        Validity {
+            not_before,
+            not_after,
+        }
+    }
+}
+
+/// What to put in a certificate besides the request's name and key.
+#[derive(Debug, Clone)]
+pub struct CertSpec {
+    /// The role, which decides the extensions.
+    pub profile: Profile,
+    /// subjectAltName entries (required for a server).
+    pub names: Vec<SubjectAltName>,
+    /// The validity window.
+    pub validity: Validity,
+    /// A root's pathlen: 0 when it signs leaves itself, 1 above an issuing intermediate.
+    pub path_len: u32,
+    /// What a CA certificate may sign for (empty: no nameConstraints extension).
+    pub constraints: crate::constraints::NameConstraints,
+    /// A URL where the CRL is published, carried as crlDistributionPoints
+    /// ([`crate::distribution`]).
+    pub crl_url: Option<String>,
+}
+
+impl CertSpec {
+    /// A spec with the profile's default validity and no names.
+    pub fn new(profile: Profile) -> CertSpec {
+        CertSpec {
+            profile,
+            names: Vec::new(),
+            validity: Validity::days(profile.default_days()),
+            path_len: 0,
+            constraints: crate::constraints::NameConstraints::default(),
+            crl_url: None,
+        }
+    }
+
+    /// Sets the subjectAltNames.
+    pub fn names(mut self, names: Vec<SubjectAltName>) -> CertSpec {
+        self.names = names;
+        self
+    }
+
+    /// Sets the validity window.
+    pub fn validity(mut self, validity: Validity) -> CertSpec {
+        self.validity = validity;
+        self
+    }
 }
 
 #[cfg(test)]

@@ -17,26 +17,27 @@ use crate::error::{CryptoContext, Error, Result};
 use crate::files;
 
 /// The key types we generate. Anything weaker is not offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum KeyAlgorithm {
     /// RSA, 2048-bit modulus (`openssl genrsa 2048`).
-    #[value(name = "rsa2048")]
+    #[cfg_attr(feature = "clap", value(name = "rsa2048"))]
     Rsa2048,
     /// RSA, 3072-bit modulus.
-    #[value(name = "rsa3072")]
+    #[cfg_attr(feature = "clap", value(name = "rsa3072"))]
     Rsa3072,
     /// RSA, 4096-bit modulus.
-    #[value(name = "rsa4096")]
+    #[cfg_attr(feature = "clap", value(name = "rsa4096"))]
     Rsa4096,
     /// ECDSA on NIST P-256 (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`).
     #[default]
-    #[value(name = "p256")]
+    #[cfg_attr(feature = "clap", value(name = "p256"))]
     EcP256,
     /// ECDSA on NIST P-384.
-    #[value(name = "p384")]
+    #[cfg_attr(feature = "clap", value(name = "p384"))]
     EcP384,
     /// Ed25519 (`openssl genpkey -algorithm ed25519`). Not accepted by browsers.
-    #[value(name = "ed25519")]
+    #[cfg_attr(feature = "clap", value(name = "ed25519"))]
     Ed25519,
 }
 

@@ -71,50 +71,6 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
-    use x509_parser::prelude::FromDer;
-
-    /// What x509-parser (not our encoder) reads back out of a signed certificate.
-    fn points_of(url: &str) -> Vec<String> {
-        let key = crate::key::generate(crate::KeyAlgorithm::EcP256).expect("key");
-        let req = crate::request::build(&key, &crate::Subject::new("O", "ca")).expect("req");
-        let ca = crate::Authority::self_sign(&req, key, crate::Validity::days(2)).expect("ca");
-        let leaf_key = crate::key::generate(crate::KeyAlgorithm::EcP256).expect("key");
-        let leaf_req =
-            crate::request::build(&leaf_key, &crate::Subject::new("O", "dev")).expect("req");
-        let mut spec = crate::CertSpec::new(crate::Profile::Client);
-        spec.crl_url = Some(url.to_owned());
-        let cert = ca.sign(&leaf_req, &spec).expect("sign");
-        let der = cert.to_der().expect("der");
-        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).expect("parse");
-        let mut out = Vec::new();
-        for ext in parsed.extensions() {
-            if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
-                assert!(!ext.critical);
-                for p in points.iter() {
-                    if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
-                        for n in names {
-                            if let GeneralName::URI(u) = n {
-                                out.push((*u).to_owned());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn a_certificate_names_the_url_as_its_only_distribution_point() {
-        assert_eq!(
-            points_of("https://ca.example:8443/crl"),
-            ["https://ca.example:8443/crl"]
-        );
-        // Long enough for the long length form, with a comma that a config string would split.
-        let long = format!("http://ca.example/{},x/crl", "a".repeat(200));
-        assert_eq!(points_of(&long), [long]);
-    }
 
     #[test]
     fn urls_that_cannot_be_an_ia5_uri_are_refused() {
