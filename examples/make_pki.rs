@@ -3,19 +3,19 @@
 //! Run with: `cargo run --example make_pki`
 //!
 //! `openssl genrsa` → [`pki::key::generate`], `openssl req -new` → [`pki::request::build`],
-//! `openssl x509 -req -signkey` → [`pki::Authority::self_sign`],
-//! `openssl x509 -req -CA -CAkey` → [`pki::Authority::sign`]. `pki init` does the same and writes
+//! `openssl x509 -req -signkey` → [`pki::Issuer::self_sign`],
+//! `openssl x509 -req -CA -CAkey` → [`pki::Issuer::sign`]. `pki init` does the same and writes
 //! the files atomically; this example only prints them.
 
 use pki::{
-    key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
+    key, request, CertSpec, Issuer, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The CA: genrsa, req, x509 -req -signkey.
     let ca_key = key::generate(KeyAlgorithm::EcP256)?;
     let ca_req = request::build(&ca_key, &pki::init::default_ca_subject())?;
-    let ca = Authority::self_sign(&ca_req, ca_key, Validity::days(3650))?;
+    let ca = Issuer::self_sign(&ca_req, ca_key, Validity::days(3650))?;
 
     // The server and the device: genrsa, req, x509 -req -CA -CAkey, with a profile.
     let server_key = key::generate(KeyAlgorithm::EcP256)?;

@@ -223,7 +223,7 @@ fn serve(pki: &TestPki, auth: ClientAuth) -> TestServer {
 }
 
 fn ca_cn(pki: &TestPki) -> String {
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     x509::cert::common_name(ca.certificate().subject_name()).expect("CA CN")
 }
 
@@ -351,7 +351,7 @@ fn constrained(dns: &[&str], server_names: &[&str]) -> TestPki {
 /// A server certificate for `localhost`, signed by hand by `pki`'s CA (as `pki issue` would
 /// refuse to when the name is outside the CA's constraints), in place of the server's own.
 fn hand_made_localhost(pki: &TestPki) {
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
     let req =
         pki::request::build(&key, &pki::Subject::new("https Project", "localhost")).expect("req");
@@ -424,7 +424,7 @@ async fn chromium_enforces_the_name_constraints_pki_puts_on_its_ca() {
 #[ignore = "needs NSS tools: `make browser-deps`, then `make test`"]
 fn nss_imports_modern_and_legacy_bundles() {
     let pki = TestPki::new();
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     for encryption in [pki::P12Encryption::Modern, pki::P12Encryption::Legacy] {
         let p12 = pki
             .folder

@@ -78,7 +78,7 @@ fn revoked_client_is_reported_by_openssl_crl_check() {
     );
     assert!(ok, "before revocation: {out}");
 
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     let revoked = pki
         .folder
         .revoke(&ca, "client", Some(Reason::KeyCompromise))
@@ -164,7 +164,7 @@ fn openssl_reads_the_pkcs12_with_its_password_only() {
 #[test]
 fn pkcs12_is_aes_by_default_and_3des_when_legacy() {
     let pki = TestPki::new();
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     for (encryption, expect, refuse) in [
         (
             pki::P12Encryption::Modern,
@@ -362,7 +362,7 @@ fn two_levels_with_name_constraints_pass_python_strict_and_webpki() {
     };
     check(&pki.der(&l.server_cert()), webpki::KeyUsage::server_auth()).expect("server");
     check(&pki.der(&l.client_cert()), webpki::KeyUsage::client_auth()).expect("client");
-    let ca = pki.folder.authority().expect("intermediate");
+    let ca = pki.folder.issuer().expect("intermediate");
     let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
     let req =
         pki::request::build(&key, &pki::Subject::new("Evil", "bank.example.com")).expect("req");

@@ -2,7 +2,7 @@
 //! signature algorithm, serial entropy, validity.
 
 use pki::{
-    key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
+    key, request, CertSpec, Issuer, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
 };
 use x509_parser::oid_registry::{
     OID_PKCS1_SHA256WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ED25519,
@@ -18,18 +18,13 @@ const ALL_KEYS: [KeyAlgorithm; 6] = [
     KeyAlgorithm::Ed25519,
 ];
 
-fn make_ca(alg: KeyAlgorithm) -> Authority {
+fn make_ca(alg: KeyAlgorithm) -> Issuer {
     let k = key::generate(alg).expect("ca key");
     let req = request::build(&k, &pki::init::default_ca_subject()).expect("ca req");
-    Authority::self_sign(&req, k, Validity::days(3650)).expect("self-sign")
+    Issuer::self_sign(&req, k, Validity::days(3650)).expect("self-sign")
 }
 
-fn leaf(
-    ca: &Authority,
-    alg: KeyAlgorithm,
-    profile: Profile,
-    names: Vec<SubjectAltName>,
-) -> Vec<u8> {
+fn leaf(ca: &Issuer, alg: KeyAlgorithm, profile: Profile, names: Vec<SubjectAltName>) -> Vec<u8> {
     let k = key::generate(alg).expect("leaf key");
     let req =
         request::build(&k, &Subject::new(profile.default_organization(), "leaf")).expect("req");
@@ -234,7 +229,7 @@ fn serials_are_random_not_sequential() {
 fn a_leaf_never_outlives_its_ca() {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&k, &pki::init::default_ca_subject()).expect("req");
-    let ca = Authority::self_sign(&req, k, Validity::days(30)).expect("ca");
+    let ca = Issuer::self_sign(&req, k, Validity::days(30)).expect("ca");
     let der = leaf(&ca, KeyAlgorithm::EcP256, Profile::Client, vec![]);
     let (_, c) = X509Certificate::from_der(&der).expect("parse");
     let ca_der = ca.certificate().to_der().expect("der");

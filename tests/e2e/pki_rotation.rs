@@ -55,7 +55,7 @@ fn a_server_and_clients_of_both_cas_talk_through_every_phase() {
     accepted(&srv, &bundle, &old_client);
     accepted(&srv, &bundle, &new_client);
     accepted(&srv, &bundle, &doomed);
-    let ca = folder.authority().expect("new CA");
+    let ca = folder.issuer().expect("new CA");
     folder
         .revoke(&ca, "doomed", None)
         .expect("revoke under the old CA");

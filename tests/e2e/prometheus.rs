@@ -201,7 +201,7 @@ fn prometheus_scrapes_refusals_by_reason_and_expiry_gauges_over_mutual_tls() {
     let ca_file = pki.layout().ca_cert();
     let scraper = pki.issue_client("prometheus");
     let gone = pki.issue_client("revoked-device");
-    let authority = pki.folder.authority().expect("ca");
+    let authority = pki.folder.issuer().expect("ca");
     pki.folder
         .revoke(&authority, "revoked-device", None)
         .expect("revoke");

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
 use openssl::x509::{X509CrlBuilder, X509RevokedBuilder};
 use pki::{CertSpec, Profile, Validity};
 use server::{ClientAuth, Config, CrlStale};
@@ -157,7 +156,7 @@ fn a_required_server_counts_and_logs_each_refusal_by_reason() {
 
 /// A CRL signed by the PKI's CA whose nextUpdate passed ten days ago, listing `revoked`.
 fn write_stale_crl(pki: &TestPki, revoked: &[&PathBuf]) {
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     let now = x509::time::now();
     let mut b = X509CrlBuilder::new().expect("crl");
     b.set_issuer_name(ca.certificate().subject_name())
@@ -192,8 +191,7 @@ fn write_stale_crl(pki: &TestPki, revoked: &[&PathBuf]) {
         .build()
         .expect("number");
     b.append_extension(number).expect("number");
-    b.sign(ca.private_key(), MessageDigest::sha256())
-        .expect("sign");
+    ca.signing_key().sign_crl(&mut b).expect("sign");
     let pem = b.build().expect("crl").to_pem().expect("pem");
     std::fs::write(pki.layout().ca_crl(), pem).expect("write crl");
 }

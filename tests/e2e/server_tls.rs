@@ -215,7 +215,7 @@ fn a_revoked_client_is_refused_after_reload_even_when_resuming() {
             "resumption works: {again}"
         );
 
-        let ca = pki.folder.authority().expect("ca");
+        let ca = pki.folder.issuer().expect("ca");
         pki.folder.revoke(&ca, "client", None).expect("revoke");
         srv.tls.reload().expect("reload with the new CRL");
         let after = s_client(&addr, &pki, version, &["-sess_in", s(&sess)]);
@@ -322,7 +322,7 @@ fn reload_serves_the_new_certificate_and_a_broken_one_keeps_the_old() {
     let o = Opts::mutual(&ca_path, &pair);
     let first = tc::get(srv.addr, &o, "/login").expect("get").peer_serial;
 
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     pki.folder
         .issue(
             &ca,

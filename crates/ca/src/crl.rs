@@ -81,7 +81,7 @@ pub async fn serve(req: HttpRequest, ca: web::Data<Ca>) -> HttpResponse {
     let latest = match web::block(move || ca2.records.latest_crl(&ca2.aki)).await {
         Ok(Ok(Some(c))) => c,
         Ok(Ok(None)) => {
-            return crate::http::refuse(
+            return crate::error::refuse(
                 &req,
                 Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -89,8 +89,8 @@ pub async fn serve(req: HttpRequest, ca: web::Data<Ca>) -> HttpResponse {
                 ),
             )
         }
-        Ok(Err(e)) => return crate::http::refuse(&req, Refusal::from_pki(e)),
-        Err(e) => return crate::http::refuse(&req, Refusal::internal(e)),
+        Ok(Err(e)) => return crate::error::refuse(&req, Refusal::from_pki(e)),
+        Err(e) => return crate::error::refuse(&req, Refusal::internal(e)),
     };
     let pem = req.path().ends_with(".pem") || wants_pem(&req);
     respond(&req, &latest, pem)
@@ -120,7 +120,7 @@ fn respond(req: &HttpRequest, crl: &CrlRecord, pem: bool) -> HttpResponse {
     let (body, kind) = if pem {
         match X509Crl::from_der(&crl.der).and_then(|c| c.to_pem()) {
             Ok(p) => (p, "application/x-pem-file"),
-            Err(e) => return crate::http::refuse(req, Refusal::internal(e)),
+            Err(e) => return crate::error::refuse(req, Refusal::internal(e)),
         }
     } else {
         (crl.der.clone(), "application/pkix-crl")

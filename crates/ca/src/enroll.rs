@@ -9,7 +9,7 @@ use pki::files::Overwrite;
 use pki::lifecycle::Request;
 use pki::store::State;
 use pki::verify::{Options, Problem, Purpose};
-use pki::{Authority, Folder, Leaf, Record, Subject, SubjectAltName};
+use pki::{Folder, Issuer, Leaf, Record, Subject, SubjectAltName};
 
 use crate::error::Refusal;
 use crate::policy::{self, Asked};
@@ -31,7 +31,7 @@ pub struct Ca {
     /// The PKI folder (issuance, CRLs).
     pub folder: Folder,
     /// The issuing CA.
-    pub authority: Authority,
+    pub authority: Issuer,
     /// Its key identifier: the key of its records.
     pub aki: String,
     /// The chain for `cacerts` and for verifying client certificates (issuing CA first).

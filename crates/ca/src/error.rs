@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
 
 /// What can stop the CA service from starting.
 #[derive(Debug, thiserror::Error)]
@@ -119,4 +120,33 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status.as_u16(), self.reason)
     }
+}
+
+/// The answer to a refused request, logged.
+pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
+    tracing::warn!(
+        peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        request = %format!("{} {}", req.method(), req.path()),
+        status = r.status.as_u16(),
+        reason = %r.reason,
+        "refused"
+    );
+    let mut res = HttpResponse::build(r.status);
+    if r.status == StatusCode::UNAUTHORIZED {
+        res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"EST\""));
+    }
+    if r.status == StatusCode::SERVICE_UNAVAILABLE {
+        res.insert_header((header::RETRY_AFTER, "1"));
+    }
+    let unread_body = matches!(
+        r.status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    );
+    if unread_body && req.version() < actix_web::http::Version::HTTP_2 {
+        // The rest of the body is not read: this HTTP/1 connection cannot carry another
+        // request (HTTP/2 resets the one stream instead, and forbids the header).
+        res.insert_header((header::CONNECTION, "close"));
+    }
+    res.content_type("text/plain; charset=utf-8")
+        .body(format!("{}\n", r.reason))
 }

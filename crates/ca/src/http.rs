@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use openssl::x509::X509;
 
 use crate::enroll::{Ca, Peer};
-use crate::error::Refusal;
+use crate::error::{refuse, Refusal};
 use crate::wire;
 
 /// Limits on request bodies.
@@ -38,35 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/crl.pem").get(crate::crl::serve))
         .service(web::resource("/healthz").get(healthz))
         .default_service(web::to(not_found));
-}
-
-/// The answer to a refused request, logged.
-pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
-    tracing::warn!(
-        peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-        request = %format!("{} {}", req.method(), req.path()),
-        status = r.status.as_u16(),
-        reason = %r.reason,
-        "refused"
-    );
-    let mut res = HttpResponse::build(r.status);
-    if r.status == StatusCode::UNAUTHORIZED {
-        res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"EST\""));
-    }
-    if r.status == StatusCode::SERVICE_UNAVAILABLE {
-        res.insert_header((header::RETRY_AFTER, "1"));
-    }
-    let unread_body = matches!(
-        r.status,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-    );
-    if unread_body && req.version() < actix_web::http::Version::HTTP_2 {
-        // The rest of the body is not read: this HTTP/1 connection cannot carry another
-        // request (HTTP/2 resets the one stream instead, and forbids the header).
-        res.insert_header((header::CONNECTION, "close"));
-    }
-    res.content_type("text/plain; charset=utf-8")
-        .body(format!("{}\n", r.reason))
 }
 
 /// `GET cacerts` (RFC 7030 §4.1): the CA chain, certs-only, base64.

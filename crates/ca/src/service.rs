@@ -55,7 +55,7 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
         .with_db(config.db.clone())
         .with_lock_timeout(config.lock_timeout)
         .with_crl_url(config.crl_url());
-    let authority = folder.authority()?;
+    let authority = folder.issuer()?;
     let chain = folder.ca_chain()?;
     let identity = tls::identity(config, &folder, &authority)?;
     let chain_refs: Vec<_> = chain.iter().map(|c| c.as_ref()).collect();

@@ -14,7 +14,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 use pki::files::Overwrite;
-use pki::{Authority, Folder, Leaf, SubjectAltName};
+use pki::{Folder, Issuer, Leaf, SubjectAltName};
 
 use crate::config::{Config, OWN_CERT_NAME};
 use crate::enroll::Peer;
@@ -31,7 +31,7 @@ pub struct Identity {
 /// The service's certificate and key: the configured files, or `server/est.{crt,key}`, issued
 /// by the CA when missing, due for renewal, or not naming every host asked for. A lock
 /// keeps replicas that share the folder from interleaving their writes of the pair.
-pub fn identity(config: &Config, folder: &Folder, ca: &Authority) -> Result<Identity, CaError> {
+pub fn identity(config: &Config, folder: &Folder, ca: &Issuer) -> Result<Identity, CaError> {
     if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
         return load(cert, key);
     }

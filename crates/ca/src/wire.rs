@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn certs_only_holds_the_certificates_and_no_signer() {
         let pki = testkit::TestPki::new();
-        let ca = pki.folder.authority().expect("ca");
+        let ca = pki.folder.issuer().expect("ca");
         let leaf = openssl::x509::X509::from_pem(
             &std::fs::read(pki.layout().client_cert()).expect("read"),
         )

@@ -114,7 +114,7 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
     );
     // Once revoked, a new token enrolls it again.
     pki.folder
-        .revoke(&pki.folder.authority().expect("ca"), "dev-1", None)
+        .revoke(&pki.folder.issuer().expect("ca"), "dev-1", None)
         .expect("revoke");
     let r = enroll(ca.addr, &root, "dev-1", &t2, &csr("", "dev-1").1);
     assert_eq!(certs_of(&r).len(), 1);
@@ -383,7 +383,7 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
 
     // Revoked: refused with the date.
     pki.folder
-        .revoke(&pki.folder.authority().expect("ca"), &old_serial, None)
+        .revoke(&pki.folder.issuer().expect("ca"), &old_serial, None)
         .expect("revoke");
     let r = est_post(ca.addr, &root, me, "simplereenroll", "", &renewal);
     assert_eq!(r.status, 403, "{}", r.text());
@@ -475,7 +475,7 @@ fn the_crl_is_served_with_validators_and_follows_each_revocation() {
     let crl = openssl::x509::X509Crl::from_der(&r.body).expect("DER CRL");
     let ca_key = pki
         .folder
-        .authority()
+        .issuer()
         .expect("ca")
         .certificate()
         .public_key()
@@ -495,7 +495,7 @@ fn the_crl_is_served_with_validators_and_follows_each_revocation() {
     )
     .expect("serial");
     pki.folder
-        .revoke(&pki.folder.authority().expect("ca"), "dev-5", None)
+        .revoke(&pki.folder.issuer().expect("ca"), "dev-5", None)
         .expect("revoke");
     let r = get(&format!("\r\nIf-None-Match: {etag}"));
     assert_eq!(r.status, 200, "a revocation is served at once");

@@ -133,7 +133,7 @@ fn enroll_at_once(s: &Setup, replicas: &[CaProcess; 2], root: &Path, label: &str
     let serials: HashSet<_> = devices.iter().map(|r| r.serial.clone()).collect();
     let names: HashSet<_> = devices.iter().map(|r| r.name.clone()).collect();
     assert_eq!((serials.len(), names.len()), (N, N));
-    let ca = s.folder.authority().expect("ca");
+    let ca = s.folder.issuer().expect("ca");
     let tokens = s
         .folder
         .open_db(Some(&ca))
@@ -204,7 +204,7 @@ fn served(addr: std::net::SocketAddr, root: &Path) -> (i64, String) {
 }
 
 fn crls_signed_once(s: &Setup, replicas: &[CaProcess; 2], root: &Path, label: &str) {
-    let ca = s.folder.authority().expect("ca");
+    let ca = s.folder.issuer().expect("ca");
     let aki = x509::cert::key_id(ca.certificate()).expect("aki");
     let mut db = pki::store::Db::open(
         &s.db,

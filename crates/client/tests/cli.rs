@@ -148,7 +148,7 @@ fn each_failure_class_has_its_exit_code_and_words() {
     expect(&o, 0, &["Hello World!"]);
 
     // 17: our certificate revoked (the server reloads the new CRL).
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     pki.folder.revoke(&ca, "client", None).expect("revoke");
     srv.tls.reload().expect("reload");
     let o = client(pki.dir(), &["--url", &u]);
@@ -198,7 +198,7 @@ fn client_variables_reach_the_binary() {
 /// A CRL whose nextUpdate has passed, made by the CA (`pki crl` with 0 days), where the
 /// server reads it.
 fn write_stale_crl(pki: &TestPki) {
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     let crl = ca.crl(&[], 2, 0).expect("crl");
     let next_update = x509::time::unix_time(crl.next_update().expect("next")).expect("t");
     std::fs::write(pki.folder.layout().ca_crl(), crl.to_pem().expect("pem")).expect("write");
@@ -229,7 +229,7 @@ fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
     );
     assert!(!text(&o).contains("issue a new one"), "{}", text(&o));
     // The CRL was the reason: a fresh one, and the same certificate is welcome.
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     pki.folder.write_crl(&ca).expect("fresh CRL");
     srv.tls.reload().expect("reload");
     let o = client(pki.dir(), &["--url", &u, "whoami"]);
@@ -239,7 +239,7 @@ fn a_stale_crl_on_the_server_is_not_blamed_on_our_certificate() {
 #[test]
 fn an_expired_server_certificate_is_named_with_its_date() {
     let pki = new_pki();
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     let now = x509::time::now();
     let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
     let req =

@@ -138,7 +138,7 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
     // Revocation: both replicas refuse the device after their next poll.
     let revoked_at = Instant::now();
     pki.folder
-        .revoke(&pki.folder.authority().expect("ca"), "dev-1", None)
+        .revoke(&pki.folder.issuer().expect("ca"), "dev-1", None)
         .expect("revoke");
     let mut refused_after = Vec::new();
     for u in &urls {

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use openssl::pkey::{PKey, PKeyRef, Private, Public};
 use openssl::x509::{X509Crl, X509NameRef, X509Ref, X509};
 
-use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy, Staged};
 use crate::index::{self, Reason, Status};
+use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
 use crate::name::{self, Days, Name};
 use crate::profile::{Profile, SubjectAltName};
@@ -183,17 +183,17 @@ impl Folder {
     /// Opens the records: creates the database on first use, imports an older `pki`'s
     /// `index.txt`, repairs what a command that died left behind, and rewrites the CRL and
     /// `index.txt` if a command died before writing them.
-    pub fn open_db(&self, ca: Option<&Authority>) -> Result<Db> {
+    pub fn open_db(&self, ca: Option<&Issuer>) -> Result<Db> {
         self.open_for(ca, Purpose::Write)
     }
 
     /// [`Folder::open_db`] for a command that writes no certificate or key file (it reads, or
     /// changes records only): temporary files of dead commands are left for the next writer.
-    pub fn open_db_to_read(&self, ca: Option<&Authority>) -> Result<Db> {
+    pub fn open_db_to_read(&self, ca: Option<&Issuer>) -> Result<Db> {
         self.open_for(ca, Purpose::Read)
     }
 
-    fn open_for(&self, ca: Option<&Authority>, purpose: Purpose) -> Result<Db> {
+    fn open_for(&self, ca: Option<&Issuer>, purpose: Purpose) -> Result<Db> {
         let default = self.layout.dir(Role::Ca).join("ca.db");
         let mut db = Db::open(&self.db, &default, self.lock_timeout)?;
         if let Some(ca) = ca {
@@ -222,7 +222,7 @@ impl Folder {
         subject: &Subject,
         algorithm: KeyAlgorithm,
         overwrite: Overwrite,
-    ) -> Result<Authority> {
+    ) -> Result<Issuer> {
         self.create_root(subject, algorithm, &CertSpec::new(Profile::Ca), overwrite)
     }
 
@@ -234,7 +234,7 @@ impl Folder {
         algorithm: KeyAlgorithm,
         spec: &CertSpec,
         overwrite: Overwrite,
-    ) -> Result<Authority> {
+    ) -> Result<Issuer> {
         if overwrite == Overwrite::Never {
             for (what, p) in [
                 ("CA private key", self.layout.ca_key()),
@@ -254,17 +254,18 @@ impl Folder {
         key: PKey<Private>,
         spec: &CertSpec,
         overwrite: Overwrite,
-    ) -> Result<Authority> {
+    ) -> Result<Issuer> {
         let req = request::build(&key, subject)?;
         let spec = spec
             .clone()
             .validity(Validity::days(Profile::Ca.default_days()));
-        let ca = Authority::self_sign_spec(&req, key, &spec)?;
+        let pem = key::to_pem(&key)?;
+        let ca = Issuer::self_sign_spec(&req, key, &spec)?;
         // Key first: a crash between the two writes leaves a key that the next run reuses.
         files::write(
             "CA private key",
             &self.layout.ca_key(),
-            &key::to_pem(ca.private_key())?,
+            &pem,
             Secrecy::Secret,
             overwrite,
         )?;
@@ -292,7 +293,7 @@ impl Folder {
 
     /// Issues a leaf certificate with a fresh key and records it. Refuses to replace existing
     /// files (or a certificate recorded under the name) unless `overwrite`.
-    pub fn issue(&self, ca: &Authority, leaf: &Leaf, overwrite: Overwrite) -> Result<X509> {
+    pub fn issue(&self, ca: &Issuer, leaf: &Leaf, overwrite: Overwrite) -> Result<X509> {
         let claim = match overwrite {
             Overwrite::Never => Claim::New,
             Overwrite::Replace => Claim::Replace,
@@ -313,7 +314,7 @@ impl Folder {
     /// claiming the name as `claim` says.
     pub(crate) fn issue_with_key(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         leaf: &Leaf,
         key: PKey<Private>,
         overwrite: Overwrite,
@@ -338,7 +339,7 @@ impl Folder {
     /// files staged, record committed, files renamed, record settled, exports rewritten.
     pub(crate) fn place(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         leaf: &Leaf,
         placement: &Placement<'_>,
     ) -> Result<Issued> {
@@ -397,7 +398,7 @@ impl Folder {
     /// whole) before anything is signed.
     pub fn issue_many(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         leaves: &[Leaf],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Issued>> {
@@ -435,7 +436,7 @@ impl Folder {
     fn issue_chunk(
         &self,
         db: &mut Db,
-        ca: &Authority,
+        ca: &Issuer,
         leaves: &[Leaf],
         paths: &[(PathBuf, PathBuf)],
     ) -> Result<Vec<Issued>> {
@@ -498,7 +499,7 @@ impl Folder {
     /// by this process).
     fn sign(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         leaf: &Leaf,
         subject: &X509NameRef,
         public: &PKeyRef<Public>,
@@ -542,7 +543,7 @@ impl Folder {
 
     /// The records `filter` selects.
     pub fn select(&self, filter: &Filter) -> Result<Vec<Record>> {
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         self.open_db_to_read(Some(&ca))?.list(filter)
     }
 
@@ -561,12 +562,7 @@ impl Folder {
 
     /// Revokes every unrevoked certificate of this CA whose serial, CN or name is `query`, and
     /// signs a CRL in the same transaction. Returns the records revoked.
-    pub fn revoke(
-        &self,
-        ca: &Authority,
-        query: &str,
-        reason: Option<Reason>,
-    ) -> Result<Vec<Record>> {
+    pub fn revoke(&self, ca: &Issuer, query: &str, reason: Option<Reason>) -> Result<Vec<Record>> {
         self.revoke_many(ca, &[query], reason)
     }
 
@@ -574,7 +570,7 @@ impl Folder {
     /// match, and all are revoked in one transaction with one CRL.
     pub fn revoke_many(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         queries: &[&str],
         reason: Option<Reason>,
     ) -> Result<Vec<Record>> {
@@ -635,7 +631,7 @@ impl Folder {
     /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered in the
     /// records, written to `ca/ca.crl` (one CRL per CA in force during a rotation). Returns
     /// its path.
-    pub fn write_crl(&self, ca: &Authority) -> Result<PathBuf> {
+    pub fn write_crl(&self, ca: &Issuer) -> Result<PathBuf> {
         let mut db = self.open_db_to_read(Some(ca))?;
         for issuer in self.issuers(ca)? {
             let aki = key_id(issuer.certificate())?;
@@ -647,7 +643,7 @@ impl Folder {
 
     /// Finishes or forgets records left in state "issuing" by commands that died; true when it
     /// repaired one.
-    fn repair(&self, db: &mut Db, ca: &Authority) -> Result<bool> {
+    fn repair(&self, db: &mut Db, ca: &Issuer) -> Result<bool> {
         let at = now();
         let mut repaired = false;
         for rec in db.unsettled()? {
@@ -687,7 +683,7 @@ impl Folder {
     }
 
     /// Imports `ca/index.txt` of an older `pki` into a new database, every record kept.
-    fn import_index(&self, db: &mut Db, ca: &Authority) -> Result<()> {
+    fn import_index(&self, db: &mut Db, ca: &Issuer) -> Result<()> {
         let path = self.layout.ca_index();
         let aki = key_id(ca.certificate())?;
         let entries = index::load(&path)?;
@@ -767,14 +763,14 @@ impl Folder {
     /// Writes `ca/ca.crl`, `ca/crlnumber` and `ca/index.txt` from the committed records, under
     /// a lock, leaving files that already say the same untouched. A CRL on disk is only ever
     /// replaced by one with a higher number.
-    pub(crate) fn export(&self, db: &mut Db, ca: &Authority) -> Result<()> {
+    pub(crate) fn export(&self, db: &mut Db, ca: &Issuer) -> Result<()> {
         self.export_with(db, ca, None)
     }
 
     /// [`Folder::export`] after `change`, the one transaction since the export on disk when it
     /// was made: the lines of its records are replaced in `index.txt` instead of writing every
     /// record's line again (100,000 of them cost more than the rest of a revocation).
-    fn export_with(&self, db: &mut Db, ca: &Authority, change: Option<Change>) -> Result<()> {
+    fn export_with(&self, db: &mut Db, ca: &Issuer, change: Option<Change>) -> Result<()> {
         let akis = self
             .issuer_certs(ca)?
             .iter()
@@ -961,7 +957,7 @@ pub(crate) fn public_of(key: &PKeyRef<Private>) -> Result<PKey<Public>> {
 }
 
 /// The record of a certificate just signed for `leaf`, before its files exist.
-fn record_of(cert: &X509Ref, ca: &Authority, leaf: &Leaf, file: &Path) -> Result<Record> {
+fn record_of(cert: &X509Ref, ca: &Issuer, leaf: &Leaf, file: &Path) -> Result<Record> {
     Ok(Record {
         aki: key_id(ca.certificate())?,
         serial: serial_hex(cert)?,
@@ -997,12 +993,13 @@ fn sans_of(cert: &X509Ref) -> String {
 }
 
 /// Signs CRL number `number` of `ca` listing `revoked`, as a record.
-fn sign_crl(ca: &Authority, aki: &str, number: i64, revoked: &[Revoked]) -> Result<CrlRecord> {
-    let list: Vec<crate::authority::Revocation> = revoked
+fn sign_crl(ca: &Issuer, aki: &str, number: i64, revoked: &[Revoked]) -> Result<CrlRecord> {
+    let list: Vec<crate::issuer::Revocation> = revoked
         .iter()
-        .map(|r| crate::authority::Revocation {
+        .map(|r| crate::issuer::Revocation {
             serial: r.serial.clone(),
             revoked_at: r.at,
+            reason: r.reason,
         })
         .collect();
     let crl = ca.crl(&list, u64::try_from(number).unwrap_or(0), CRL_DAYS)?;

@@ -17,11 +17,11 @@ use std::path::Path;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
-use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
+use crate::issuer::Issuer;
 use crate::key;
 use crate::profile::Profile;
 use crate::request::Subject;
@@ -38,7 +38,7 @@ impl Folder {
     }
 
     /// The root: `ca/ca.crt` with `ca/ca.key`. Needed only to make an intermediate.
-    pub fn root(&self) -> Result<Authority> {
+    pub fn root(&self) -> Result<Issuer> {
         let l = self.layout();
         let (cert_path, key_path) = (l.ca_cert(), l.ca_key());
         let cert = load_cert("CA certificate", &cert_path)?;
@@ -50,11 +50,11 @@ impl Folder {
             )));
         }
         let key = key::load("CA private key", &key_path)?;
-        Authority::from_parts(cert, key, (&cert_path, &key_path))
+        Issuer::from_parts(cert, key, (&cert_path, &key_path))
     }
 
     /// The CA that signs leaves and CRLs: the intermediate when there is one, else the root.
-    pub fn authority(&self) -> Result<Authority> {
+    pub fn issuer(&self) -> Result<Issuer> {
         let l = self.layout();
         if !self.has_intermediate() {
             return self.root();
@@ -62,7 +62,7 @@ impl Folder {
         let (cert_path, key_path) = (l.intermediate_cert(), l.intermediate_key());
         let cert = load_cert("intermediate CA certificate", &cert_path)?;
         let key = key::load("intermediate CA private key", &key_path)?;
-        Authority::from_parts(cert, key, (&cert_path, &key_path))
+        Issuer::from_parts(cert, key, (&cert_path, &key_path))
     }
 
     /// The CA certificates a peer needs to build a chain to the root, issuing CA first and the
@@ -96,12 +96,12 @@ impl Folder {
     /// started and the root's CRL written.
     pub fn create_intermediate(
         &self,
-        root: &Authority,
+        root: &Issuer,
         subject: &Subject,
         key: PKey<Private>,
         constraints: &NameConstraints,
         overwrite: Overwrite,
-    ) -> Result<Authority> {
+    ) -> Result<Issuer> {
         let l = self.layout();
         let mut spec = CertSpec::new(Profile::Intermediate)
             .validity(Validity::days(Profile::Intermediate.default_days()));
@@ -132,8 +132,7 @@ impl Folder {
             Secrecy::Public,
             Overwrite::Replace,
         )?;
-        let inter =
-            Authority::from_parts(cert, key, (&l.intermediate_cert(), &l.intermediate_key()))?;
+        let inter = Issuer::from_parts(cert, key, (&l.intermediate_cert(), &l.intermediate_key()))?;
         let mut db = self.open_db(None)?;
         db.start_ca(&key_id(inter.certificate())?)?;
         self.export(&mut db, &inter)?;
@@ -151,8 +150,10 @@ impl Folder {
                     .into(),
             ));
         }
-        let root = self.root()?;
-        let pem = key::to_pem(root.private_key())?;
+        // The root as a file: loaded (and checked against ca/ca.crt) to be copied, not to sign.
+        self.root()?;
+        let root_key = key::load("CA private key", &self.layout().ca_key())?;
+        let pem = key::to_pem(&root_key)?;
         files::write(
             "exported root key",
             to,
@@ -161,7 +162,7 @@ impl Folder {
             Overwrite::Never,
         )?;
         let back = key::load("exported root key", to)?;
-        if !back.public_eq(root.private_key()) {
+        if !back.public_eq(&root_key) {
             return Err(Error::Refused(format!(
                 "{} does not read back as the root key: ca/ca.key was kept",
                 to.display()

@@ -51,6 +51,19 @@ impl Reason {
         }
     }
 
+    /// RFC 5280's CRLReason, as the CRL entry carries it.
+    pub fn crl_reason(self) -> x509_cert::ext::pkix::CrlReason {
+        use x509_cert::ext::pkix::CrlReason as R;
+        match self {
+            Reason::Unspecified => R::Unspecified,
+            Reason::KeyCompromise => R::KeyCompromise,
+            Reason::CaCompromise => R::CaCompromise,
+            Reason::AffiliationChanged => R::AffiliationChanged,
+            Reason::Superseded => R::Superseded,
+            Reason::CessationOfOperation => R::CessationOfOperation,
+        }
+    }
+
     /// The reason named `s` (the `openssl ca` spelling), if it is one.
     pub fn parse(s: &str) -> Option<Reason> {
         [

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
 
-use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::{Folder, Leaf};
+use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
 use crate::p12::P12Encryption;
 use crate::profile::{Profile, SubjectAltName};
@@ -200,7 +200,7 @@ impl Folder {
         &self,
         opts: &InitOptions,
         report: &mut InitReport,
-    ) -> Result<(Option<Authority>, bool)> {
+    ) -> Result<(Option<Issuer>, bool)> {
         let l = self.layout().clone();
         let overwrite = if opts.force {
             Overwrite::Replace
@@ -249,10 +249,10 @@ impl Folder {
     fn init_intermediate(
         &self,
         opts: &InitOptions,
-        root: Option<&Authority>,
+        root: Option<&Issuer>,
         fresh_root: bool,
         report: &mut InitReport,
-    ) -> Result<(Authority, bool)> {
+    ) -> Result<(Issuer, bool)> {
         let l = self.layout().clone();
         let overwrite = if opts.force || fresh_root {
             Overwrite::Replace
@@ -289,7 +289,7 @@ impl Folder {
                 Ok(())
             }),
             check: Box::new(|| {
-                let inter = self.authority()?;
+                let inter = self.issuer()?;
                 let root = load_cert("CA certificate", &root_cert)?;
                 let signed = inter
                     .certificate()
@@ -309,13 +309,13 @@ impl Folder {
         };
         let fresh = ensure_pair(&mut pair, opts.force || fresh_root, report)?;
         drop(pair);
-        Ok((self.authority()?, fresh))
+        Ok((self.issuer()?, fresh))
     }
 
     /// Makes, finishes or checks one default leaf; true when its certificate was made.
     fn init_leaf(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         leaf: &Leaf,
         force: bool,
         fresh_ca: bool,
@@ -356,7 +356,7 @@ impl Folder {
     /// changed or the bundle is missing.
     fn init_p12(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         opts: &InitOptions,
         client_changed: bool,
         report: &mut InitReport,
@@ -397,7 +397,7 @@ impl Folder {
 
 /// A leaf found whole must be one pair and signed by the CA.
 fn check_leaf(
-    ca: &Authority,
+    ca: &Issuer,
     cert_path: &Path,
     key_path: &Path,
     ca_path: &Path,

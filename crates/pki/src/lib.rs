@@ -5,9 +5,9 @@
 //! |-----------------------------------------------|-------------------------------------|
 //! | `openssl genrsa -out X.key` / `genpkey`        | [`key::generate`]                   |
 //! | `openssl req -new -key X.key -out X.req`       | [`request::build`]                  |
-//! | `openssl x509 -req -signkey ca.key`            | [`Authority::self_sign`]            |
-//! | `openssl x509 -req -CA ca.crt -CAkey ca.key`   | [`Authority::sign`]                 |
-//! | `openssl ca -gencrl`                           | [`Authority::crl`]                  |
+//! | `openssl x509 -req -signkey ca.key`            | [`Issuer::self_sign`]            |
+//! | `openssl x509 -req -CA ca.crt -CAkey ca.key`   | [`Issuer::sign`]                 |
+//! | `openssl ca -gencrl`                           | [`Issuer::crl`]                  |
 //! | `openssl verify -purpose … -verify_hostname`   | [`verify::verify`]                  |
 //!
 //! Which extensions a certificate gets is decided by its [`Profile`] (CA, server, client).
@@ -16,12 +16,12 @@
 //! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]).
 //!
 //! ```
-//! use pki::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
+//! use pki::{key, request, Issuer, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
 //!
 //! // The CA: genpkey, req -new, x509 -req -signkey.
 //! let ca_key = key::generate(KeyAlgorithm::EcP256)?;
 //! let ca_req = request::build(&ca_key, &Subject::new("https Project Certificate Authority", "Root"))?;
-//! let ca = Authority::self_sign(&ca_req, ca_key, Validity::days(3650))?;
+//! let ca = Issuer::self_sign(&ca_req, ca_key, Validity::days(3650))?;
 //!
 //! // A server: genpkey, req -new, x509 -req -CA -CAkey.
 //! let key = key::generate(KeyAlgorithm::EcP256)?;
@@ -39,22 +39,24 @@ pub use x509::{
     request, time, verify,
 };
 
-pub mod authority;
 mod claim;
 pub mod error;
 pub mod folder;
 pub mod hierarchy;
 pub mod index;
 pub mod init;
+pub mod issuer;
 pub mod lifecycle;
 pub mod p12;
 pub mod rotation;
+pub mod signer;
 pub mod store;
 
-pub use authority::Authority;
 pub use error::{Error, Result, TokenRefusal};
 pub use folder::{Folder, Issued, Leaf};
 pub use init::{InitOptions, InitReport};
+pub use issuer::Issuer;
 pub use p12::P12Encryption;
+pub use signer::{KeyFile, SigningKey};
 pub use store::{DbUrl, Filter, Record};
 pub use x509::{CertSpec, KeyAlgorithm, Name, Profile, Subject, SubjectAltName, Validity};

@@ -14,11 +14,11 @@ use std::time::Duration;
 use openssl::pkey::{Id, PKeyRef, Public};
 use openssl::x509::{X509Req, X509};
 
-use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::{public_of, Folder, Issued, Leaf, Placement};
 use crate::index::Reason;
+use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
 use crate::profile::{Profile, SubjectAltName};
 use crate::store::{Claim, Filter, State};
@@ -131,7 +131,7 @@ impl Folder {
     /// request made elsewhere. The signature and key strength are checked; the subject, names
     /// and extensions come from `request.leaf`, never from the request. Only the certificate is
     /// written (`client/NAME.crt`): the key never travels.
-    pub fn sign_request(&self, ca: &Authority, request: &Request<'_>) -> Result<Issued> {
+    pub fn sign_request(&self, ca: &Issuer, request: &Request<'_>) -> Result<Issued> {
         check_request(request.csr)?;
         let public = request.csr.public_key().step("req -pubkey")?;
         let placement = Placement {
@@ -155,7 +155,7 @@ impl Folder {
     /// expires unless `revoke_old`.
     pub fn renew(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         query: &str,
         rekey: bool,
         revoke_old: bool,
@@ -222,7 +222,7 @@ impl Folder {
 
     /// The certificate in force that `query` names: a serial, or a name whose current
     /// certificate is taken.
-    fn current_record(&self, ca: &Authority, query: &str) -> Result<crate::store::Record> {
+    fn current_record(&self, ca: &Issuer, query: &str) -> Result<crate::store::Record> {
         let mut db = self.open_db(Some(ca))?;
         // During a rotation, certificates of either CA in force can be renewed.
         let mut found = Vec::new();
@@ -280,7 +280,7 @@ impl Folder {
         let mut raw = [0u8; 20];
         openssl::rand::rand_bytes(&mut raw).step("rand")?;
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         let at = now();
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         self.open_db(Some(&ca))?.add_token(
@@ -295,7 +295,7 @@ impl Folder {
 
     /// `pki crl --if-due`: signs a new CRL only when the one on record is within `before` of
     /// its nextUpdate (or past it, or missing). Returns whether it did.
-    pub fn crl_if_due(&self, ca: &Authority, before: Duration) -> Result<bool> {
+    pub fn crl_if_due(&self, ca: &Issuer, before: Duration) -> Result<bool> {
         let aki = key_id(ca.certificate())?;
         let latest = self.open_db(Some(ca))?.latest_crl(&aki)?;
         let margin = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);

@@ -567,7 +567,7 @@ fn issue(folder: &Folder, kind: IssueKind) -> Result<ExitCode> {
             leaf
         })
         .collect();
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     if let [leaf] = leaves.as_slice() {
         let cert = folder.issue(&ca, leaf, overwrite(args.force))?;
         let (cert_path, key_path) = folder.leaf_paths(leaf.profile.role(), &leaf.name)?;
@@ -593,7 +593,7 @@ fn issue(folder: &Folder, kind: IssueKind) -> Result<ExitCode> {
 }
 
 /// A batch, with a progress bar on a terminal and nothing otherwise.
-fn issue_batch(folder: &Folder, ca: &pki::Authority, leaves: &[Leaf]) -> Result<usize> {
+fn issue_batch(folder: &Folder, ca: &pki::Issuer, leaves: &[Leaf]) -> Result<usize> {
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(leaves.len() as u64)
     } else {
@@ -698,7 +698,7 @@ fn list(
 }
 
 fn crl(folder: &Folder, if_due: bool, before: Duration) -> Result<ExitCode> {
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     if !if_due {
         println!("wrote {}", folder.write_crl(&ca)?.display());
     } else if folder.crl_if_due(&ca, before)? {
@@ -736,7 +736,7 @@ fn sign(
     }
     leaf.days = args.days.map(Days::get);
     let req = pki::lifecycle::load_request(csr)?;
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     let request = pki::lifecycle::Request {
         csr: &req,
         leaf: &leaf,
@@ -756,7 +756,7 @@ fn sign(
 }
 
 fn renew(folder: &Folder, args: RenewArgs) -> Result<ExitCode> {
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     if args.all {
         println!(
             "renewed {} certificates under the current CA",
@@ -884,7 +884,7 @@ fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
             println!("{token}");
         }
         TokenAction::List => {
-            let ca = folder.authority()?;
+            let ca = folder.issuer()?;
             let at = x509::time::now();
             println!("{:<24}  {:<6}  {:<23}  STATE", "NAME", "ROLE", "EXPIRES");
             for t in folder.open_db(Some(&ca))?.tokens()? {
@@ -911,7 +911,7 @@ fn revoke(
     from: Option<&Path>,
     reason: Option<Reason>,
 ) -> Result<ExitCode> {
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     let targets = match (target, from) {
         (Some(t), _) => vec![t],
         (None, Some(file)) => lines_of(file)?,
@@ -942,7 +942,7 @@ fn export_p12(folder: &Folder, name: &str, legacy: bool, force: bool) -> Result<
             p
         }
     };
-    let ca = folder.authority()?;
+    let ca = folder.issuer()?;
     let encryption = if legacy {
         P12Encryption::Legacy
     } else {

@@ -8,10 +8,10 @@ use openssl::nid::Nid;
 use openssl::pkcs12::Pkcs12;
 use openssl::stack::Stack;
 
-use crate::authority::Authority;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
+use crate::issuer::Issuer;
 use crate::key;
 use common::Role;
 use x509::cert::load_cert;
@@ -34,7 +34,7 @@ impl Folder {
     /// as `encryption` says.
     pub fn export_p12(
         &self,
-        ca: &Authority,
+        ca: &Issuer,
         name: &str,
         password: &str,
         encryption: P12Encryption,

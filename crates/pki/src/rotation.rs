@@ -15,13 +15,14 @@
 
 use std::path::{Path, PathBuf};
 
+use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
-use crate::authority::Authority;
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
+use crate::issuer::Issuer;
 use crate::key;
 use crate::profile::Profile;
 use crate::request;
@@ -100,7 +101,7 @@ impl Folder {
     }
 
     /// The issuing certificates of the CAs in force, the current one (`ca`) first.
-    pub fn issuer_certs(&self, ca: &Authority) -> Result<Vec<X509>> {
+    pub fn issuer_certs(&self, ca: &Issuer) -> Result<Vec<X509>> {
         let mut out = vec![ca.certificate().to_owned()];
         if let Some((_, dir)) = self.other_generation() {
             out.push(issuing_cert(&dir)?);
@@ -110,13 +111,8 @@ impl Folder {
 
     /// The CAs in force, with their keys, the current one first: each signs the CRL of its
     /// own certificates.
-    pub fn issuers(&self, ca: &Authority) -> Result<Vec<Authority>> {
-        let current = Authority::from_parts(
-            ca.certificate().to_owned(),
-            ca.private_key().clone(),
-            (Path::new("ca"), Path::new("ca")),
-        )?;
-        let mut out = vec![current];
+    pub fn issuers(&self, ca: &Issuer) -> Result<Vec<Issuer>> {
+        let mut out = vec![ca.clone()];
         if let Some((_, dir)) = self.other_generation() {
             out.push(issuing_authority(&dir)?);
         }
@@ -132,9 +128,9 @@ impl Folder {
                 self.phase()
             )));
         }
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         let constraints = NameConstraints::of(ca.certificate())?;
-        let alg = key::KeyAlgorithm::of(ca.private_key()).unwrap_or_default();
+        let alg = ca.algorithm();
         let next = self.generation_dir("next");
         let root_subject = crate::init::ca_subject(who);
         let mut spec =
@@ -147,8 +143,8 @@ impl Folder {
         }
         let root_key = key::generate(alg)?;
         let req = request::build(&root_key, &root_subject)?;
-        let root = Authority::self_sign_spec(&req, root_key, &spec)?;
-        write_pair(&next, "ca", &root)?;
+        let root = Issuer::self_sign_spec(&req, root_key.clone(), &spec)?;
+        write_pair(&next, "ca", &root, &root_key)?;
         let issuing = if two_levels {
             let key = key::generate(alg)?;
             let subject = crate::init::default_intermediate_subject(who);
@@ -158,8 +154,9 @@ impl Folder {
             let public = crate::folder::public_of(&key)?;
             let name = subject.to_x509_name()?;
             let cert = root.sign_key(&name, &public, &ispec)?;
-            let inter = Authority::from_parts(cert, key, (Path::new("next"), Path::new("next")))?;
-            write_pair(&next, "intermediate", &inter)?;
+            let inter =
+                Issuer::from_parts(cert, key.clone(), (Path::new("next"), Path::new("next")))?;
+            write_pair(&next, "intermediate", &inter, &key)?;
             inter
         } else {
             issuing_authority(&next)?
@@ -219,7 +216,7 @@ impl Folder {
             Overwrite::Replace,
         )?;
         let _ = std::fs::remove_dir_all(&next);
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         self.write_crl(&ca)?;
         Ok(())
     }
@@ -234,7 +231,7 @@ impl Folder {
                     .into(),
             ));
         }
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         let previous = self.generation_dir("previous");
         let old = issuing_cert(&previous)?;
         let left = self.open_db(Some(&ca))?.in_force(&key_id(&old)?, now())?;
@@ -274,7 +271,7 @@ impl Folder {
 
     /// `pki ca status`.
     pub fn rotation_status(&self) -> Result<Status> {
-        let ca = self.authority()?;
+        let ca = self.issuer()?;
         let mut db = self.open_db_to_read(Some(&ca))?;
         let at = now();
         let mut cas = Vec::new();
@@ -315,7 +312,7 @@ impl Folder {
 
     /// `pki renew --all`: renews every certificate in force that the current CA did not issue
     /// (after a switch, those of the old CA). Returns how many.
-    pub fn renew_all(&self, ca: &Authority) -> Result<usize> {
+    pub fn renew_all(&self, ca: &Issuer) -> Result<usize> {
         let current = key_id(ca.certificate())?;
         let rows = self.select(&crate::store::Filter {
             status: Some(crate::index::Status::Valid),
@@ -364,24 +361,25 @@ fn issuing_cert(dir: &Path) -> Result<X509> {
 }
 
 /// The issuing CA of a generation's folder, with its key.
-fn issuing_authority(dir: &Path) -> Result<Authority> {
+fn issuing_authority(dir: &Path) -> Result<Issuer> {
     let (cert, key) = if files::exists(&dir.join("intermediate.crt")) {
         (dir.join("intermediate.crt"), dir.join("intermediate.key"))
     } else {
         (dir.join("ca.crt"), dir.join("ca.key"))
     };
-    Authority::from_parts(
+    Issuer::from_parts(
         load_cert("CA certificate", &cert)?,
         key::load("CA private key", &key)?,
         (&cert, &key),
     )
 }
 
-fn write_pair(dir: &Path, stem: &str, ca: &Authority) -> Result<()> {
+/// A new CA's files: its key (made here, never read back from the issuer) and certificate.
+fn write_pair(dir: &Path, stem: &str, ca: &Issuer, key: &PKey<Private>) -> Result<()> {
     files::write(
         "CA private key",
         &dir.join(format!("{stem}.key")),
-        &key::to_pem(ca.private_key())?,
+        &key::to_pem(key)?,
         Secrecy::Secret,
         Overwrite::Never,
     )?;

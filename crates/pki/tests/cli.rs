@@ -315,6 +315,70 @@ fn list_revoke_crl_and_inspect() {
     );
 }
 
+/// What `openssl crl -text` says of each serial's entry: its CRL Reason Code, or "" when the
+/// entry has none.
+fn reasons_by_openssl(crl: &Path) -> std::collections::HashMap<String, String> {
+    let o = Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(crl)
+        .output()
+        .expect("openssl crl");
+    assert!(o.status.success(), "{}", text(&o));
+    let mut out = std::collections::HashMap::new();
+    let mut serial = None;
+    let mut lines = String::from_utf8_lossy(&o.stdout).into_owned();
+    lines.push('\n');
+    let mut it = lines.lines().map(str::trim).peekable();
+    while let Some(line) = it.next() {
+        if let Some(s) = line.strip_prefix("Serial Number: ") {
+            serial = Some(s.to_owned());
+            out.insert(s.to_owned(), String::new());
+        } else if line.starts_with("X509v3 CRL Reason Code") {
+            let reason = it.next().unwrap_or_default().to_owned();
+            out.insert(serial.clone().expect("a serial first"), reason);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_revocation_reason_reaches_the_crl_entry() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    for name in ["lost-1", "gone-2", "plain-3"] {
+        let o = pki(&dir, &["issue", "client", "--name", name]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    for (name, reason) in [
+        ("lost-1", Some("keyCompromise")),
+        ("gone-2", Some("cessationOfOperation")),
+        ("plain-3", None),
+    ] {
+        let mut args = vec!["revoke", name];
+        args.extend(reason.map(|r| ["--reason", r]).into_iter().flatten());
+        let o = pki(&dir, &args);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = pki(&dir, &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let serial_of = |name: &str| {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["file"] == format!("client/{name}.crt"))
+            .and_then(|r| r["serial"].as_str())
+            .expect("serial")
+            .to_owned()
+    };
+    let reasons = reasons_by_openssl(&dir.join("ca/ca.crl"));
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[&serial_of("lost-1")], "Key Compromise");
+    assert_eq!(reasons[&serial_of("gone-2")], "Cessation Of Operation");
+    // Without --reason the entry carries no reasonCode, as `openssl ca -revoke` writes it.
+    assert_eq!(reasons[&serial_of("plain-3")], "");
+}
+
 #[test]
 fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
     let tmp = tempfile::tempdir().expect("tmp");

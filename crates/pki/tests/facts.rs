@@ -3,7 +3,7 @@
 
 use openssl::x509::{X509Ref, X509};
 use pki::verify::{verify, Options, Problem, Purpose};
-use pki::{key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, Validity};
+use pki::{key, request, CertSpec, Issuer, KeyAlgorithm, Profile, Subject, Validity};
 use x509::time::now;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -12,7 +12,7 @@ use x509_parser::prelude::FromDer;
 fn points_of(url: &str) -> Vec<String> {
     let key = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&key, &Subject::new("O", "ca")).expect("req");
-    let ca = Authority::self_sign(&req, key, Validity::days(2)).expect("ca");
+    let ca = Issuer::self_sign(&req, key, Validity::days(2)).expect("ca");
     let leaf_key = key::generate(KeyAlgorithm::EcP256).expect("key");
     let leaf_req = request::build(&leaf_key, &Subject::new("O", "dev")).expect("req");
     let mut spec = CertSpec::new(Profile::Client);
@@ -49,20 +49,20 @@ fn a_certificate_names_the_url_as_its_only_distribution_point() {
     assert_eq!(points_of(&long), [long]);
 }
 
-fn ca(name: &str) -> Authority {
+fn ca(name: &str) -> Issuer {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&k, &Subject::new("test", name)).expect("req");
-    Authority::self_sign(&req, k, Validity::days(30)).expect("ca")
+    Issuer::self_sign(&req, k, Validity::days(30)).expect("ca")
 }
 
-fn client(ca: &Authority, validity: Validity) -> X509 {
+fn client(ca: &Issuer, validity: Validity) -> X509 {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&k, &Subject::new("test", "client")).expect("req");
     let spec = CertSpec::new(Profile::Client).validity(validity);
     ca.sign(&req, &spec).expect("sign")
 }
 
-fn problem(cert: &X509Ref, ca: &Authority) -> Option<Problem> {
+fn problem(cert: &X509Ref, ca: &Issuer) -> Option<Problem> {
     let options = Options {
         purpose: Some(Purpose::Client),
         ..Options::default()

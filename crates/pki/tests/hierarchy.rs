@@ -201,7 +201,7 @@ fn name_constraints_refuse_outside_names_and_openssl_agrees() {
 
     // A certificate outside, made by hand with the intermediate's key: OpenSSL refuses it.
     let folder = pki::Folder::new(common::Layout::new(&dir));
-    let ca = folder.authority().expect("intermediate");
+    let ca = folder.issuer().expect("intermediate");
     let key = pki::key::generate(pki::KeyAlgorithm::EcP256).expect("key");
     let req =
         pki::request::build(&key, &pki::Subject::new("Evil", "bank.example.com")).expect("req");

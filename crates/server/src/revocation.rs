@@ -129,7 +129,7 @@ mod tests {
         let pki = testkit::TestPki::new();
         let (good, _) = pki.issue_client("good");
         let (gone, _) = pki.issue_client("gone");
-        let ca = pki.folder.authority().expect("authority");
+        let ca = pki.folder.issuer().expect("authority");
         pki.folder.revoke(&ca, "gone", None).expect("revoke");
         let (r, ca) = load(&pki);
         let cert = |p| x509::cert::load_cert("client", p).expect("cert");

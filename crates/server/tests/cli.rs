@@ -112,7 +112,7 @@ fn starts_with_one_line_and_reloads_on_sighup() {
     );
 
     let before = served_serial(&folder, port);
-    let ca = folder.authority().expect("ca");
+    let ca = folder.issuer().expect("ca");
     folder
         .issue(
             &ca,

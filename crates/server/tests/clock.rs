@@ -155,7 +155,7 @@ fn at_day_31_warn_accepts_what_the_stale_crl_does_not_list_and_logs_it() {
     };
     let pki = TestPki::new();
     let gone = pki.issue_client("gone");
-    let ca = pki.folder.authority().expect("ca");
+    let ca = pki.folder.issuer().expect("ca");
     pki.folder.revoke(&ca, "gone", None).expect("revoke");
     let srv = Shifted::start(&faketime, 31, &pki, &["--crl-stale", "warn"]);
     srv.wait_for("ERROR", "--crl-stale warn");

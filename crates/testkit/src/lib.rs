@@ -142,7 +142,7 @@ impl TestPki {
     /// A certificate signed by this PKI's CA with any spec (expired, wrong profile, ...),
     /// written next to the PKI as `extra/NAME.{crt,key}`.
     pub fn make_cert(&self, name: &str, spec: &pki::CertSpec) -> (PathBuf, PathBuf) {
-        let ca = self.folder.authority().expect("ca");
+        let ca = self.folder.issuer().expect("ca");
         let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
         let subject = pki::Subject::new(spec.profile.default_organization(), name);
         let req = pki::request::build(&key, &subject).expect("req");
@@ -154,12 +154,13 @@ impl TestPki {
     pub fn make_self_signed(&self, name: &str) -> (PathBuf, PathBuf) {
         let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
         let req = pki::request::build(&key, &pki::Subject::new("Mallory", name)).expect("req");
-        let ca = pki::Authority::self_sign(&req, key, pki::Validity::days(30)).expect("self-sign");
+        let ca =
+            pki::Issuer::self_sign(&req, key.clone(), pki::Validity::days(30)).expect("self-sign");
         write_pair(
             &self.layout().root().join("extra"),
             name,
             ca.certificate(),
-            ca.private_key(),
+            &key,
         )
     }
 
@@ -167,7 +168,7 @@ impl TestPki {
     /// our CA. The pki crate's profiles cannot make one, so it is built by hand.
     pub fn make_ca_true_client(&self, name: &str) -> (PathBuf, PathBuf) {
         use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
-        let ca = self.folder.authority().expect("ca");
+        let ca = self.folder.issuer().expect("ca");
         let key = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
         let name_ = pki::Subject::new("https Project Device Certificate", name)
             .to_x509_name()
@@ -199,22 +200,21 @@ impl TestPki {
         .expect("ku");
         b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku"))
             .expect("eku");
-        b.sign(ca.private_key(), openssl::hash::MessageDigest::sha256())
-            .expect("sign");
+        ca.signing_key().sign_certificate(&mut b).expect("sign");
         write_pair(&self.layout().root().join("extra"), name, &b.build(), &key)
     }
 
     /// A client certificate two levels below the root (root → intermediate → leaf), with the
     /// intermediate in the certificate file. Our root says pathlen:0, so this chain is too deep.
     pub fn make_deep_chain(&self, name: &str) -> (PathBuf, PathBuf) {
-        let root = self.folder.authority().expect("ca");
+        let root = self.folder.issuer().expect("ca");
         let ikey = pki::key::generate(KeyAlgorithm::EcP256).expect("key");
         let ireq =
             pki::request::build(&ikey, &pki::Subject::new("Intermediate", name)).expect("req");
         let icert = root
             .sign(&ireq, &pki::CertSpec::new(pki::Profile::Ca))
             .expect("sign");
-        let inter = pki::Authority::from_parts(
+        let inter = pki::Issuer::from_parts(
             icert.clone(),
             ikey,
             (Path::new("i.crt"), Path::new("i.key")),
@@ -238,7 +238,7 @@ impl TestPki {
 
     /// Another client certificate from this PKI's CA, as `pki issue client --name NAME` makes it.
     pub fn issue_client(&self, name: &str) -> (PathBuf, PathBuf) {
-        let ca = self.folder.authority().expect("ca");
+        let ca = self.folder.issuer().expect("ca");
         self.folder
             .issue(&ca, &pki::Leaf::client(name), pki::files::Overwrite::Never)
             .expect("issue");

@@ -11,7 +11,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
 use crate::error::{CryptoContext, Error, Result};
-use crate::profile::SubjectAltName;
+use crate::san::SubjectAltName;
 
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 //! | [`identity`]      | who a verified client certificate names                   |                         |
 //! | [`cert`]          | serials, key ids, one-line names, PEM and base64 lines    | `x509 -serial`          |
 //! | [`time`]          | Unix seconds from ASN.1, dates for people, jitter         |                         |
+//! | [`san`]           | subjectAltName entries, parsed and written as openssl does |                         |
 //! | [`name`]          | the rule every certificate name passes                    |                         |
 //! | [`files`]         | atomic writes, 0600 keys, never overwriting by accident   |                         |
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod name;
 pub mod problem;
 pub mod profile;
 pub mod request;
+pub mod san;
 pub mod time;
 pub mod verify;
 

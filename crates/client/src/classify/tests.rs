@@ -5,7 +5,7 @@ use std::io::{Error, ErrorKind};
 use std::path::Path;
 
 use pki::{
-    key, request, Authority, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
+    key, request, CertSpec, Issuer, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity,
 };
 use x509::time::now;
 
@@ -21,13 +21,13 @@ fn endpoint() -> Endpoint {
     }
 }
 
-fn ca(name: &str) -> Authority {
+fn ca(name: &str) -> Issuer {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&k, &Subject::new("test", name)).expect("req");
-    Authority::self_sign(&req, k, Validity::days(365)).expect("ca")
+    Issuer::self_sign(&req, k, Validity::days(365)).expect("ca")
 }
 
-fn leaf(ca: &Authority, spec: CertSpec) -> openssl::x509::X509 {
+fn leaf(ca: &Issuer, spec: CertSpec) -> openssl::x509::X509 {
     let k = key::generate(KeyAlgorithm::EcP256).expect("key");
     let req = request::build(&k, &Subject::new("test", "leaf")).expect("req");
     ca.sign(&req, &spec).expect("sign")
@@ -35,7 +35,7 @@ fn leaf(ca: &Authority, spec: CertSpec) -> openssl::x509::X509 {
 
 /// Our client certificate from `issuer`, valid from `from` to `until` days from now, checked
 /// against `trusted` as our CA file.
-fn own(issuer: &Authority, trusted: &Authority, from: i64, until: i64) -> OwnCert {
+fn own(issuer: &Issuer, trusted: &Issuer, from: i64, until: i64) -> OwnCert {
     let t = now();
     let spec =
         CertSpec::new(Profile::Client).validity(Validity::between(t + from * DAY, t + until * DAY));
@@ -301,7 +301,7 @@ fn expired_says_the_server_but_ours_is_not_valid_yet() {
 fn expired_says_the_server_and_our_ca_has() {
     let ours = ca("ours");
     let mut valid = own(&ours, &ours, -1, 30);
-    // `Authority::sign` never outlives its CA, so a CA expired under a valid leaf is set by hand.
+    // `Issuer::sign` never outlives its CA, so a CA expired under a valid leaf is set by hand.
     valid.chain = Err(Problem::Expired);
     refusal(
         SslAlert::CERTIFICATE_EXPIRED,

@@ -1,20 +1,24 @@
 //! Step 3 of the seed, `openssl x509 -req`: turn a request into a certificate.
 //!
-//! `x509 -req -signkey ca.key` makes the self-signed CA ([`Authority::self_sign`]);
-//! `x509 -req -CA ca.crt -CAkey ca.key` signs a leaf ([`Authority::sign`]). Unlike the seed's
+//! `x509 -req -signkey ca.key` makes the self-signed CA ([`Issuer::self_sign`]);
+//! `x509 -req -CA ca.crt -CAkey ca.key` signs a leaf ([`Issuer::sign`]). Unlike the seed's
 //! `-CAcreateserial` (a counter in `ca.srl`), serial numbers are 127 random bits, and the
 //! signature uses SHA-256 (SHA-384 for a P-384 CA), never SHA-1.
+
+use std::sync::Arc;
 
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::pkey::{PKey, PKeyRef, Private, Public};
 use openssl::x509::extension::{AuthorityKeyIdentifier, CrlNumber};
 use openssl::x509::{
-    X509Crl, X509CrlBuilder, X509NameRef, X509Ref, X509Req, X509RevokedBuilder, X509,
+    X509Crl, X509CrlBuilder, X509NameRef, X509Ref, X509Req, X509Revoked, X509RevokedBuilder, X509,
 };
 
 use crate::error::{CryptoContext, Error, Result};
+use crate::index::Reason;
 use crate::key::{self, KeyAlgorithm};
+use crate::signer::{KeyFile, SigningKey};
 use x509::time::{now, unix_time};
 use x509::{CertSpec, Profile, Validity};
 
@@ -25,75 +29,89 @@ pub struct Revocation {
     pub serial: String,
     /// When it was revoked, Unix seconds.
     pub revoked_at: i64,
+    /// Why (RFC 5280's reasonCode entry extension); `None` lists the entry without one.
+    pub reason: Option<Reason>,
 }
 
-/// A certificate authority: its certificate and the private key that matches it.
-pub struct Authority {
+/// A certificate authority that signs: its certificate, and the key that matches it behind
+/// [`SigningKey`] (a key file today, a hardware token tomorrow). Cloning shares the key.
+#[derive(Clone)]
+pub struct Issuer {
     cert: X509,
-    key: PKey<Private>,
-    algorithm: KeyAlgorithm,
+    key: Arc<dyn SigningKey>,
 }
 
-impl std::fmt::Debug for Authority {
+impl std::fmt::Debug for Issuer {
     // Never print the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority")
+        f.debug_struct("Issuer")
             .field("subject", &self.cert.subject_name())
-            .field("algorithm", &self.algorithm)
+            .field("key", &self.key.describe())
             .finish_non_exhaustive()
     }
 }
 
-impl Authority {
+impl Issuer {
     /// `openssl x509 -req -in ca.req -signkey ca.key`: the self-signed root.
-    pub fn self_sign(req: &X509Req, key: PKey<Private>, validity: Validity) -> Result<Authority> {
-        Authority::self_sign_spec(req, key, &CertSpec::new(Profile::Ca).validity(validity))
+    pub fn self_sign(req: &X509Req, key: PKey<Private>, validity: Validity) -> Result<Issuer> {
+        Issuer::self_sign_spec(req, key, &CertSpec::new(Profile::Ca).validity(validity))
     }
 
-    /// [`Authority::self_sign`] with a spec of profile CA (a pathlen, name constraints).
-    pub fn self_sign_spec(req: &X509Req, key: PKey<Private>, spec: &CertSpec) -> Result<Authority> {
-        let algorithm = KeyAlgorithm::of(&key)
-            .ok_or_else(|| Error::Refused(format!("unsupported CA key type {:?}", key.id())))?;
+    /// [`Issuer::self_sign`] with a spec of profile CA (a pathlen, name constraints).
+    pub fn self_sign_spec(req: &X509Req, key: PKey<Private>, spec: &CertSpec) -> Result<Issuer> {
+        let signer = KeyFile::new(key.clone())
+            .ok_or_else(|| Error::Refused(format!("unsupported CA key type {:?}", key.id())))?
+            .shared();
+        Issuer::self_sign_with(req, signer, spec)
+    }
+
+    /// [`Issuer::self_sign_spec`] with a key that signs where it lives (a token's).
+    pub fn self_sign_with(
+        req: &X509Req,
+        key: Arc<dyn SigningKey>,
+        spec: &CertSpec,
+    ) -> Result<Issuer> {
         check_request(req)?;
-        if !key::matches(&key, &*req.public_key().step("x509 -req")?) {
+        let public = req.public_key().step("x509 -req")?;
+        if !public.public_eq(&*key.public_key()?) {
             return Err(Error::Refused(
                 "the request was not made with the CA key".into(),
             ));
         }
-        let public = req.public_key().step("x509 -req")?;
-        let signer = Signer {
-            issuer: None,
-            key: &key,
-            algorithm,
-        };
-        let cert = build(req.subject_name(), &public, spec, &signer)?;
-        Ok(Authority {
-            cert,
-            key,
-            algorithm,
-        })
+        let cert = build(req.subject_name(), &public, spec, None, key.as_ref())?;
+        Ok(Issuer { cert, key })
     }
 
-    /// An authority from a loaded certificate and key, refusing a key that is not the
+    /// An issuer from a loaded certificate and key file, refusing a key that is not the
     /// certificate's (`paths` name the files in the error).
     pub fn from_parts(
         cert: X509,
         key: PKey<Private>,
         paths: (&std::path::Path, &std::path::Path),
-    ) -> Result<Authority> {
+    ) -> Result<Issuer> {
         let (cert_path, key_path) = paths;
-        let algorithm = key::algorithm_of(&key, "CA private key", key_path)?;
-        if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
-            return Err(Error::KeyMismatch {
+        key::algorithm_of(&key, "CA private key", key_path)?;
+        let signer = KeyFile::new(key).map(KeyFile::shared);
+        match signer.map(|k| Issuer::with_key(cert, k)) {
+            Some(Ok(issuer)) => Ok(issuer),
+            _ => Err(Error::KeyMismatch {
                 key: key_path.to_owned(),
                 cert: cert_path.to_owned(),
-            });
+            }),
         }
-        Ok(Authority {
-            cert,
-            key,
-            algorithm,
-        })
+    }
+
+    /// An issuer of `cert` whose key signs where it lives; refused when the key is not the
+    /// certificate's.
+    pub fn with_key(cert: X509, key: Arc<dyn SigningKey>) -> Result<Issuer> {
+        let public = cert.public_key().step("x509 -pubkey")?;
+        if !public.public_eq(&*key.public_key()?) {
+            return Err(Error::Refused(format!(
+                "the {} is not the key of this CA certificate",
+                key.describe()
+            )));
+        }
+        Ok(Issuer { cert, key })
     }
 
     /// The CA certificate.
@@ -101,9 +119,15 @@ impl Authority {
         &self.cert
     }
 
-    /// The CA private key (for writing it to disk).
-    pub fn private_key(&self) -> &PKey<Private> {
-        &self.key
+    /// The algorithm of the CA key.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.key.algorithm()
+    }
+
+    /// The CA key, to sign what a caller built by hand (tests of certificates our profiles
+    /// never make).
+    pub fn signing_key(&self) -> &dyn SigningKey {
+        self.key.as_ref()
     }
 
     /// `openssl x509 -req -in X.req -CA ca.crt -CAkey ca.key -extfile <profile>`: a leaf.
@@ -128,12 +152,7 @@ impl Authority {
         let ca_end = unix_time(self.cert.not_after())?;
         let mut spec = spec.clone();
         spec.validity.not_after = spec.validity.not_after.min(ca_end);
-        let signer = Signer {
-            issuer: Some(&self.cert),
-            key: &self.key,
-            algorithm: self.algorithm,
-        };
-        build(subject, key, &spec, &signer)
+        build(subject, key, &spec, Some(&self.cert), self.key.as_ref())
     }
 
     /// `openssl ca -gencrl`: a v2 CRL listing `revoked`, with CRL number `number` and a
@@ -172,19 +191,10 @@ impl Authority {
         )
         .step(step)?;
         for r in revoked {
-            let mut entry = X509RevokedBuilder::new().step(step)?;
-            let serial = BigNum::from_hex_str(&r.serial).step(step)?;
-            entry
-                .set_serial_number(&*Asn1Integer::from_bn(&serial).step(step)?)
-                .step(step)?;
-            entry
-                .set_revocation_date(&*Asn1Time::from_unix(r.revoked_at).step(step)?)
-                .step(step)?;
-            crl.add_revoked(entry.build()).step(step)?;
+            crl.add_revoked(crl_entry(r)?).step(step)?;
         }
         crl.sort().step(step)?;
-        crl.sign(&self.key, self.algorithm.signature_digest())
-            .step(step)?;
+        self.key.sign_crl(&mut crl)?;
         crl.build().step(step)
     }
 }
@@ -200,21 +210,48 @@ fn check_request(req: &X509Req) -> Result<()> {
     Ok(())
 }
 
-/// Who signs: the issuer's certificate (none for a self-signed root) and key.
-struct Signer<'a> {
-    issuer: Option<&'a X509Ref>,
-    key: &'a PKey<Private>,
-    algorithm: KeyAlgorithm,
+/// id-ce-cRLReasons (RFC 5280 §5.3.1).
+const CRL_REASON: x509_cert::spki::ObjectIdentifier =
+    x509_cert::spki::ObjectIdentifier::new_unwrap("2.5.29.21");
+
+/// One CRL entry: serial, date and, when known, the reasonCode. OpenSSL's entry builder has no
+/// extensions, so the entry is completed with x509-cert's types and handed back as DER.
+fn crl_entry(r: &Revocation) -> Result<X509Revoked> {
+    use x509_cert::der::{asn1::OctetString, Decode, Encode};
+    let step = "ca -gencrl";
+    let mut entry = X509RevokedBuilder::new().step(step)?;
+    let serial = BigNum::from_hex_str(&r.serial).step(step)?;
+    entry
+        .set_serial_number(&*Asn1Integer::from_bn(&serial).step(step)?)
+        .step(step)?;
+    entry
+        .set_revocation_date(&*Asn1Time::from_unix(r.revoked_at).step(step)?)
+        .step(step)?;
+    let entry = entry.build();
+    let Some(reason) = r.reason else {
+        return Ok(entry);
+    };
+    let der_error =
+        |e: x509_cert::der::Error| Error::Refused(format!("CRL entry {}: {e}", r.serial));
+    let mut parsed =
+        x509_cert::crl::RevokedCert::from_der(&entry.to_der().step(step)?).map_err(der_error)?;
+    let code = reason.crl_reason().to_der().map_err(der_error)?;
+    parsed.crl_entry_extensions = Some(vec![x509_cert::ext::Extension {
+        extn_id: CRL_REASON,
+        critical: false,
+        extn_value: OctetString::new(code).map_err(der_error)?,
+    }]);
+    X509Revoked::from_der(&parsed.to_der().map_err(der_error)?).step(step)
 }
 
 fn build(
     subject: &X509NameRef,
     subject_key: &PKeyRef<Public>,
     spec: &CertSpec,
-    signer: &Signer<'_>,
+    issuer: Option<&X509Ref>,
+    key: &dyn SigningKey,
 ) -> Result<X509> {
     let step = "x509 -req";
-    let issuer = signer.issuer;
     let subject_algorithm = KeyAlgorithm::of(subject_key).ok_or_else(|| {
         Error::Refused(format!(
             "unsupported key type {:?} of {} bits: we issue for RSA 2048/3072/4096, EC P-256/P-384 and Ed25519 only",
@@ -249,8 +286,7 @@ fn build(
         b.append_extension(crate::distribution::extension(url)?)
             .step(step)?;
     }
-    b.sign(signer.key, signer.algorithm.signature_digest())
-        .step(step)?;
+    key.sign_certificate(&mut b)?;
     Ok(b.build())
 }
 
