@@ -34,7 +34,7 @@ pub fn refresh_once(ca: &Ca, refresh: &Refresh, lock_timeout: Duration) -> Resul
         return Ok(false);
     };
     // Read under the lock: a CRL another replica signed a moment ago counts.
-    Ok(ca.folder.crl_if_due(&ca.authority, refresh.before)?)
+    Ok(ca.authority.crl_if_due(refresh.before)?)
 }
 
 /// Re-checks every `refresh.every` (jittered, so replicas started together drift apart).
@@ -65,7 +65,7 @@ pub fn spawn_refresher(ca: Arc<Ca>, refresh: Refresh, lock_timeout: Duration) {
 
 /// Logs the newest CRL's number and dates.
 pub fn log_signed(ca: &Ca, why: &str) {
-    if let Ok(Some(c)) = ca.records.latest_crl(&ca.aki) {
+    if let Ok(Some(c)) = ca.authority.records().latest_crl(ca.authority.aki()) {
         tracing::info!(
             number = c.number,
             next_update = %x509::time::date(c.next_update),
@@ -78,20 +78,21 @@ pub fn log_signed(ca: &Ca, why: &str) {
 /// `GET /crl` and `GET /crl.pem`.
 pub async fn serve(req: HttpRequest, ca: web::Data<Ca>) -> HttpResponse {
     let ca2 = ca.clone();
-    let latest = match web::block(move || ca2.records.latest_crl(&ca2.aki)).await {
-        Ok(Ok(Some(c))) => c,
-        Ok(Ok(None)) => {
-            return crate::error::refuse(
-                &req,
-                Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no CRL has been signed yet: retry in a moment",
-                ),
-            )
-        }
-        Ok(Err(e)) => return crate::error::refuse(&req, Refusal::from_pki(e)),
-        Err(e) => return crate::error::refuse(&req, Refusal::internal(e)),
-    };
+    let latest =
+        match web::block(move || ca2.authority.records().latest_crl(ca2.authority.aki())).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => {
+                return crate::error::refuse(
+                    &req,
+                    Refusal::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no CRL has been signed yet: retry in a moment",
+                    ),
+                )
+            }
+            Ok(Err(e)) => return crate::error::refuse(&req, Refusal::from_pki(e)),
+            Err(e) => return crate::error::refuse(&req, Refusal::internal(e)),
+        };
     let pem = req.path().ends_with(".pem") || wants_pem(&req);
     respond(&req, &latest, pem)
 }
@@ -173,10 +174,10 @@ mod tests {
             every: Duration::from_secs(60),
         };
         let next = || {
-            replicas[0]
-                .folder
-                .open_db(None)
-                .and_then(|mut db| db.next_crl_number(&replicas[0].aki))
+            let authority = &replicas[0].authority;
+            authority
+                .records()
+                .with(|db| db.next_crl_number(authority.aki()))
                 .expect("next")
         };
         for round in 0..2 {

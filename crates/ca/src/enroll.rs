@@ -1,19 +1,17 @@
 //! The decisions of `simpleenroll` and `simplereenroll` (RFC 7030 §4.2), blocking: who is
 //! asking (a token, or a client certificate verified here, chain and records), what they may
-//! have, and the issuance itself, which goes through the records and the profile rules of
-//! [`pki::Folder::sign_request`]. A refusal at any step leaves the records, the token and the
-//! files as they were.
+//! have, and the issuance itself, which is one call of [`pki::Authority::issue`]: the token
+//! spent and the record written in one transaction. A refusal at any step leaves the records
+//! and the token as they were; nothing is written to disk.
 
 use openssl::x509::{X509Ref, X509Req, X509};
-use pki::files::Overwrite;
-use pki::lifecycle::Request;
-use pki::store::State;
+use pki::store::{State, Take};
 use pki::verify::{Options, Problem, Purpose};
-use pki::{Folder, Issuer, Leaf, Record, Subject, SubjectAltName};
+use pki::{Authority, Enrollment, Leaf, Record, Subject, SubjectAltName};
+use x509::request::Verified;
 
 use crate::error::Refusal;
 use crate::policy::{self, Asked};
-use crate::records::Records;
 use crate::wire::Basic;
 
 /// The client certificate a connection presented (unverified: [`Ca::verify_peer`] decides).
@@ -28,16 +26,10 @@ pub struct Peer {
 /// What the CA decides with, shared by every request.
 #[derive(Debug)]
 pub struct Ca {
-    /// The PKI folder (issuance, CRLs).
-    pub folder: Folder,
-    /// The issuing CA.
-    pub authority: Issuer,
-    /// Its key identifier: the key of its records.
-    pub aki: String,
+    /// The CA as a service: issuance, CRLs, the records.
+    pub authority: Authority,
     /// The chain for `cacerts` and for verifying client certificates (issuing CA first).
     pub chain: Vec<X509>,
-    /// The records, for look-ups.
-    pub records: Records,
     /// Validity of issued device certificates (days).
     pub days: Option<u32>,
     /// Whether a device certificate may authenticate `simpleenroll`.
@@ -54,9 +46,12 @@ impl Ca {
         der: &[u8],
     ) -> Result<X509, Refusal> {
         let (csr, asked) = parse(der)?;
+        let request = verified(&csr)?;
         match (auth, peer) {
-            (Some(basic), _) => self.enroll_with_token(&basic, &csr, &asked),
-            (None, Some(peer)) if self.enroll_with_certificate => self.renew(&peer, &csr, &asked),
+            (Some(basic), _) => self.enroll_with_token(&basic, &request, &asked),
+            (None, Some(peer)) if self.enroll_with_certificate => {
+                self.renew(&peer, &request, &asked)
+            }
             (None, _) => Err(Refusal::unauthorized(
                 "simpleenroll needs an enrollment token as HTTP Basic credentials (user: the \
                  device name, password: the token of `pki token create --name NAME`)",
@@ -68,19 +63,20 @@ impl Ca {
     /// keeps its subject and names.
     pub fn reenroll(&self, peer: Option<Peer>, der: &[u8]) -> Result<X509, Refusal> {
         let (csr, asked) = parse(der)?;
+        let request = verified(&csr)?;
         let peer = peer.ok_or_else(|| {
             Refusal::unauthorized(
                 "simplereenroll needs the certificate being renewed as the TLS client \
                  certificate (curl --cert … --key …)",
             )
         })?;
-        self.renew(&peer, &csr, &asked)
+        self.renew(&peer, &request, &asked)
     }
 
     fn enroll_with_token(
         &self,
         basic: &Basic,
-        csr: &X509Req,
+        request: &Verified<'_>,
         asked: &Asked,
     ) -> Result<X509, Refusal> {
         let name = policy::first_enrollment(asked)?;
@@ -90,21 +86,15 @@ impl Ca {
                 basic.user.escape_debug().to_string()
             )));
         }
-        // The token first: a used or expired one is answered as such, whatever the name holds.
-        if let Some(why) = self
-            .records
-            .token_refusal(&basic.password, name.as_str())
-            .map_err(Refusal::from_pki)?
-        {
-            return Err(Refusal::from_pki(pki::Error::Token(why)));
-        }
-        let overwrite = self.takeover(name.as_str())?;
+        // One transaction: the token first (a used or expired one is answered as such,
+        // whatever the name holds), then the name (never over a valid certificate: a revoked
+        // or expired device enrolls again), then the record.
         let mut leaf = Leaf::client(name.as_str());
         leaf.days = self.days;
-        let issued = self.issue(&Request {
-            csr,
+        let issued = self.issue(&Enrollment {
+            request,
             leaf: &leaf,
-            overwrite,
+            take: Take::UnlessValid,
             token: Some(basic.password.as_str()),
             renews: None,
         })?;
@@ -112,51 +102,32 @@ impl Ca {
         Ok(issued.cert)
     }
 
-    /// The issuance itself: records, token and profile rules, in pki's transaction.
-    fn issue(&self, request: &Request<'_>) -> Result<pki::Issued, Refusal> {
-        self.folder
-            .sign_request(&self.authority, request)
-            .map_err(Refusal::from_pki)
-    }
-
-    /// Whether a first enrollment may take the name over: yes when nothing valid holds it
-    /// (a revoked or expired device enrolls again with a new token), never over a valid one.
-    fn takeover(&self, name: &str) -> Result<Overwrite, Refusal> {
-        let current = self
-            .records
-            .current_device(&self.aki, name)
+    /// The issuance itself: records, token and profile rules, in one transaction.
+    fn issue(&self, enrollment: &Enrollment<'_>) -> Result<pki::Enrolled, Refusal> {
+        let issued = self
+            .authority
+            .issue(enrollment)
             .map_err(Refusal::from_pki)?;
-        match current {
-            None => Ok(Overwrite::Never),
-            Some(r) if r.state == State::Revoked || r.not_after <= x509::time::now() => {
-                Ok(Overwrite::Replace)
-            }
-            Some(r) => Err(Refusal::new(
-                actix_web::http::StatusCode::CONFLICT,
-                format!(
-                    "{name} holds a valid certificate (serial {}, until {}): renew it with \
-                     simplereenroll, or `pki revoke {}` before enrolling it again",
-                    r.serial,
-                    x509::time::date(r.not_after),
-                    r.serial
-                ),
-            )),
+        if let Some(notice) = &issued.notice {
+            tracing::warn!(%notice, "issued with a shorter validity");
         }
+        Ok(issued)
     }
 
-    fn renew(&self, peer: &Peer, csr: &X509Req, asked: &Asked) -> Result<X509, Refusal> {
+    fn renew(&self, peer: &Peer, request: &Verified<'_>, asked: &Asked) -> Result<X509, Refusal> {
         let record = self.verify_peer(peer)?;
-        let same_subject = csr
+        let same_subject = request
+            .csr()
             .subject_name()
             .try_cmp(peer.leaf.subject_name())
             .is_ok_and(|o| o.is_eq());
         let der = peer.leaf.to_der().map_err(Refusal::internal)?;
         policy::renewal(asked, same_subject, &policy::cert_sans(&der))?;
         let leaf = self.successor_leaf(&record, &peer.leaf)?;
-        let issued = self.issue(&Request {
-            csr,
+        let issued = self.issue(&Enrollment {
+            request,
             leaf: &leaf,
-            overwrite: Overwrite::Replace,
+            take: Take::Replace,
             token: None,
             renews: Some(record.serial.as_str()),
         })?;
@@ -186,8 +157,9 @@ impl Ca {
         }
         let serial = x509::cert::serial_hex(&peer.leaf).map_err(Refusal::internal)?;
         let record = self
-            .records
-            .certificate(&self.aki, &serial)
+            .authority
+            .records()
+            .certificate(self.authority.aki(), &serial)
             .map_err(Refusal::from_pki)?
             .ok_or_else(|| {
                 Refusal::forbidden(format!(
@@ -259,8 +231,12 @@ fn parse(der: &[u8]) -> Result<(X509Req, Asked), Refusal> {
     let csr = X509Req::from_der(der).map_err(|_| {
         Refusal::bad("the body is not a DER PKCS#10 certificate request (openssl req -outform DER)")
     })?;
-    pki::lifecycle::check_request(&csr).map_err(Refusal::from_pki)?;
     Ok((csr, asked))
+}
+
+/// The request's proof of possession and key, checked once.
+fn verified(csr: &X509Req) -> Result<Verified<'_>, Refusal> {
+    Verified::check(csr).map_err(Refusal::from_pki)
 }
 
 fn not_after(cert: &X509Ref) -> i64 {

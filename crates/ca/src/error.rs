@@ -101,6 +101,18 @@ impl Refusal {
             E::Token(t @ TokenRefusal::OtherName) => {
                 Refusal::forbidden(format!("{t}: the request's CN must be the token's name"))
             }
+            E::NameHeld {
+                name,
+                serial,
+                not_after,
+            } => Refusal::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{name} holds a valid certificate (serial {serial}, until {}): renew it with \
+                     simplereenroll, or `pki revoke {serial}` before enrolling it again",
+                    x509::time::date(not_after)
+                ),
+            ),
             e @ (E::NameTaken { .. } | E::X509(X::Exists { .. })) => {
                 Refusal::new(StatusCode::CONFLICT, common::error_chain(&e))
             }

@@ -12,8 +12,8 @@
 //! - [`Config`]: a plain struct ([`Config::default`] is `cargo run -p ca`).
 //! - [`start`], [`run`], [`Background`]: the service, bound, in the foreground or on a thread.
 //! - Decisions are pure where they can be ([`policy`], [`wire`]); issuance goes through
-//!   [`pki::Folder::sign_request`], so the records and the profile rules decide every
-//!   certificate, and a refusal ([`Refusal`]) changes nothing.
+//!   [`pki::Authority::issue`], so the records and the profile rules decide every
+//!   certificate in one transaction, and a refusal ([`Refusal`]) changes nothing.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ca::CaError> {
@@ -32,7 +32,6 @@ mod error;
 mod http;
 mod lock;
 pub mod policy;
-mod records;
 mod service;
 mod tls;
 pub mod wire;

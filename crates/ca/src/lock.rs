@@ -32,9 +32,14 @@ impl Drop for Lease {
 
 /// Takes the lock if it is free; `None` when another replica holds it.
 pub fn try_acquire(ca: &Ca, timeout: Duration) -> Result<Option<Lease>, CaError> {
-    let (url, default_path) = ca.records.place();
+    let (url, default_path) = ca.authority.records().place();
     match url {
-        DbUrl::Postgres(conn) => postgres_lock(conn, &ca.aki, timeout, &url.describe(default_path)),
+        DbUrl::Postgres(conn) => postgres_lock(
+            conn,
+            ca.authority.aki(),
+            timeout,
+            &url.describe(default_path),
+        ),
         DbUrl::Default => file_lock(default_path),
         DbUrl::Sqlite(path) => file_lock(path),
     }

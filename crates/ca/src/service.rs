@@ -6,14 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
-use pki::Folder;
+use pki::{Authority, Folder, Records};
 
 use crate::config::Config;
 use crate::crl::{self, Refresh};
 use crate::enroll::Ca;
 use crate::error::CaError;
 use crate::http::{self, CaCerts, Limits};
-use crate::records::Records;
 use crate::{tls, wire};
 
 /// A bound service, not yet awaited.
@@ -55,19 +54,20 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
         .with_db(config.db.clone())
         .with_lock_timeout(config.lock_timeout)
         .with_crl_url(config.crl_url());
-    let authority = folder.issuer()?;
+    let issuer = folder.issuer()?;
     let chain = folder.ca_chain()?;
-    let identity = tls::identity(config, &folder, &authority)?;
+    let identity = tls::identity(config, &folder, &issuer)?;
     let chain_refs: Vec<_> = chain.iter().map(|c| c.as_ref()).collect();
     let cacerts = wire::certs_only(&chain_refs).map_err(CaError::Config)?;
+    // The CAs in force beside the issuing one (a rotation): each signs its own CRL.
+    let others = folder.issuers(&issuer)?.into_iter().skip(1).collect();
+    let records = Records::new(
+        config.db.clone(),
+        config.default_db_path(),
+        config.lock_timeout,
+    );
+    let authority = Authority::new(issuer, others, records)?.with_crl_url(config.crl_url());
     let ca = Arc::new(Ca {
-        aki: x509::cert::key_id(authority.certificate())?,
-        records: Records::new(
-            config.db.clone(),
-            config.default_db_path(),
-            config.lock_timeout,
-        ),
-        folder,
         authority,
         chain,
         days: config.days,

@@ -39,6 +39,17 @@ pub enum Error {
         name: String,
     },
 
+    /// A valid certificate holds the name (the online CA refuses to enroll over it).
+    #[error("{name} holds a valid certificate (serial {serial}, until {}): renew it, or revoke it before enrolling again", x509::time::date(*not_after))]
+    NameHeld {
+        /// The name.
+        name: String,
+        /// The holder's serial.
+        serial: String,
+        /// The holder's notAfter, Unix seconds.
+        not_after: i64,
+    },
+
     /// The CA's database stayed locked by another command for longer than the lock timeout.
     #[error("the CA database {0} is busy: another pki command has held it longer than the lock timeout; nothing was changed; retry, or raise --lock-timeout")]
     Busy(String),

@@ -29,17 +29,19 @@ use crate::files::{self, Overwrite, Secrecy, Staged};
 use crate::index::{self, Reason, Status};
 use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
-use crate::name::{self, Days, Name};
-use crate::profile::{Profile, SubjectAltName};
+use crate::leaf::Leaf;
+use crate::name::{self, Name};
+use crate::profile::Profile;
 use crate::request::{self, Subject};
-use crate::store::{Claim, CrlRecord, Db, DbUrl, Filter, Record, Revoked, State};
+use crate::store::{Claim, Db, DbUrl, Filter, Record, State};
 use common::{Layout, Role};
 use x509::cert::{key_id, load_cert, serial_hex};
+use x509::key::public_of;
 use x509::time::{now, unix_time};
 use x509::{CertSpec, Validity};
 
-/// Days until a CRL's nextUpdate: verifiers treat an older CRL as stale.
-pub const CRL_DAYS: u32 = 30;
+use crate::authority::sign_crl;
+pub use crate::authority::CRL_DAYS;
 
 /// Environment variable holding the PKCS#12 password (`init`, `export-p12`).
 pub const P12_PASSWORD_ENV: &str = "PKI_P12_PASSWORD";
@@ -49,52 +51,6 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Certificates issued per transaction in a batch.
 const BATCH: usize = 256;
-
-/// The certificate to issue for a leaf: profile, file name and what goes inside.
-#[derive(Debug, Clone)]
-pub struct Leaf {
-    /// Server or client.
-    pub profile: Profile,
-    /// File stem and record key: `server/NAME.crt`, `client/NAME.key` (see [`crate::name`]).
-    pub name: String,
-    /// `O=`/`CN=`.
-    pub subject: Subject,
-    /// subjectAltName entries.
-    pub names: Vec<SubjectAltName>,
-    /// Key type to generate.
-    pub key: KeyAlgorithm,
-    /// Validity in days (profile default when `None`).
-    pub days: Option<u32>,
-}
-
-impl Leaf {
-    /// A server named `name` (file stem) for hosts `names`; CN = the first name.
-    pub fn server(name: &str, names: Vec<SubjectAltName>) -> Leaf {
-        let cn = names
-            .first()
-            .map_or_else(|| name.to_owned(), SubjectAltName::value);
-        Leaf {
-            profile: Profile::Server,
-            name: name.to_owned(),
-            subject: Subject::new(Profile::Server.default_organization(), cn),
-            names,
-            key: KeyAlgorithm::default(),
-            days: None,
-        }
-    }
-
-    /// A client (device) named `name`: CN and file stem.
-    pub fn client(name: &str) -> Leaf {
-        Leaf {
-            profile: Profile::Client,
-            name: name.to_owned(),
-            subject: Subject::new(Profile::Client.default_organization(), name),
-            names: Vec::new(),
-            key: KeyAlgorithm::default(),
-            days: None,
-        }
-    }
-}
 
 /// A PKI folder and where its records live.
 #[derive(Debug, Clone)]
@@ -505,31 +461,13 @@ impl Folder {
         public: &PKeyRef<Public>,
         cert_path: &Path,
     ) -> Result<(X509, Record)> {
-        let days = Days::new(i64::from(leaf.days.unwrap_or(leaf.profile.default_days())))?;
-        let wanted = Validity::days(days.get());
-        let ca_end = unix_time(ca.certificate().not_after())?;
-        if ca_end - now() < 86_400 {
-            return Err(Error::Refused(format!(
-                "the CA expires on {}: it cannot issue a certificate valid for a day; make a new CA",
-                x509::time::date(ca_end)
-            )));
+        let (spec, cut) = leaf.spec(ca, self.crl_url.as_deref())?;
+        if let Some(notice) = cut {
+            self.notice(notice);
         }
-        if wanted.not_after > ca_end {
-            self.notice(format!(
-                "{}: validity cut to the CA's own expiry, {} (asked for {} days)",
-                leaf.name,
-                x509::time::date(ca_end),
-                days.get()
-            ));
-        }
-        crate::constraints::NameConstraints::of(ca.certificate())?
-            .check(&leaf.names, &leaf.subject.common_name)?;
-        let mut spec = CertSpec::new(leaf.profile)
-            .names(leaf.names.clone())
-            .validity(wanted);
-        spec.crl_url = self.crl_url.clone();
         let cert = ca.sign_key(subject, public, &spec)?;
-        let rec = record_of(&cert, ca, leaf, self.layout.relative(cert_path))?;
+        let file = self.layout.relative(cert_path).display().to_string();
+        let rec = leaf.record(&cert, &key_id(ca.certificate())?, &file)?;
         Ok((cert, rec))
     }
 
@@ -950,66 +888,12 @@ pub(crate) struct Placement<'a> {
     pub token: Option<String>,
 }
 
-/// The public half of `key`.
-pub(crate) fn public_of(key: &PKeyRef<Private>) -> Result<PKey<Public>> {
-    let der = key.public_key_to_der().step("pkey -pubout")?;
-    PKey::public_key_from_der(&der).step("pkey -pubout")
-}
-
-/// The record of a certificate just signed for `leaf`, before its files exist.
-fn record_of(cert: &X509Ref, ca: &Issuer, leaf: &Leaf, file: &Path) -> Result<Record> {
-    Ok(Record {
-        aki: key_id(ca.certificate())?,
-        serial: serial_hex(cert)?,
-        role: leaf.profile.role().dir_name().to_owned(),
-        name: leaf.name.clone(),
-        subject: x509::cert::one_line(cert.subject_name()),
-        cn: x509::cert::common_name(cert.subject_name()),
-        sans: leaf
-            .names
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        not_before: unix_time(cert.not_before())?,
-        not_after: unix_time(cert.not_after())?,
-        state: State::Issuing,
-        revoked: None,
-        current: true,
-        file: file.display().to_string(),
-        der: Some(cert.to_der().step("x509 -outform DER")?),
-        issued_at: now(),
-        claim: Some(crate::claim::mine()),
-        renews: None,
-    })
-}
-
 fn sans_of(cert: &X509Ref) -> String {
     let der = cert.to_der().unwrap_or_default();
     use x509_parser::prelude::FromDer;
     x509_parser::certificate::X509Certificate::from_der(&der)
         .map(|(_, c)| crate::inspect::names(&c).join(", "))
         .unwrap_or_default()
-}
-
-/// Signs CRL number `number` of `ca` listing `revoked`, as a record.
-fn sign_crl(ca: &Issuer, aki: &str, number: i64, revoked: &[Revoked]) -> Result<CrlRecord> {
-    let list: Vec<crate::issuer::Revocation> = revoked
-        .iter()
-        .map(|r| crate::issuer::Revocation {
-            serial: r.serial.clone(),
-            revoked_at: r.at,
-            reason: r.reason,
-        })
-        .collect();
-    let crl = ca.crl(&list, u64::try_from(number).unwrap_or(0), CRL_DAYS)?;
-    Ok(CrlRecord {
-        aki: aki.to_owned(),
-        number,
-        this_update: unix_time(crl.last_update())?,
-        next_update: crl.next_update().map_or(Ok(0), unix_time)?,
-        der: crl.to_der().step("crl -outform DER")?,
-    })
 }
 
 /// The CRL number of the CRL at `path`, if there is a readable one.

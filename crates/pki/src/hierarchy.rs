@@ -106,7 +106,7 @@ impl Folder {
         let mut spec = CertSpec::new(Profile::Intermediate)
             .validity(Validity::days(Profile::Intermediate.default_days()));
         spec.constraints = constraints.clone();
-        let public = crate::folder::public_of(&key)?;
+        let public = x509::key::public_of(&key)?;
         let name = subject.to_x509_name()?;
         let cert = root.sign_key(&name, &public, &spec)?;
         // Key first: a crash between the two writes leaves a key that the next run reuses.

@@ -39,6 +39,7 @@ pub use x509::{
     request, time, verify,
 };
 
+pub mod authority;
 mod claim;
 pub mod error;
 pub mod folder;
@@ -46,17 +47,22 @@ pub mod hierarchy;
 pub mod index;
 pub mod init;
 pub mod issuer;
+pub mod leaf;
 pub mod lifecycle;
 pub mod p12;
+pub mod records;
 pub mod rotation;
 pub mod signer;
 pub mod store;
 
+pub use authority::{Authority, Enrolled, Enrollment};
 pub use error::{Error, Result, TokenRefusal};
-pub use folder::{Folder, Issued, Leaf};
+pub use folder::{Folder, Issued};
 pub use init::{InitOptions, InitReport};
 pub use issuer::Issuer;
+pub use leaf::Leaf;
 pub use p12::P12Encryption;
+pub use records::Records;
 pub use signer::{KeyFile, SigningKey};
 pub use store::{DbUrl, Filter, Record};
 pub use x509::{CertSpec, KeyAlgorithm, Name, Profile, Subject, SubjectAltName, Validity};

@@ -11,18 +11,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use openssl::pkey::{Id, PKeyRef, Public};
 use openssl::x509::{X509Req, X509};
 
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
-use crate::folder::{public_of, Folder, Issued, Leaf, Placement};
+use crate::folder::{Folder, Issued, Placement};
 use crate::index::Reason;
 use crate::issuer::Issuer;
-use crate::key::{self, KeyAlgorithm};
+use crate::key;
+use crate::leaf::Leaf;
 use crate::profile::{Profile, SubjectAltName};
 use crate::store::{Claim, Filter, State};
 use x509::cert::{key_id, load_cert};
+use x509::key::public_of;
 use x509::time::{now, unix_time};
 
 /// Reads a PKCS#10 request, PEM or DER (`openssl req`, Python `cryptography`, a device).
@@ -44,39 +45,7 @@ pub fn parse_request(bytes: &[u8]) -> std::result::Result<X509Req, String> {
         .map_err(|_| "not a PKCS#10 certificate request (PEM or DER)".to_owned())
 }
 
-/// Refuses a request whose signature does not verify (no proof of possession) or whose key we
-/// would not issue for: RSA under 2048 bits, curves other than P-256 and P-384.
-pub fn check_request(req: &X509Req) -> Result<()> {
-    let public = req.public_key().step("req -verify")?;
-    check_key(&public)?;
-    if !req.verify(&public).step("req -verify")? {
-        return Err(Error::Refused(
-            "the request's signature does not verify: it was altered, or not signed by its own key"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A key we issue for, or a refusal that says what to make instead.
-pub fn check_key(public: &PKeyRef<Public>) -> Result<KeyAlgorithm> {
-    if let Some(alg) = KeyAlgorithm::of(public) {
-        return Ok(alg);
-    }
-    Err(Error::Refused(match public.id() {
-        Id::RSA if public.bits() < 2048 => format!(
-            "the request's key is RSA-{}: too weak (OpenSSL 3 and browsers refuse it); make an \
-             EC P-256 or an RSA-2048 key",
-            public.bits()
-        ),
-        Id::RSA => format!(
-            "the request's key is RSA-{}: we issue for RSA 2048, 3072 and 4096 only",
-            public.bits()
-        ),
-        Id::EC => "the request's key is on a curve we do not issue for: use P-256 or P-384".into(),
-        other => format!("the request's key type {other:?} is not one we issue for"),
-    }))
-}
+pub use x509::request::{check_key, check_request};
 
 /// Whether `cert` is due for renewal at `at`: within `within` of its notAfter, or, without
 /// `within`, in the last third of its lifetime (as cert-manager and our EST client judge it).

@@ -151,7 +151,7 @@ impl Folder {
             let mut ispec = CertSpec::new(Profile::Intermediate)
                 .validity(Validity::days(Profile::Intermediate.default_days()));
             ispec.constraints = constraints;
-            let public = crate::folder::public_of(&key)?;
+            let public = x509::key::public_of(&key)?;
             let name = subject.to_x509_name()?;
             let cert = root.sign_key(&name, &public, &ispec)?;
             let inter =

@@ -151,6 +151,12 @@ pub fn matches(private: &PKeyRef<Private>, public: &PKeyRef<Public>) -> bool {
     public.public_eq(private)
 }
 
+/// The public half of `key`.
+pub fn public_of(key: &PKeyRef<Private>) -> Result<PKey<Public>> {
+    let der = key.public_key_to_der().step("pkey -pubout")?;
+    PKey::public_key_from_der(&der).step("pkey -pubout")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

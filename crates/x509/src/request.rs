@@ -5,7 +5,7 @@
 //! The seed's config left `CN=` empty, and `openssl req` stopped with
 //! `ASN1_mbstring_ncopy: string too short`. [`Subject`] refuses empty fields up front instead.
 
-use openssl::pkey::{PKeyRef, Private};
+use openssl::pkey::{Id, PKey, PKeyRef, Private, Public};
 use openssl::x509::{X509Name, X509Req};
 
 use crate::error::{CryptoContext, Error, Result};
@@ -63,6 +63,75 @@ pub fn build(key: &PKeyRef<Private>, subject: &Subject) -> Result<X509Req> {
     req.sign(key, algorithm.signature_digest())
         .step("req -new")?;
     Ok(req.build())
+}
+
+/// A request whose signature verified with its own key (proof of possession) and whose key
+/// we issue for: what an issuer may sign, checked once. Only [`Verified::check`] makes one.
+pub struct Verified<'a> {
+    csr: &'a X509Req,
+    public: PKey<Public>,
+    algorithm: KeyAlgorithm,
+}
+
+impl<'a> Verified<'a> {
+    /// `openssl req -verify`, and the key's strength: refuses a request whose signature does
+    /// not verify, or whose key is RSA under 2048 bits or on another curve than P-256/P-384.
+    pub fn check(csr: &'a X509Req) -> Result<Verified<'a>> {
+        let public = csr.public_key().step("req -verify")?;
+        let algorithm = check_key(&public)?;
+        if !csr.verify(&public).step("req -verify")? {
+            return Err(Error::Refused(
+                "the request's signature does not verify: it was altered, or not signed by its own key"
+                    .into(),
+            ));
+        }
+        Ok(Verified {
+            csr,
+            public,
+            algorithm,
+        })
+    }
+
+    /// The request.
+    pub fn csr(&self) -> &X509Req {
+        self.csr
+    }
+
+    /// Its public key.
+    pub fn public_key(&self) -> &PKeyRef<Public> {
+        &self.public
+    }
+
+    /// Its key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+}
+
+/// Refuses a request whose signature does not verify (no proof of possession) or whose key we
+/// would not issue for ([`Verified::check`]).
+pub fn check_request(req: &X509Req) -> Result<()> {
+    Verified::check(req).map(|_| ())
+}
+
+/// A key we issue for, or a refusal that says what to make instead.
+pub fn check_key(public: &PKeyRef<Public>) -> Result<KeyAlgorithm> {
+    if let Some(alg) = KeyAlgorithm::of(public) {
+        return Ok(alg);
+    }
+    Err(Error::Refused(match public.id() {
+        Id::RSA if public.bits() < 2048 => format!(
+            "the request's key is RSA-{}: too weak (OpenSSL 3 and browsers refuse it); make an \
+             EC P-256 or an RSA-2048 key",
+            public.bits()
+        ),
+        Id::RSA => format!(
+            "the request's key is RSA-{}: we issue for RSA 2048, 3072 and 4096 only",
+            public.bits()
+        ),
+        Id::EC => "the request's key is on a curve we do not issue for: use P-256 or P-384".into(),
+        other => format!("the request's key type {other:?} is not one we issue for"),
+    }))
 }
 
 #[cfg(test)]

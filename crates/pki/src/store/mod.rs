@@ -306,6 +306,18 @@ pub enum Claim {
     Replace,
 }
 
+/// How a record of the online CA takes its name ([`Db::record_issued`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Only a name no record holds.
+    New,
+    /// A name whose holder is revoked or expired (a device enrolls again); a valid holder
+    /// refuses it with [`Error::NameHeld`].
+    UnlessValid,
+    /// The name of the certificate it renews, whoever holds it.
+    Replace,
+}
+
 /// The CA's records, open.
 pub struct Db {
     backend: Box<dyn Backend>,
@@ -473,19 +485,7 @@ impl Db {
         at: i64,
     ) -> Result<()> {
         let outcome = self.write(|tx| {
-            let spent = tx.exec(
-                "UPDATE tokens SET used_at = $1, used_serial = $2 WHERE digest = $3 AND \
-                 used_at IS NULL AND expires_at > $1 AND role = $4 AND name_key = $5",
-                &[
-                    at.into(),
-                    rec.serial.as_str().into(),
-                    token.into(),
-                    rec.role.as_str().into(),
-                    rec.name.to_ascii_lowercase().into(),
-                ],
-            )?;
-            if spent != 1 {
-                let why = token_refusal(tx, token, &rec.role, &rec.name, at)?;
+            if let Some(why) = spend_token(tx, token, rec, at)? {
                 return Ok(Err(why));
             }
             if claim == Claim::Replace {
@@ -505,6 +505,34 @@ impl Db {
             }
         })?;
         outcome.map_err(Error::Token)
+    }
+
+    /// The online CA's issuance, in one transaction: spends the enrollment token whose digest
+    /// is `token` (if any), takes the name as `take` says, and records `rec` as issued (no
+    /// file is written for it; the CLI's next export brings `index.txt` up to date). Any
+    /// refusal rolls all of it back: the token stays unspent.
+    pub fn record_issued(
+        &mut self,
+        rec: &Record,
+        take: Take,
+        token: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            if let Some(digest) = token {
+                if let Some(why) = spend_token(tx, digest, rec, at)? {
+                    return Err(Failed::Pki(Error::Token(why)));
+                }
+            }
+            take_name(tx, rec, take, at)?;
+            match insert_row(tx, rec) {
+                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
+                    role: rec.role.clone(),
+                    name: rec.name.clone(),
+                })),
+                other => Ok(other?),
+            }
+        })
     }
 
     /// Why the enrollment token whose digest is `digest` would be refused for `role`/`name`
@@ -1073,6 +1101,59 @@ fn crl_row(r: &[Value]) -> CrlRecord {
         next_update: r[3].int(),
         der: r[4].opt_blob().unwrap_or_default(),
     }
+}
+
+/// Spends the token whose digest is `digest` for `rec` at `at`, or says why it cannot.
+fn spend_token(
+    tx: &mut dyn Sql,
+    digest: &str,
+    rec: &Record,
+    at: i64,
+) -> Result<Option<TokenRefusal>, SqlError> {
+    let spent = tx.exec(
+        "UPDATE tokens SET used_at = $1, used_serial = $2 WHERE digest = $3 AND \
+         used_at IS NULL AND expires_at > $1 AND role = $4 AND name_key = $5",
+        &[
+            at.into(),
+            rec.serial.as_str().into(),
+            digest.into(),
+            rec.role.as_str().into(),
+            rec.name.to_ascii_lowercase().into(),
+        ],
+    )?;
+    if spent == 1 {
+        return Ok(None);
+    }
+    token_refusal(tx, digest, &rec.role, &rec.name, at).map(Some)
+}
+
+/// Makes room under `rec`'s name as `take` says; a valid holder refuses [`Take::UnlessValid`].
+fn take_name(tx: &mut dyn Sql, rec: &Record, take: Take, at: i64) -> Result<(), Failed> {
+    let key: [Value; 2] = [
+        rec.role.as_str().into(),
+        rec.name.to_ascii_lowercase().into(),
+    ];
+    if take == Take::UnlessValid {
+        let holder = tx.query(
+            "SELECT serial, not_after FROM certificates WHERE role = $1 AND name_key = $2 \
+             AND current = 1 AND state <> 'revoked' AND not_after > $3",
+            &[key[0].clone(), key[1].clone(), at.into()],
+        )?;
+        if let Some(r) = holder.first() {
+            return Err(Failed::Pki(Error::NameHeld {
+                name: rec.name.clone(),
+                serial: r[0].text(),
+                not_after: r[1].int(),
+            }));
+        }
+    }
+    if take != Take::New {
+        tx.exec(
+            "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
+            &key,
+        )?;
+    }
+    Ok(())
 }
 
 fn token_refusal(

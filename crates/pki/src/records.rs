@@ -1,13 +1,13 @@
-//! One connection to the CA's records, reused across requests for the look-ups of EST and
-//! `/crl` (issuing goes through [`pki::Folder`], which opens its own). A connection that
-//! failed is dropped and opened again by the next request, so a restarted PostgreSQL heals.
+//! One connection to the CA's records, kept open and reused by a long-running service (the
+//! online CA): no migration check, no directory listing, no export per request. A connection
+//! that failed is dropped and opened again by the next call, so a restarted PostgreSQL heals.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use pki::store::{CrlRecord, Db, TokenRefusal};
-use pki::{DbUrl, Record};
+use crate::error::{Error, Result};
+use crate::store::{CrlRecord, Db, DbUrl, Record, TokenRefusal};
 
 /// The records, opened on first use.
 pub struct Records {
@@ -37,28 +37,32 @@ impl Records {
     }
 
     /// Where they are: the URL, and the SQLite file of [`DbUrl::Default`].
-    pub fn place(&self) -> (&DbUrl, &std::path::Path) {
+    pub fn place(&self) -> (&DbUrl, &Path) {
         (&self.url, &self.default_path)
     }
 
+    /// How long a call waits for a lock held by another writer.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
     /// Runs `f` on the open connection (opening it first when needed).
-    fn with<T>(&self, f: impl FnOnce(&mut Db) -> pki::Result<T>) -> pki::Result<T> {
+    pub fn with<T>(&self, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
         let mut guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let db = match guard.take() {
+        let mut db = match guard.take() {
             Some(db) => db,
             None => Db::open(&self.url, &self.default_path, self.lock_timeout)?,
         };
-        let mut db = db;
         let out = f(&mut db);
         // Keep a connection that answered; a failed one is opened anew next time.
-        if !matches!(out, Err(pki::Error::Database { .. })) {
+        if !matches!(out, Err(Error::Database { .. })) {
             *guard = Some(db);
         }
         out
     }
 
     /// The record of certificate `serial` of the CA `aki`, if there is one.
-    pub fn certificate(&self, aki: &str, serial: &str) -> pki::Result<Option<Record>> {
+    pub fn certificate(&self, aki: &str, serial: &str) -> Result<Option<Record>> {
         self.with(|db| {
             Ok(db
                 .find(aki, serial)?
@@ -67,24 +71,19 @@ impl Records {
         })
     }
 
-    /// The certificate current under device name `name`, if any.
-    pub fn current_device(&self, aki: &str, name: &str) -> pki::Result<Option<Record>> {
-        self.with(|db| {
-            Ok(db
-                .find(aki, name)?
-                .into_iter()
-                .find(|r| r.current && r.role == "client" && r.name.eq_ignore_ascii_case(name)))
-        })
-    }
-
-    /// Why the enrollment token `token` would be refused for device `name`, if it would.
-    pub fn token_refusal(&self, token: &str, name: &str) -> pki::Result<Option<TokenRefusal>> {
-        let digest = pki::lifecycle::token_digest(token);
-        self.with(|db| db.check_token(&digest, "client", name, x509::time::now()))
+    /// Why the enrollment token `token` would be refused for `role`/`name`, if it would.
+    pub fn token_refusal(
+        &self,
+        token: &str,
+        role: &str,
+        name: &str,
+    ) -> Result<Option<TokenRefusal>> {
+        let digest = crate::lifecycle::token_digest(token);
+        self.with(|db| db.check_token(&digest, role, name, x509::time::now()))
     }
 
     /// The newest CRL of `aki`.
-    pub fn latest_crl(&self, aki: &str) -> pki::Result<Option<CrlRecord>> {
+    pub fn latest_crl(&self, aki: &str) -> Result<Option<CrlRecord>> {
         self.with(|db| db.latest_crl(aki))
     }
 }
