@@ -14,7 +14,7 @@ SHELL := bash
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored bench-pki soak fuzz clean
+.PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored bench-pki bench-est soak fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
@@ -106,6 +106,10 @@ bench-vendored: ## two runs vs nginx: ours on the system's OpenSSL, then linked 
 bench-pki: ## the CA at fleet scale: 100,000 issued, 10,000 revoked; list, revoke, crl, server start-up and handshakes (~6 min)
 	$(CARGO) build --quiet --release -p pki -p server -p bench
 	bench/pki-scale.sh $${CARGO_TARGET_DIR:-target}/release
+
+bench-est: ## EST enrollments per second on an empty CA and at 100,000 on record (N, E, PAR), curl + openssl as devices
+	$(CARGO) build --quiet --release -p pki -p ca
+	bench/est-scale.sh $${CARGO_TARGET_DIR:-target}/release
 
 soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki

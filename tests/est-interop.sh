@@ -65,6 +65,13 @@ cmp <(openssl x509 -in "$WORK/dev.crt" -pubkey -noout) <(openssl pkey -in "$WORK
 openssl x509 -in "$WORK/dev.crt" -noout -ext crlDistributionPoints | grep -q "URI:$CA/crl" || fail "no CRL distribution point"
 openssl x509 -in "$WORK/dev.crt" -noout -subject
 
+step "the online CA wrote records only: no file for the device; pki export brings index.txt up to date"
+[ ! -e "$PKI/client/dev-42.crt" ] || fail "the CA wrote a file for the device"
+SERIAL=$(openssl x509 -in "$WORK/dev.crt" -noout -serial | cut -d= -f2)
+! grep -q "$SERIAL" "$PKI/ca/index.txt" || fail "the CA rewrote index.txt"
+"$BIN/pki" --dir "$PKI" export
+grep -qP "\t$SERIAL\tclient/dev-42.crt\t" "$PKI/ca/index.txt" || fail "pki export did not bring index.txt up to date"
+
 step "the same token again: 401 and its reason"
 code=$(status -u "dev-42:$TOKEN" -H 'Content-Type: application/pkcs10' --data-binary @"$WORK/dev.b64" "$EST/simpleenroll")
 [ "$code" = 401 ] && grep -q "used already" "$WORK/body" || fail "reused token: $code $(cat "$WORK/body")"

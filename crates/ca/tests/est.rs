@@ -89,6 +89,15 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
         )),
         "no CRL distribution point"
     );
+    // The online path writes records only: no file for the device, index.txt as it was...
+    let serial = x509::cert::serial_hex(cert).expect("serial");
+    assert!(!pki
+        .layout()
+        .leaf_cert(common::Role::Client, "dev-1")
+        .exists());
+    let index = || std::fs::read_to_string(pki.layout().ca_index()).expect("index.txt");
+    assert!(!index().contains(&serial), "the CA rewrote index.txt");
+    // ...until the CLI's next command brings the mirror up to date (`pki export`).
     let rec = pki
         .folder
         .list()
@@ -97,7 +106,8 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
         .find(|r| r.name == "dev-1")
         .expect("recorded");
     assert_eq!(rec.state, State::Issued);
-    assert_eq!(rec.serial, x509::cert::serial_hex(cert).expect("serial"));
+    assert_eq!(rec.serial, serial);
+    assert!(index().contains(&format!("\t{serial}\tclient/dev-1.crt\t")));
     // The same token again: spent.
     let r = enroll(ca.addr, &root, "dev-1", &t, &request);
     assert_eq!(r.status, 401, "{}", r.text());

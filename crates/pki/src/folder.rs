@@ -566,6 +566,15 @@ impl Folder {
         Ok(revoked)
     }
 
+    /// `pki export`: brings the disk mirror (`index.txt`, `ca/ca.crl`, `crlnumber`) up to
+    /// date with the records, after the online CA issued or another host changed them. Every
+    /// command does this first; this does only that. Returns the index's path.
+    pub fn export_mirror(&self) -> Result<PathBuf> {
+        let ca = self.issuer()?;
+        self.open_db_to_read(Some(&ca))?;
+        Ok(self.layout.ca_index())
+    }
+
     /// `openssl ca -gencrl`: a CRL of every revoked, unexpired certificate, numbered in the
     /// records, written to `ca/ca.crl` (one CRL per CA in force during a rotation). Returns
     /// its path.

@@ -79,6 +79,9 @@ enum Command {
         #[arg(long, value_enum)]
         reason: Option<Reason>,
     },
+    /// Bring ca/index.txt, ca/ca.crl and ca/crlnumber up to date with the records (after the
+    /// online CA issued, or another host changed them). Every command does this first.
+    Export,
     /// Write a fresh CRL to ca/ca.crl.
     Crl {
         /// Only when the CRL on record is within --before of its nextUpdate (silent otherwise;
@@ -398,6 +401,10 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             from,
             reason,
         } => revoke(folder, target, from.as_deref(), reason),
+        Command::Export => {
+            println!("up to date: {}", folder.export_mirror()?.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crl { if_due, before } => crl(folder, if_due, before),
         Command::Sign {
             csr,

@@ -1,10 +1,11 @@
 //! `--crl-url`: the CRL comes from the CA's service instead of a file someone copies. The
 //! server fetches it at start-up, then polls (a conditional GET, a bounded timeout, ± 10 %
-//! jitter so replicas do not poll in step). A new CRL is checked (signed by our CA, a CRL
-//! number not older than the one in use), written atomically to the CRL file the TLS
-//! context is built from, and swapped in by [`TlsReloader::reload`]: open connections keep
-//! their context, new handshakes see the new CRL. On any failure the last good CRL stays in
-//! use, on disk and in memory, and its age is logged and shown by `/healthz`.
+//! jitter so replicas do not poll in step). A new CRL is checked once (signed by our CA, a CRL
+//! number not older than the one in use) and swapped in from memory by
+//! [`TlsReloader::swap_crl`]: one parse, one signature check, one new context; open
+//! connections keep theirs, new handshakes see the new CRL. The CRL file is the copy the next
+//! start reads. On any failure the last good CRL stays in use, on disk and in memory, and its
+//! age is logged and shown by `/healthz`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,9 +77,11 @@ pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, Serve
         actix_web::rt::System::new().block_on(async move { first.poll().await })
     })
     .join()
-    .unwrap_or_else(|_| Err("the fetch crashed".into()));
+    .unwrap_or_else(|_| Err("the fetch crashed".into()))
+    // At start-up the TLS context is built from the file: the new CRL goes there first.
+    .and_then(|new| new.map_or(Ok(()), |f| feed.keep(f)));
     match (fetched, kept) {
-        (Ok(_), _) => feed.log_in_use("CRL fetched"),
+        (Ok(()), _) => feed.log_in_use("CRL fetched"),
         (Err(e), Ok(())) => tracing::warn!(
             url = %feed.url, error = %e, age = %feed.age(),
             "cannot fetch the CRL at start-up; serving with the last one fetched"
@@ -121,7 +124,7 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
         loop {
             tokio::time::sleep(x509::time::jittered(feed.every)).await;
             match feed.poll().await {
-                Ok(Some(previous)) => feed.swap_in(&tls, &previous),
+                Ok(Some(fetched)) => feed.swap_in(&tls, fetched),
                 Ok(None) => tracing::debug!(age = %feed.age(), "CRL unchanged"),
                 Err(e) => tracing::warn!(
                     url = %feed.url, error = %e, age = %feed.age(),
@@ -197,13 +200,12 @@ impl CrlFeed {
     fn adopt_file(&self) -> Result<(), String> {
         let pem = std::fs::read(&self.path).map_err(|e| e.to_string())?;
         let crl = self.check(&pem)?;
-        self.update(|s| s.apply(&crl));
+        self.update(|s| s.apply(&crl.state()));
         Ok(())
     }
 
-    /// One conditional GET. A new CRL is written to the file (the old bytes returned, for a
-    /// reload that fails); `None` when the CA has nothing newer.
-    async fn poll(&self) -> Result<Option<Vec<u8>>, String> {
+    /// One conditional GET: the new CRL, checked; `None` when the CA has nothing newer.
+    async fn poll(&self) -> Result<Option<Fetched>, String> {
         let outcome = self.fetch().await;
         let now = x509::time::now();
         match &outcome {
@@ -216,7 +218,7 @@ impl CrlFeed {
         outcome
     }
 
-    async fn fetch(&self) -> Result<Option<Vec<u8>>, String> {
+    async fn fetch(&self) -> Result<Option<Fetched>, String> {
         let client = self.client()?;
         let known = self.snapshot();
         let mut req = client.get(&self.url);
@@ -254,32 +256,55 @@ impl CrlFeed {
                 ));
             }
         }
-        let previous = std::fs::read(&self.path).unwrap_or_default();
-        let pem = crl.crl.to_pem().map_err(|e| e.to_string())?;
-        let changed = pem != previous;
-        if changed {
-            write_atomically(&self.path, &pem)?;
+        if known.number == Some(crl.number) && known.this_update == crl.this_update {
+            self.update(|s| {
+                s.etag = etag;
+                s.last_modified = last_modified;
+            });
+            return Ok(None);
         }
-        self.update(|s| {
-            s.apply(&crl);
-            s.etag = etag;
-            s.last_modified = last_modified;
-        });
-        Ok(changed.then_some(previous))
+        Ok(Some(Fetched {
+            pem: crl.crl.to_pem().map_err(|e| e.to_string())?,
+            checked: crl,
+            etag,
+            last_modified,
+        }))
     }
 
-    /// The new CRL into the TLS context; a reload that fails puts the old file back.
-    fn swap_in(&self, tls: &TlsReloader, previous: &[u8]) {
-        match tls.reload() {
-            Ok(_) => self.log_in_use("new CRL in use"),
-            Err(e) => {
-                if !previous.is_empty() {
-                    let _ = write_atomically(&self.path, previous);
-                }
-                let _ = self.adopt_file();
-                tracing::error!(error = %e, age = %self.age(), "the new CRL did not load; keeping the previous one");
+    /// A new CRL into the TLS context, from memory; on failure the one in use stays.
+    fn swap_in(&self, tls: &TlsReloader, f: Fetched) {
+        let Fetched {
+            checked,
+            pem,
+            etag,
+            last_modified,
+        } = f;
+        let (state, crl, signer) = checked.split();
+        match tls.swap_crl(crl, &signer, &pem) {
+            Ok(_) => {
+                self.update(|s| {
+                    s.apply(&state);
+                    s.etag = etag;
+                    s.last_modified = last_modified;
+                });
+                self.log_in_use("new CRL in use");
             }
+            Err(e) => tracing::error!(
+                error = %e, age = %self.age(),
+                "the new CRL did not load; keeping the previous one"
+            ),
         }
+    }
+
+    /// A CRL fetched at start-up: written to the file the TLS context is built from.
+    fn keep(&self, f: Fetched) -> Result<(), String> {
+        write_atomically(&self.path, &f.pem)?;
+        self.update(|s| {
+            s.apply(&f.checked.state());
+            s.etag = f.etag;
+            s.last_modified = f.last_modified;
+        });
+        Ok(())
     }
 
     /// A CRL (DER or PEM) signed by one of our CAs, with its number and dates.
@@ -287,13 +312,15 @@ impl CrlFeed {
         let crl = X509Crl::from_der(bytes)
             .or_else(|_| X509Crl::from_pem(bytes))
             .map_err(|_| "the answer is not a CRL (DER or PEM)".to_owned())?;
-        let signed = self.cas.iter().any(|ca| {
-            ca.public_key()
-                .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
-        });
-        if !signed {
-            return Err("the CRL is not signed by our CA: ignored".into());
-        }
+        let signer = self
+            .cas
+            .iter()
+            .find(|ca| {
+                ca.public_key()
+                    .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
+            })
+            .ok_or("the CRL is not signed by our CA: ignored")?
+            .clone();
         let number = x509::cert::crl_number(&crl).ok_or("the CRL has no CRL number")?;
         Ok(Checked {
             number,
@@ -303,6 +330,7 @@ impl CrlFeed {
                 .and_then(|t| x509::time::unix_time(t).ok()),
             revoked: crl.get_revoked().map_or(0, |r| r.len()),
             crl,
+            signer,
         })
     }
 
@@ -331,17 +359,49 @@ impl CrlFeed {
     }
 }
 
-/// A fetched CRL that checked out.
+/// A fetched CRL that checked out, and the CA whose key verified it.
 struct Checked {
     crl: X509Crl,
+    signer: X509,
     number: u64,
     this_update: i64,
     next_update: Option<i64>,
     revoked: usize,
 }
 
+/// What the feed knows of a CRL, without the CRL.
+struct CrlState {
+    number: u64,
+    this_update: i64,
+    next_update: Option<i64>,
+    revoked: usize,
+}
+
+impl Checked {
+    fn state(&self) -> CrlState {
+        CrlState {
+            number: self.number,
+            this_update: self.this_update,
+            next_update: self.next_update,
+            revoked: self.revoked,
+        }
+    }
+
+    fn split(self) -> (CrlState, X509Crl, X509) {
+        (self.state(), self.crl, self.signer)
+    }
+}
+
+/// A new CRL the CA answered with: checked, not yet in use.
+struct Fetched {
+    checked: Checked,
+    pem: Vec<u8>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
 impl InUse {
-    fn apply(&mut self, c: &Checked) {
+    fn apply(&mut self, c: &CrlState) {
         self.number = Some(c.number);
         self.this_update = c.this_update;
         self.next_update = c.next_update;

@@ -38,6 +38,7 @@ mod linger;
 mod listener;
 pub mod log;
 mod login;
+mod material;
 pub mod metrics;
 mod middleware;
 mod pages;

@@ -457,13 +457,12 @@ fn spawn_reloader(tls: Arc<TlsReloader>, watch_secs: u64) {
     });
     if watch_secs > 0 {
         actix_web::rt::spawn(async move {
-            let mut seen = tls.files().fingerprint();
             let mut tick = tokio::time::interval(Duration::from_secs(watch_secs));
             loop {
                 tick.tick().await;
-                let now = tls.files().fingerprint();
-                if now != seen {
-                    seen = now;
+                // Against the files as the last load or CRL swap saw them: a fetched CRL's
+                // copy, written by the swap itself, is no change.
+                if tls.files_changed() {
                     reload(&tls, "files changed");
                 }
             }

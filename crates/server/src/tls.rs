@@ -10,12 +10,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use openssl::ex_data::Index;
-use openssl::hash::{hash, MessageDigest};
-use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
     select_next_proto, AlpnError, ClientHelloResponse, Ssl, SslAcceptor, SslAcceptorBuilder,
     SslContext, SslMethod, SslOptions, SslRef, SslSessionCacheMode, SslVerifyMode,
@@ -26,6 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{ClientAuth, Config, CrlStale, TlsProfile};
 use crate::error::ServerError;
+use crate::material::{self, Material};
 use crate::metrics::{HandshakeResult, Shared};
 use crate::refusal::Reason;
 use crate::revocation::{self, Revocations};
@@ -75,7 +74,7 @@ impl TlsFiles {
     }
 
     /// Size and modification time of every file: changes when any file is replaced.
-    pub fn fingerprint(&self) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    pub fn fingerprint(&self) -> Fingerprint {
         self.all()
             .map(|p| {
                 std::fs::metadata(p)
@@ -149,8 +148,15 @@ pub struct TlsReloader {
     files: TlsFiles,
     settings: Settings,
     current: ArcSwap<Loaded>,
+    /// What the current context was built from (a fetched CRL swaps in on top of it).
+    material: Mutex<Arc<Material>>,
+    /// The files as they were at the last load or swap: the watcher reloads when they differ.
+    seen: Mutex<Fingerprint>,
     generation: AtomicU64,
 }
+
+/// Size and modification time of each file, for the watcher.
+pub type Fingerprint = Vec<Option<(u64, std::time::SystemTime)>>;
 
 impl std::fmt::Debug for TlsReloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,18 +187,21 @@ impl TlsReloader {
                 metrics,
             }),
         };
-        let m = load(&files)?;
+        let seen = files.fingerprint();
+        let m = material::load(&files)?;
         let reloader = Arc::new(TlsReloader {
             current: ArcSwap::from_pointee(Loaded {
                 context: build(&m, &settings)?.build().into_context(),
                 info: cert_info(&m)?,
                 generation: 0,
             }),
+            material: Mutex::new(Arc::new(m)),
+            seen: Mutex::new(seen),
             files,
             settings,
             generation: AtomicU64::new(0),
         });
-        let mut base = build(&m, &reloader.settings)?;
+        let mut base = build(&reloader.material(), &reloader.settings)?;
         let me = Arc::clone(&reloader);
         base.set_client_hello_callback(move |ssl, _alert| {
             let loaded = me.current.load();
@@ -218,18 +227,56 @@ impl TlsReloader {
     /// Rebuilds the context from disk. On error the current context keeps serving.
     /// Counted in the metrics either way; the expiry gauges follow a success.
     pub fn reload(&self) -> Result<Arc<Loaded>, ServerError> {
-        let result = self.rebuild();
-        if let Some(m) = &self.settings.policy.metrics {
-            m.reload(result.is_ok());
-            if let Ok(loaded) = &result {
-                m.loaded(&loaded.info);
-            }
-        }
+        // Taken before reading: a change made during the load is seen by the next look.
+        *lock(&self.seen) = self.files.fingerprint();
+        let result = material::load(&self.files).and_then(|m| self.install(m));
+        self.count(&result);
         result
     }
 
-    fn rebuild(&self) -> Result<Arc<Loaded>, ServerError> {
-        let m = load(&self.files)?;
+    /// Swaps in `crl` (checked by the caller: signed by `signer`, one of our CAs) from memory,
+    /// over the certificates and key in use: one parse, one signature check, no file read.
+    /// On success `pem` is written to the CRL file, the copy the next start reads (an error
+    /// writing it is logged: the new CRL is in use all the same). On error the current
+    /// context keeps serving.
+    pub fn swap_crl(
+        &self,
+        crl: X509Crl,
+        signer: &X509,
+        pem: &[u8],
+    ) -> Result<Arc<Loaded>, ServerError> {
+        let path = self.files.crl.clone().unwrap_or_default();
+        let result = self
+            .material()
+            .with_crl(&path, crl, signer)
+            .and_then(|m| self.install(m));
+        self.count(&result);
+        let loaded = result?;
+        let written = x509::files::write(
+            "CRL",
+            &path,
+            pem,
+            x509::files::Secrecy::Public,
+            x509::files::Overwrite::Replace,
+        );
+        if let Err(e) = written {
+            tracing::error!(error = %e, "the new CRL is in use but its copy was not written");
+        }
+        // The watcher must not reload for the file just written.
+        *lock(&self.seen) = self.files.fingerprint();
+        Ok(loaded)
+    }
+
+    /// Whether a file changed since the last load or swap.
+    pub fn files_changed(&self) -> bool {
+        *lock(&self.seen) != self.files.fingerprint()
+    }
+
+    fn material(&self) -> Arc<Material> {
+        lock(&self.material).clone()
+    }
+
+    fn install(&self, m: Material) -> Result<Arc<Loaded>, ServerError> {
         let context = build(&m, &self.settings)?.build().into_context();
         let info = cert_info(&m)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
@@ -238,102 +285,24 @@ impl TlsReloader {
             info,
             generation,
         });
+        *lock(&self.material) = Arc::new(m);
         self.current.store(loaded.clone());
         Ok(loaded)
     }
-}
 
-struct Material {
-    chain: Vec<X509>,
-    key: PKey<Private>,
-    cas: Vec<X509>,
-    crl: Option<(PathBuf, X509Crl)>,
-    /// What every CRL in the file revokes, their signatures checked here once.
-    revocations: Option<Arc<Revocations>>,
-    digest: Vec<u8>,
-}
-
-fn load(files: &TlsFiles) -> Result<Material, ServerError> {
-    let invalid = |what, path: &Path, detail: String| ServerError::Invalid {
-        what,
-        path: path.to_owned(),
-        detail,
-    };
-    let chain = x509::cert::load_certs("server certificate", &files.cert)?;
-    let key = x509::key::load("server private key", &files.key)?;
-    if !chain[0].public_key()?.public_eq(&key) {
-        return Err(invalid(
-            "server private key",
-            &files.key,
-            format!("it is not the key of {}", files.cert.display()),
-        ));
-    }
-    let cas = x509::cert::load_certs("CA certificate", &files.ca)?;
-    // What the session ID context is derived from: sessions never outlive a change of it.
-    let mut digest_input = Vec::new();
-    for c in chain.iter().chain(&cas) {
-        digest_input.extend_from_slice(&c.to_der()?);
-    }
-    let mut revocations = Revocations::default();
-    let crl = match &files.crl {
-        None => None,
-        Some(path) => {
-            let pem = x509::files::read("CRL", path)?;
-            // One CRL per CA in force (two during a rotation); each must be signed by a CA we
-            // trust or by an issuing CA of our own chain (the intermediate of a two-level PKI).
-            let issuers: Vec<&X509> = cas.iter().chain(chain.iter().skip(1)).collect();
-            let mut soonest: Option<X509Crl> = None;
-            for block in crl_blocks(&pem) {
-                let crl = X509Crl::from_pem(block)
-                    .map_err(|e| invalid("CRL", path, format!("not a PEM CRL ({e})")))?;
-                let signer = issuers.iter().find(|ca| {
-                    ca.public_key()
-                        .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
-                });
-                let Some(signer) = signer else {
-                    return Err(invalid("CRL", path, "not signed by the CA".into()));
-                };
-                revocations.add(&crl, signer)?;
-                // The one due first speaks for the file in warnings, /healthz and metrics.
-                let sooner = match (&soonest, crl.next_update()) {
-                    (None, _) => true,
-                    (Some(s), Some(n)) => s.next_update().is_some_and(|m| n < m),
-                    (Some(_), None) => false,
-                };
-                if sooner {
-                    soonest = Some(crl);
-                }
+    /// A reload or swap, in the metrics; the expiry gauges follow a success.
+    fn count(&self, result: &Result<Arc<Loaded>, ServerError>) {
+        if let Some(m) = &self.settings.policy.metrics {
+            m.reload(result.is_ok());
+            if let Ok(loaded) = result {
+                m.loaded(&loaded.info);
             }
-            let crl = soonest.ok_or_else(|| invalid("CRL", path, "no PEM CRL in it".into()))?;
-            digest_input.extend_from_slice(&pem);
-            Some((path.clone(), crl))
         }
-    };
-    let digest = hash(MessageDigest::sha256(), &digest_input)?.to_vec();
-    Ok(Material {
-        revocations: crl.is_some().then(|| Arc::new(revocations)),
-        chain,
-        key,
-        cas,
-        crl,
-        digest,
-    })
+    }
 }
 
-/// The PEM blocks of the CRLs in `pem`, each with its BEGIN and END lines.
-fn crl_blocks(pem: &[u8]) -> Vec<&[u8]> {
-    const BEGIN: &[u8] = b"-----BEGIN X509 CRL-----";
-    let starts: Vec<usize> = pem
-        .windows(BEGIN.len())
-        .enumerate()
-        .filter(|(_, w)| *w == BEGIN)
-        .map(|(i, _)| i)
-        .collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(n, &from)| &pem[from..starts.get(n + 1).copied().unwrap_or(pem.len())])
-        .collect()
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn build(m: &Material, settings: &Settings) -> Result<SslAcceptorBuilder, ServerError> {
@@ -613,3 +582,6 @@ pub fn leaf_refusal(der: &[u8]) -> Option<(Problem, &'static str)> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;
