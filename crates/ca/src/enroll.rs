@@ -7,7 +7,7 @@
 use openssl::x509::{X509Ref, X509Req, X509};
 use pki::store::{State, Take};
 use pki::verify::{Options, Problem, Purpose};
-use pki::{Authority, Enrollment, Leaf, Record, Subject, SubjectAltName};
+use pki::{Authority, Enrollment, Leaf, Record, Subject};
 use x509::request::Verified;
 
 use crate::error::Refusal;
@@ -177,7 +177,7 @@ impl Ca {
                     .unwrap_or_default()
             )));
         }
-        if record.role != "client" {
+        if record.role != common::Role::Client {
             return Err(Refusal::forbidden(format!(
                 "certificate {serial} is a {} certificate: only device (client) certificates \
                  renew over EST",
@@ -214,13 +214,7 @@ impl Ca {
         let mut leaf = Leaf::client(&record.name);
         leaf.subject = subject;
         leaf.days = self.days;
-        leaf.names = record
-            .sans
-            .split(", ")
-            .filter(|s| !s.is_empty())
-            .map(str::parse::<SubjectAltName>)
-            .collect::<x509::Result<_>>()
-            .map_err(Refusal::internal)?;
+        leaf.names = record.sans.clone();
         Ok(leaf)
     }
 }

@@ -127,7 +127,7 @@ fn enroll_at_once(s: &Setup, replicas: &[CaProcess; 2], root: &Path, label: &str
         .list()
         .expect("list")
         .into_iter()
-        .filter(|r| r.role == "client" && r.name.starts_with("dev-"))
+        .filter(|r| r.role == common::Role::Client && r.name.starts_with("dev-"))
         .collect();
     assert_eq!(devices.len(), N, "a record lost or doubled");
     let serials: HashSet<_> = devices.iter().map(|r| r.serial.clone()).collect();

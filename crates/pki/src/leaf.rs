@@ -101,16 +101,11 @@ impl Leaf {
         Ok(Record {
             aki: aki.to_owned(),
             serial: x509::cert::serial_hex(cert)?,
-            role: self.profile.role().dir_name().to_owned(),
+            role: self.profile.role(),
             name: self.name.clone(),
             subject: x509::cert::one_line(cert.subject_name()),
             cn: x509::cert::common_name(cert.subject_name()),
-            sans: self
-                .names
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            sans: self.names.clone(),
             not_before: unix_time(cert.not_before())?,
             not_after: unix_time(cert.not_after())?,
             state: State::Issuing,

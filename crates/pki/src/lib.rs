@@ -40,6 +40,7 @@ pub use x509::{
 };
 
 pub mod authority;
+mod batch;
 mod claim;
 pub mod error;
 pub mod folder;
@@ -49,6 +50,7 @@ pub mod init;
 pub mod issuer;
 pub mod leaf;
 pub mod lifecycle;
+mod mirror;
 pub mod p12;
 pub mod records;
 pub mod rotation;

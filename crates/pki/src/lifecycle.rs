@@ -20,8 +20,9 @@ use crate::index::Reason;
 use crate::issuer::Issuer;
 use crate::key;
 use crate::leaf::Leaf;
-use crate::profile::{Profile, SubjectAltName};
+use crate::profile::Profile;
 use crate::store::{Claim, Filter, State};
+use common::Role;
 use x509::cert::{key_id, load_cert};
 use x509::key::public_of;
 use x509::time::{now, unix_time};
@@ -136,20 +137,15 @@ impl Folder {
             Some(der) => X509::from_der(der).step("x509 -inform DER")?,
             None => load_cert("certificate", &cert_path)?,
         };
-        let profile = match old.role.as_str() {
-            "server" => Profile::Server,
+        let profile = match old.role {
+            Role::Server => Profile::Server,
             _ => Profile::Client,
         };
         let mut leaf = Leaf::client(&old.name);
         leaf.profile = profile;
         leaf.days = days;
-        leaf.names = old
-            .sans
-            .split(", ")
-            .filter(|s| !s.is_empty())
-            .map(str::parse::<SubjectAltName>)
-            .collect::<x509::Result<_>>()?;
-        let archived = self.archive(&old.role, &old.name, &old.serial, &old_cert)?;
+        leaf.names = old.sans.clone();
+        let archived = self.archive(old.role.dir_name(), &old.name, &old.serial, &old_cert)?;
         let new_key = if rekey {
             let alg = check_key(&*old_cert.public_key().step("x509 -pubkey")?)?;
             Some(key::generate(alg)?)
@@ -171,7 +167,7 @@ impl Folder {
         };
         let issued = self.place(ca, &leaf, &placement)?;
         let p12 = self.layout().client_p12(&old.name);
-        if old.role == "client" && files::exists(&p12) {
+        if old.role == Role::Client && files::exists(&p12) {
             self.notice(format!(
                 "{} still holds the old certificate: `pki export-p12 --name {} --force` makes it anew",
                 p12.display(),

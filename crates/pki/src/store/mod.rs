@@ -14,9 +14,16 @@
 //! The schema is cfssl's `certdb` in spirit (serial + authority key id as key, status, reason,
 //! expiry, SANs, DER), with versioned migrations ([`schema`]).
 
+mod crls;
+mod issue;
 mod postgres;
 mod schema;
 mod sqlite;
+mod tokens;
+
+use issue::insert_row;
+pub use issue::Revocation;
+pub use tokens::TokenRecord;
 
 use std::fmt;
 use std::path::Path;
@@ -25,6 +32,8 @@ use std::time::Duration;
 pub use crate::error::TokenRefusal;
 use crate::error::{Error, Result};
 use crate::index::Reason;
+use common::Role;
+use x509::SubjectAltName;
 
 /// A value bound to or read from a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,16 +214,16 @@ pub struct Record {
     pub aki: String,
     /// Serial number, upper-case hex.
     pub serial: String,
-    /// `server` or `client`.
-    pub role: String,
+    /// Server or client.
+    pub role: Role,
     /// The name its files are stored under (`client/NAME.crt`).
     pub name: String,
     /// Subject, openssl's one-line form.
     pub subject: String,
     /// The subject's CN, if any.
     pub cn: Option<String>,
-    /// subjectAltNames, `DNS:x, IP:y`.
-    pub sans: String,
+    /// subjectAltNames.
+    pub sans: Vec<SubjectAltName>,
     /// notBefore, Unix seconds.
     pub not_before: i64,
     /// notAfter, Unix seconds.
@@ -238,6 +247,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// The subjectAltNames as openssl writes them: `DNS:x, IP:y`.
+    pub fn sans_text(&self) -> String {
+        sans_text(&self.sans)
+    }
+
     /// Whole days from now until notAfter (negative once expired).
     pub fn days_left(&self) -> i64 {
         (self.not_after - x509::time::now()).div_euclid(86_400)
@@ -262,7 +276,7 @@ pub struct Filter {
     /// Only this status at `at`.
     pub status: Option<crate::index::Status>,
     /// Only this role.
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// Only those not revoked that expire within this many seconds of `at` (and have not yet).
     pub expiring_within: Option<i64>,
     /// Only this name (case-insensitive).
@@ -432,199 +446,6 @@ impl Db {
         })
     }
 
-    /// Records `rec` (state [`State::Issuing`], claimed by this process) as the current one under
-    /// its name. With [`Claim::New`], fails with [`Error::NameTaken`] when another is current.
-    pub fn insert(&mut self, rec: &Record, claim: Claim) -> Result<()> {
-        self.write(|tx| {
-            if claim == Claim::Replace {
-                tx.exec(
-                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
-                    &[rec.role.as_str().into(), rec.name.to_ascii_lowercase().into()],
-                )?;
-            }
-            // A refusal rolls the transaction back: nothing changes, not even the counter.
-            match insert_row(tx, rec) {
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.clone(),
-                    name: rec.name.clone(),
-                })),
-                Err(e) => Err(Failed::Sql(e)),
-                Ok(()) => Ok(()),
-            }
-        })
-    }
-
-    /// Records many at once (a batch), in one transaction; names already taken are refused as a
-    /// whole, naming the first.
-    pub fn insert_all(&mut self, recs: &[Record]) -> Result<()> {
-        self.write(|tx| {
-            for rec in recs {
-                match insert_row(tx, rec) {
-                    Err(SqlError::Unique) => {
-                        return Err(Failed::Pki(Error::NameTaken {
-                            role: rec.role.clone(),
-                            name: rec.name.clone(),
-                        }))
-                    }
-                    Err(e) => return Err(Failed::Sql(e)),
-                    Ok(()) => {}
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Records `rec` as [`Db::insert`] does, in the same transaction as spending the enrollment
-    /// token whose digest is `token` (which must be unused, unexpired at `at`, and for this
-    /// role and name): a token is spent exactly when a certificate is recorded with it.
-    pub fn insert_with_token(
-        &mut self,
-        rec: &Record,
-        claim: Claim,
-        token: &str,
-        at: i64,
-    ) -> Result<()> {
-        let outcome = self.write(|tx| {
-            if let Some(why) = spend_token(tx, token, rec, at)? {
-                return Ok(Err(why));
-            }
-            if claim == Claim::Replace {
-                tx.exec(
-                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
-                    &[rec.role.as_str().into(), rec.name.to_ascii_lowercase().into()],
-                )?;
-            }
-            match insert_row(tx, rec) {
-                // Roll the token back with the record: nothing was issued.
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.clone(),
-                    name: rec.name.clone(),
-                })),
-                Err(e) => Err(Failed::Sql(e)),
-                Ok(()) => Ok(Ok(())),
-            }
-        })?;
-        outcome.map_err(Error::Token)
-    }
-
-    /// The online CA's issuance, in one transaction: spends the enrollment token whose digest
-    /// is `token` (if any), takes the name as `take` says, and records `rec` as issued (no
-    /// file is written for it; the CLI's next export brings `index.txt` up to date). Any
-    /// refusal rolls all of it back: the token stays unspent.
-    pub fn record_issued(
-        &mut self,
-        rec: &Record,
-        take: Take,
-        token: Option<&str>,
-        at: i64,
-    ) -> Result<()> {
-        self.write(|tx| {
-            if let Some(digest) = token {
-                if let Some(why) = spend_token(tx, digest, rec, at)? {
-                    return Err(Failed::Pki(Error::Token(why)));
-                }
-            }
-            take_name(tx, rec, take, at)?;
-            match insert_row(tx, rec) {
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.clone(),
-                    name: rec.name.clone(),
-                })),
-                other => Ok(other?),
-            }
-        })
-    }
-
-    /// Why the enrollment token whose digest is `digest` would be refused for `role`/`name`
-    /// at `at`, or `None` when it would be accepted. A read: nothing is spent (the online CA
-    /// answers a used token as such before it looks at anything else).
-    pub fn check_token(
-        &mut self,
-        digest: &str,
-        role: &str,
-        name: &str,
-        at: i64,
-    ) -> Result<Option<TokenRefusal>> {
-        self.read(|tx| {
-            let usable = tx.query(
-                "SELECT 1 FROM tokens WHERE digest = $1 AND used_at IS NULL AND expires_at > $2 \
-                 AND role = $3 AND name_key = $4",
-                &[
-                    digest.into(),
-                    at.into(),
-                    role.into(),
-                    name.to_ascii_lowercase().into(),
-                ],
-            )?;
-            if !usable.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(token_refusal(tx, digest, role, name, at)?))
-        })
-    }
-
-    /// Stores a new enrollment token (its digest) for `role`/`name`, valid until `expires_at`.
-    pub fn add_token(
-        &mut self,
-        digest: &str,
-        role: &str,
-        name: &str,
-        at: i64,
-        expires_at: i64,
-    ) -> Result<()> {
-        self.write(|tx| {
-            tx.exec(
-                "INSERT INTO tokens (digest, role, name_key, name, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    digest.into(),
-                    role.into(),
-                    name.to_ascii_lowercase().into(),
-                    name.into(),
-                    at.into(),
-                    expires_at.into(),
-                ],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The tokens: (name, role, created, expires, used at).
-    pub fn tokens(&mut self) -> Result<Vec<TokenRecord>> {
-        self.read(|tx| {
-            let rows = tx.query(
-                "SELECT name, role, created_at, expires_at, used_at, used_serial FROM tokens \
-                 ORDER BY created_at",
-                &[],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| TokenRecord {
-                    name: r[0].text(),
-                    role: r[1].text(),
-                    created_at: r[2].int(),
-                    expires_at: r[3].int(),
-                    used_at: r[4].opt_int(),
-                    used_serial: r[5].opt_text(),
-                })
-                .collect())
-        })
-    }
-
-    /// Marks records whose files are written as issued, releasing their claims.
-    pub fn settle(&mut self, aki: &str, serials: &[String]) -> Result<()> {
-        self.write(|tx| {
-            bump(tx)?;
-            for s in serials {
-                tx.exec(
-                    "UPDATE certificates SET state = 'issued', claim = NULL WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
-                    &[aki.into(), s.as_str().into()],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
     /// The records `filter` selects, oldest first.
     pub fn list(&mut self, filter: &Filter) -> Result<Vec<Record>> {
         let (clause, params) = where_clause(filter);
@@ -673,85 +494,6 @@ impl Db {
         })
     }
 
-    /// Forgets a record still in state `Issuing` whose certificate never reached its files
-    /// (its command died before the rename): it was never handed out. When `restore` names
-    /// the certificate that is on disk under that name, that one is current again.
-    pub fn abandon(&mut self, aki: &str, serial: &str, restore: Option<&str>) -> Result<()> {
-        self.write(|tx| {
-            bump(tx)?;
-            let gone = tx.exec(
-                "DELETE FROM certificates WHERE aki = $1 AND serial = $2 AND state = 'issuing'",
-                &[aki.into(), serial.into()],
-            )?;
-            if gone == 1 {
-                tx.exec(
-                    "DELETE FROM certificate_ders WHERE aki = $1 AND serial = $2",
-                    &[aki.into(), serial.into()],
-                )?;
-            }
-            if let Some(other) = restore {
-                tx.exec(
-                    "UPDATE certificates SET current = 1 WHERE aki = $1 AND serial = $2",
-                    &[aki.into(), other.into()],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Revokes the records of `aki` with these serials that are not revoked yet (each a
-    /// compare-and-swap, so two commands cannot both count one), then signs a CRL in the same
-    /// transaction with `sign(number, revoked list)`. Returns the records this call revoked
-    /// and the CRL.
-    pub fn revoke(
-        &mut self,
-        aki: &str,
-        serials: &[String],
-        at: i64,
-        reason: Option<Reason>,
-        sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
-    ) -> Result<Revocation> {
-        let select = format!("SELECT {COLUMNS} WHERE c.aki = $1 AND c.serial = $2");
-        self.write(|tx| {
-            let rows = tx.query("SELECT value FROM meta WHERE key = 'generation'", &[])?;
-            let generation_before = rows.first().map_or(0, |r| r[0].int());
-            let mut done = Vec::new();
-            for s in serials {
-                let n = tx.exec(
-                    "UPDATE certificates SET state = 'revoked', revoked_at = $3, reason = $4, claim = NULL \
-                     WHERE aki = $1 AND serial = $2 AND state <> 'revoked'",
-                    &[aki.into(), s.as_str().into(), at.into(), reason.map(|r| r.as_str()).into()],
-                )?;
-                if n == 1 {
-                    let rows = tx.query(&select, &[aki.into(), s.as_str().into()])?;
-                    for r in rows.iter().map(|r| row(r)) {
-                        tx.exec(
-                            "UPDATE certificates SET line = $3 WHERE aki = $1 AND serial = $2",
-                            &[aki.into(), s.as_str().into(), index_line(&r).into()],
-                        )?;
-                        done.push(r);
-                    }
-                }
-            }
-            let crl = sign_crl(tx, aki, at, sign)?;
-            Ok(Revocation {
-                records: done,
-                crl,
-                generation_before,
-            })
-        })
-    }
-
-    /// Signs a new CRL of `aki` with `sign(number, revoked list)` and records it.
-    pub fn crl(
-        &mut self,
-        aki: &str,
-        at: i64,
-        sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
-    ) -> Result<CrlRecord> {
-        self.write(|tx| sign_crl(tx, aki, at, sign))
-    }
-
     /// The change counter: any change to the records or a new CRL raises it.
     pub fn generation(&mut self) -> Result<i64> {
         self.read(|tx| {
@@ -777,26 +519,6 @@ impl Db {
         })
     }
 
-    /// The CRL of `aki` with the highest number, if one was signed.
-    pub fn latest_crl(&mut self, aki: &str) -> Result<Option<CrlRecord>> {
-        self.read(|tx| {
-            let rows = tx.query(
-                "SELECT aki, number, this_update, next_update, der FROM crls WHERE aki = $1 \
-                 ORDER BY number DESC LIMIT 1",
-                &[aki.into()],
-            )?;
-            Ok(rows.first().map(|r| crl_row(r)))
-        })
-    }
-
-    /// The number the next CRL of `aki` will get.
-    pub fn next_crl_number(&mut self, aki: &str) -> Result<i64> {
-        self.read(|tx| {
-            let rows = tx.query("SELECT next FROM crl_numbers WHERE aki = $1", &[aki.into()])?;
-            Ok(rows.first().map_or(1, |r| r[0].int()))
-        })
-    }
-
     /// Imports records of an older `pki` (its index.txt) and its next CRL number, once: does
     /// nothing when the database already holds records.
     pub fn import(&mut self, aki: &str, recs: &[Record], next_crl: i64) -> Result<bool> {
@@ -816,65 +538,6 @@ impl Db {
             Ok(true)
         })
     }
-
-    /// Starts the CRL numbering of a CA that joins the ones in force (a rotation's new CA):
-    /// the names of the others' leaves stay taken.
-    pub fn start_numbering(&mut self, aki: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.exec(
-                "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
-                &[aki.into()],
-            )?;
-            bump(tx)?;
-            Ok(())
-        })
-    }
-
-    /// How many records of `aki` are in force (not revoked, not expired at `at`) and current.
-    pub fn in_force(&mut self, aki: &str, at: i64) -> Result<i64> {
-        self.read(|tx| {
-            let rows = tx.query(
-                "SELECT count(*) FROM certificates WHERE aki = $1 AND state <> 'revoked' \
-                 AND not_after > $2 AND current = 1",
-                &[aki.into(), at.into()],
-            )?;
-            Ok(rows[0][0].int())
-        })
-    }
-
-    /// Starts the CRL numbering of a new CA at 1 (forgetting nothing: records of other CAs stay).
-    pub fn start_ca(&mut self, aki: &str) -> Result<()> {
-        self.write(|tx| {
-            tx.exec(
-                "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
-                &[aki.into()],
-            )?;
-            bump(tx)?;
-            // A new CA under the same folder: the names of the old one's leaves are free again.
-            tx.exec(
-                "UPDATE certificates SET current = 0 WHERE aki <> $1 AND current = 1",
-                &[aki.into()],
-            )?;
-            Ok(())
-        })
-    }
-}
-
-/// An enrollment token, as the records keep it (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TokenRecord {
-    /// The name it may enroll.
-    pub name: String,
-    /// The role it may enroll.
-    pub role: String,
-    /// When it was made.
-    pub created_at: i64,
-    /// When it stops working.
-    pub expires_at: i64,
-    /// When it was used, if it was.
-    pub used_at: Option<i64>,
-    /// The certificate it was used for.
-    pub used_serial: Option<String>,
 }
 
 /// What a transaction body can fail with: the engine, or a refusal of ours.
@@ -904,17 +567,6 @@ fn bump(tx: &mut dyn Sql) -> Result<(), SqlError> {
     .map(|_| ())
 }
 
-/// What one revoking transaction did ([`Db::revoke`]).
-#[derive(Debug)]
-pub struct Revocation {
-    /// The records revoked, as they are now.
-    pub records: Vec<Record>,
-    /// The CRL signed with them.
-    pub crl: CrlRecord,
-    /// The change counter before the transaction (it bumps it by one).
-    pub generation_before: i64,
-}
-
 /// The record's line in `index.txt` (`openssl ca`'s format), newline included; kept with the
 /// record so that the export reads one column.
 pub(crate) fn index_line(r: &Record) -> String {
@@ -927,104 +579,6 @@ pub(crate) fn index_line(r: &Record) -> String {
     }
     .to_line()
 }
-
-fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
-    bump(tx)?;
-    tx.exec(
-        "INSERT INTO certificates (aki, serial, role, name, name_key, subject, cn, sans, \
-         not_before, not_after, state, revoked_at, reason, current, file, issued_at, claim, \
-         renews, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19)",
-        &[
-            r.aki.as_str().into(),
-            r.serial.as_str().into(),
-            r.role.as_str().into(),
-            r.name.as_str().into(),
-            r.name.to_ascii_lowercase().into(),
-            r.subject.as_str().into(),
-            r.cn.clone().into(),
-            r.sans.as_str().into(),
-            r.not_before.into(),
-            r.not_after.into(),
-            r.state.as_str().into(),
-            r.revoked.map(|(at, _)| at).into(),
-            r.revoked
-                .and_then(|(_, why)| why)
-                .map(|w| w.as_str())
-                .into(),
-            i64::from(r.current).into(),
-            r.file.as_str().into(),
-            r.issued_at.into(),
-            r.claim.clone().into(),
-            r.renews.clone().into(),
-            index_line(r).into(),
-        ],
-    )?;
-    if let Some(der) = &r.der {
-        tx.exec(
-            "INSERT INTO certificate_ders (aki, serial, der) VALUES ($1, $2, $3)",
-            &[
-                r.aki.as_str().into(),
-                r.serial.as_str().into(),
-                Value::Blob(der.clone()),
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-fn sign_crl(
-    tx: &mut dyn Sql,
-    aki: &str,
-    at: i64,
-    sign: &mut dyn FnMut(i64, &[Revoked]) -> Result<CrlRecord>,
-) -> Result<CrlRecord, Failed> {
-    tx.exec(
-        "INSERT INTO crl_numbers (aki, next) VALUES ($1, 1) ON CONFLICT (aki) DO NOTHING",
-        &[aki.into()],
-    )?;
-    // The row lock taken here orders every CRL of this issuer; the list is read after it.
-    let rows = tx.query(
-        "UPDATE crl_numbers SET next = next + 1 WHERE aki = $1 RETURNING next - 1",
-        &[aki.into()],
-    )?;
-    let number = rows[0][0].int();
-    let revoked: Vec<Revoked> = tx
-        .query(
-            "SELECT serial, revoked_at, reason FROM certificates WHERE aki = $1 AND \
-             state = 'revoked' AND not_after > $2 ORDER BY serial",
-            &[aki.into(), at.into()],
-        )?
-        .iter()
-        .map(|r| Revoked {
-            serial: r[0].text(),
-            at: r[1].int(),
-            reason: r[2].opt_text().and_then(|s| Reason::parse(&s)),
-        })
-        .collect();
-    let crl = sign(number, &revoked)?;
-    bump(tx)?;
-    tx.exec(
-        "INSERT INTO crls (aki, number, this_update, next_update, der) VALUES ($1, $2, $3, $4, $5)",
-        &[
-            crl.aki.as_str().into(),
-            crl.number.into(),
-            crl.this_update.into(),
-            crl.next_update.into(),
-            Value::Blob(crl.der.clone()),
-        ],
-    )?;
-    // Only the newest CRL is ever served or exported; a few older ones are kept to look back
-    // on. All of them would grow ca.db by a CRL per revocation (470 KB at 10,000 revoked).
-    tx.exec(
-        "DELETE FROM crls WHERE aki = $1 AND number <= $2",
-        &[crl.aki.as_str().into(), (crl.number - CRLS_KEPT).into()],
-    )?;
-    Ok(crl)
-}
-
-/// How many CRLs of each CA the records keep, the newest included.
-const CRLS_KEPT: i64 = 8;
 
 fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     use crate::index::Status;
@@ -1047,7 +601,7 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
         None => {}
     }
     if let Some(role) = &f.role {
-        let p = bind(role.as_str().into(), &mut params);
+        let p = bind(role.dir_name().into(), &mut params);
         conds.push(format!("role = {p}"));
     }
     if let Some(name) = &f.name {
@@ -1075,11 +629,11 @@ fn row(r: &[Value]) -> Record {
     Record {
         aki: r[0].text(),
         serial: r[1].text(),
-        role: r[2].text(),
+        role: role_of(&r[2].text()),
         name: r[3].text(),
         subject: r[4].text(),
         cn: r[5].opt_text(),
-        sans: r[6].text(),
+        sans: sans_of(&r[6].text()),
         not_before: r[7].int(),
         not_after: r[8].int(),
         state: State::parse(&r[9].text()),
@@ -1093,87 +647,27 @@ fn row(r: &[Value]) -> Record {
     }
 }
 
-fn crl_row(r: &[Value]) -> CrlRecord {
-    CrlRecord {
-        aki: r[0].text(),
-        number: r[1].int(),
-        this_update: r[2].int(),
-        next_update: r[3].int(),
-        der: r[4].opt_blob().unwrap_or_default(),
+/// A role as the records spell it (`server`, `client`; `ca` for a CA's own row).
+fn role_of(text: &str) -> Role {
+    match text {
+        "server" => Role::Server,
+        "ca" => Role::Ca,
+        _ => Role::Client,
     }
 }
 
-/// Spends the token whose digest is `digest` for `rec` at `at`, or says why it cannot.
-fn spend_token(
-    tx: &mut dyn Sql,
-    digest: &str,
-    rec: &Record,
-    at: i64,
-) -> Result<Option<TokenRefusal>, SqlError> {
-    let spent = tx.exec(
-        "UPDATE tokens SET used_at = $1, used_serial = $2 WHERE digest = $3 AND \
-         used_at IS NULL AND expires_at > $1 AND role = $4 AND name_key = $5",
-        &[
-            at.into(),
-            rec.serial.as_str().into(),
-            digest.into(),
-            rec.role.as_str().into(),
-            rec.name.to_ascii_lowercase().into(),
-        ],
-    )?;
-    if spent == 1 {
-        return Ok(None);
-    }
-    token_refusal(tx, digest, &rec.role, &rec.name, at).map(Some)
+/// subjectAltNames as the records keep them: openssl's `DNS:x, IP:y`.
+pub(crate) fn sans_text(sans: &[SubjectAltName]) -> String {
+    sans.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// Makes room under `rec`'s name as `take` says; a valid holder refuses [`Take::UnlessValid`].
-fn take_name(tx: &mut dyn Sql, rec: &Record, take: Take, at: i64) -> Result<(), Failed> {
-    let key: [Value; 2] = [
-        rec.role.as_str().into(),
-        rec.name.to_ascii_lowercase().into(),
-    ];
-    if take == Take::UnlessValid {
-        let holder = tx.query(
-            "SELECT serial, not_after FROM certificates WHERE role = $1 AND name_key = $2 \
-             AND current = 1 AND state <> 'revoked' AND not_after > $3",
-            &[key[0].clone(), key[1].clone(), at.into()],
-        )?;
-        if let Some(r) = holder.first() {
-            return Err(Failed::Pki(Error::NameHeld {
-                name: rec.name.clone(),
-                serial: r[0].text(),
-                not_after: r[1].int(),
-            }));
-        }
-    }
-    if take != Take::New {
-        tx.exec(
-            "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
-            &key,
-        )?;
-    }
-    Ok(())
-}
-
-fn token_refusal(
-    tx: &mut dyn Sql,
-    digest: &str,
-    role: &str,
-    name: &str,
-    at: i64,
-) -> Result<TokenRefusal, SqlError> {
-    let rows = tx.query(
-        "SELECT used_at, expires_at, role, name_key FROM tokens WHERE digest = $1",
-        &[digest.into()],
-    )?;
-    Ok(match rows.first() {
-        None => TokenRefusal::Unknown,
-        Some(r) if r[0].opt_int().is_some() => TokenRefusal::Used,
-        Some(r) if r[1].int() <= at => TokenRefusal::Expired,
-        Some(r) if r[2].text() != role || r[3].text() != name.to_ascii_lowercase() => {
-            TokenRefusal::OtherName
-        }
-        Some(_) => TokenRefusal::Unknown,
-    })
+/// The names of a `sans` column; one that no longer parses is left out, not fatal to a read.
+fn sans_of(text: &str) -> Vec<SubjectAltName> {
+    text.split(", ")
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
