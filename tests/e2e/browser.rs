@@ -53,32 +53,7 @@ impl Browser {
             );
         }
         let home = tempfile::tempdir().expect("tempdir");
-        let nssdb = home.path().join(".pki/nssdb");
-        std::fs::create_dir_all(&nssdb).expect("mkdir nssdb");
-        let db = format!("sql:{}", s(&nssdb));
-        let nss = |tool: &str, args: &[&str]| {
-            let (ok, out) = run(tool, args);
-            assert!(ok, "{tool} {args:?}: {out}");
-        };
-        nss("certutil", &["-N", "-d", &db, "--empty-password"]);
-        nss(
-            "certutil",
-            &[
-                "-A",
-                "-d",
-                &db,
-                "-n",
-                "https-project test CA",
-                "-t",
-                "C,,",
-                "-i",
-                s(ca),
-            ],
-        );
-        if let Some(p12) = p12 {
-            nss("pk12util", &["-i", s(p12), "-d", &db, "-W", P12_PASSWORD]);
-        }
-
+        Browser::nss_profile(home.path(), ca, p12);
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -125,6 +100,35 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("chromedriver did not start a session: {last_err}");
+    }
+
+    /// The NSS database Chromium reads in `home`: our CA trusted, and the client's PKCS#12.
+    fn nss_profile(home: &Path, ca: &Path, p12: Option<&Path>) {
+        let nssdb = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).expect("mkdir nssdb");
+        let db = format!("sql:{}", s(&nssdb));
+        let nss = |tool: &str, args: &[&str]| {
+            let (ok, out) = run(tool, args);
+            assert!(ok, "{tool} {args:?}: {out}");
+        };
+        nss("certutil", &["-N", "-d", &db, "--empty-password"]);
+        nss(
+            "certutil",
+            &[
+                "-A",
+                "-d",
+                &db,
+                "-n",
+                "https-project test CA",
+                "-t",
+                "C,,",
+                "-i",
+                s(ca),
+            ],
+        );
+        if let Some(p12) = p12 {
+            nss("pk12util", &["-i", s(p12), "-d", &db, "-W", P12_PASSWORD]);
+        }
     }
 
     fn client(&self) -> &Client {

@@ -396,7 +396,17 @@ fn tls_settings_follow_mozilla_profiles() {
     )
     .expect("tls 1.2");
     assert_eq!(r.version, "TLSv1.2");
+}
 
+#[test]
+fn old_protocols_groups_and_ciphers_are_refused() {
+    let pki = TestPki::new();
+    let srv = serve(&pki, ClientAuth::None);
+    let ca = pki.layout().ca_cert();
+    let base = Opts {
+        ca: Some(&ca),
+        ..Opts::default()
+    };
     for (name, o) in [
         (
             "TLS 1.1",
@@ -448,7 +458,16 @@ fn tls_settings_follow_mozilla_profiles() {
             .unwrap_or_else(|| panic!("{name} must be refused"));
         assert!(e.contains("handshake"), "{name}: {e}");
     }
+}
 
+#[test]
+fn the_modern_profile_speaks_tls_1_3_only() {
+    let pki = TestPki::new();
+    let ca = pki.layout().ca_cert();
+    let base = Opts {
+        ca: Some(&ca),
+        ..Opts::default()
+    };
     let mut cfg = Config::for_pki(pki.layout().root(), ClientAuth::None);
     cfg.tls_profile = TlsProfile::Modern;
     let modern = TestServer::spawn(cfg).expect("server starts");

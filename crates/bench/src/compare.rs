@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::{io, Error, Result};
 use crate::figure::{Figure, KeyKind};
-use crate::load::{self, Hooks, LoadConfig, Mode, NoHooks};
 use crate::model::{Crypto, FigureRun, Machine, Metric, Run, Sample, Server, Settings};
 use crate::nginx;
 use crate::servers::{free_port, Pki, Running};
-use crate::tls::{Backend, TlsFiles};
-use crate::usage;
+use loadgen::load::{self, Hooks, LoadConfig, Mode, NoHooks};
+use loadgen::tls::{Backend, TlsFiles};
+use loadgen::usage;
 
 /// What `bench compare` runs, every default resolved.
 #[derive(Debug, Clone)]
@@ -154,17 +154,18 @@ impl Bench<'_> {
                 cmd.arg("-e").arg(dir.join("nginx.log"));
                 cmd
             }
-            (Server::Nginx, None) => return Err(Error::Usage("nginx is not available".into())),
+            (Server::Nginx, None) => return Err(Error::usage("nginx is not available")),
         };
         Ok(cmd)
     }
 
     /// The upstream of the proxied figure: an nginx of its own, plain HTTP on loopback.
     fn upstream(&self, dir: &Path) -> Result<Running> {
-        let bin =
-            self.cfg.nginx.as_ref().ok_or_else(|| {
-                Error::Usage("the proxied figure needs nginx as its upstream".into())
-            })?;
+        let bin = self
+            .cfg
+            .nginx
+            .as_ref()
+            .ok_or_else(|| Error::usage("the proxied figure needs nginx as its upstream"))?;
         let port = free_port()?;
         let conf = dir.join("upstream.conf");
         std::fs::write(&conf, nginx::render_upstream(dir, port))
@@ -242,12 +243,12 @@ pub fn run(cfg: &CompareConfig) -> Result<Run> {
     let t0 = Instant::now();
     let started_utc = stamp(time::OffsetDateTime::now_utc());
     if !(0.5..=120.0).contains(&secs) || cfg.figures.is_empty() || reps == 0 {
-        return Err(Error::Usage(
-            "--secs must be 0.5 to 120, --reps at least 1, and --only name a figure".into(),
+        return Err(Error::usage(
+            "--secs must be 0.5 to 120, --reps at least 1, and --only name a figure",
         ));
     }
     if !cfg.server_bin.is_file() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} is missing: build it first (`cargo build --release -p server`)",
             cfg.server_bin.display()
         )));
@@ -443,6 +444,6 @@ mod tests {
         let mut short = cfg;
         short.settings.secs = 0.1;
         let e = run(&short).expect_err("too short");
-        assert!(matches!(e, Error::Usage(_)), "{e}");
+        assert!(matches!(e, Error::Load(loadgen::Error::Usage(_))), "{e}");
     }
 }

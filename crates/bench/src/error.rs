@@ -1,30 +1,13 @@
-//! What can go wrong in `bench`, each saying what failed and, where there is one, what to do.
+//! What can go wrong in `bench compare`: the load generator's failures, and the servers, the
+//! PKI and the report of the comparison.
 
-/// A failure of the load generator or of `bench compare`.
+/// A failure of `bench compare`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An option or input the benchmark cannot use; the text says which and why.
-    #[error("{0}")]
-    Usage(String),
-    /// A file, socket, process or runtime operation failed.
-    #[error("cannot {what}")]
-    Io {
-        /// What was being done, e.g. `read the CA certificate ca.crt`.
-        what: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The load generator's TLS client refused a setting or file (OpenSSL, rustls or PEM).
-    #[error("{what}")]
-    Tls {
-        /// What was being set up, e.g. `cannot load the CA ca.crt`.
-        what: String,
-        /// The TLS library's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// The load generator's (an option, a file, a socket, TLS, JSON).
+    #[error(transparent)]
+    Load(#[from] loadgen::Error),
     /// A server under test exited or did not listen at start-up.
     #[error("{server} {why}; the end of its log:\n{log}")]
     ServerStart {
@@ -38,31 +21,29 @@ pub enum Error {
     /// The benchmark PKI could not be made.
     #[error("cannot make the benchmark PKI")]
     Pki(#[from] pki::Error),
-    /// The report could not be encoded.
-    #[error("cannot encode the report as JSON")]
-    Json(#[from] serde_json::Error),
     /// The chart could not be drawn.
     #[error("cannot draw the chart")]
     Chart(#[from] plotters::drawing::DrawingAreaErrorKind<std::io::Error>),
 }
 
-/// `Result` with [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Wraps an I/O error with what was being done.
-pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Io { what, source }
-}
-
-/// Wraps a TLS library's error with what was being set up.
-pub(crate) fn tls<E>(what: impl Into<String>) -> impl FnOnce(E) -> Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let what = what.into();
-    move |source| Error::Tls {
-        what,
-        source: Box::new(source),
+impl Error {
+    /// An option or input the comparison cannot use.
+    pub fn usage(why: impl Into<String>) -> Error {
+        Error::Load(loadgen::Error::Usage(why.into()))
     }
 }
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::Load(loadgen::Error::Json(e))
+    }
+}
+
+/// Wraps an I/O error with what was being done.
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let wrap = loadgen::error::io(what);
+    move |source| Error::Load(wrap(source))
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::http::{Http, RequestKind};
-use crate::load::Mode;
+use loadgen::http::{Http, RequestKind};
+use loadgen::load::Mode;
 
 /// Key type of the benchmark PKI (CA, server and client alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

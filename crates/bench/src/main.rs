@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use bench::compare::{self, CompareConfig};
 use bench::figure::Figure;
-use bench::http::{Http, RequestKind};
-use bench::load::{self, LoadConfig, Mode};
 use bench::model::Settings;
-use bench::tls::{Backend, TlsFiles};
 use bench::{nginx, report};
 use clap::{Args, Parser, Subcommand};
+use loadgen::http::{Http, RequestKind};
+use loadgen::load::{self, LoadConfig, Mode};
+use loadgen::tls::{Backend, TlsFiles};
 
 #[derive(Parser)]
 #[command(

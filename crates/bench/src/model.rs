@@ -4,9 +4,9 @@
 use serde::Serialize;
 
 use crate::figure::{Figure, KeyKind, Unit};
-use crate::load::LoadResult;
-use crate::stats::Spread;
-use crate::tls::Backend;
+use loadgen::load::LoadResult;
+use loadgen::stats::Spread;
+use loadgen::tls::Backend;
 
 /// Which server a sample measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use crate::error::{io, Result};
 use crate::figure::{Figure, Unit};
 use crate::model::{FigureRun, Metric, Run, Server};
-use crate::stats::Spread;
+use loadgen::stats::Spread;
 
 /// `12,345` from 100 up, one decimal below (none for whole numbers), `–` for no value.
 pub fn num(x: f64) -> String {
@@ -131,7 +131,7 @@ fn crypto(run: &Run) -> String {
         num(c.ceiling(crate::figure::KeyKind::Rsa2048, cores)),
     );
     let full = run.figures.iter().filter(|f| {
-        f.figure.unit() == Unit::Handshakes && f.figure.mode() == crate::load::Mode::NewConn
+        f.figure.unit() == Unit::Handshakes && f.figure.mode() == loadgen::load::Mode::NewConn
     });
     for f in full {
         let share = |server| {

@@ -146,7 +146,7 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        for pid in crate::usage::tree(self.pid()).into_iter().rev() {
+        for pid in loadgen::usage::tree(self.pid()).into_iter().rev() {
             kill(pid, Signal::KILL);
         }
         let _ = self.child.wait();
@@ -203,7 +203,7 @@ mod tests {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut running =
             Running::start(Server::Nginx, py, dir.path().join("nginx.log"), addr).expect("starts");
-        let tree = crate::usage::tree(running.pid());
+        let tree = loadgen::usage::tree(running.pid());
         assert_eq!(tree.len(), 2, "the server and its worker: {tree:?}");
         let t0 = Instant::now();
         running.stop();

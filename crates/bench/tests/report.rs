@@ -2,11 +2,11 @@
 //! and chart checked against them.
 
 use bench::figure::{Figure, Unit};
-use bench::load::{Errors, LoadResult};
 use bench::model::{Crypto, FigureRun, Machine, Metric, Run, Sample, Server, Settings};
 use bench::report;
-use bench::stats::Latency;
-use bench::tls::Backend;
+use loadgen::load::{Errors, LoadResult};
+use loadgen::stats::Latency;
+use loadgen::tls::Backend;
 
 /// A run of `figure` on `server` at `rate`/s for 2.5 s, costing `cpu_us` of server CPU each.
 fn sample(server: Server, figure: Figure, rate: f64, cpu_us: f64) -> Sample {

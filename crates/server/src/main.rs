@@ -373,47 +373,49 @@ mod tests {
 
     /// Every flag given (so no `SERVER_*` variable of the test's own environment counts), each
     /// with a value unlike its default: each must land in its own field.
+    /// Every flag, each with a value of its own.
+    const EVERY_FLAG: &[&str] = &[
+        "server",
+        "--bind=127.0.0.2:1",
+        "--pki-dir=p",
+        "--cert=c",
+        "--key=k",
+        "--ca=a",
+        "--crl=r",
+        "--crl-url=https://ca:8443/crl",
+        "--crl-poll-secs=25",
+        "--client-auth=optional",
+        "--tls-profile=modern",
+        "--users=u",
+        "--allow-cn=x,y",
+        "--allow-san=URI:s",
+        "--login-max-failures=11",
+        "--login-lockout-secs=12",
+        "--login-cache-secs=13",
+        "--hash-threads=14",
+        "--session-cache=15",
+        "--verify-depth=16",
+        "--watch-secs=17",
+        "--workers=18",
+        "--handshake-timeout-secs=19",
+        "--request-timeout-secs=20",
+        "--keep-alive-secs=21",
+        "--max-connections=22",
+        "--shutdown-timeout-secs=23",
+        "--upstream=http://127.0.0.1:5000",
+        "--upstream-timeout-secs=24",
+        "--identity-header-prefix=X-Who-",
+        "--upstream-login-path=",
+        "--crl-stale=warn",
+        "--metrics-bind=127.0.0.3:9",
+        "--metrics-allow-cn=prom",
+        "--metrics-allow-san=URI:m",
+        "--log-format=json",
+    ];
+
     #[test]
     fn every_flag_lands_in_its_field() {
-        let args = Args::try_parse_from([
-            "server",
-            "--bind=127.0.0.2:1",
-            "--pki-dir=p",
-            "--cert=c",
-            "--key=k",
-            "--ca=a",
-            "--crl=r",
-            "--crl-url=https://ca:8443/crl",
-            "--crl-poll-secs=25",
-            "--client-auth=optional",
-            "--tls-profile=modern",
-            "--users=u",
-            "--allow-cn=x,y",
-            "--allow-san=URI:s",
-            "--login-max-failures=11",
-            "--login-lockout-secs=12",
-            "--login-cache-secs=13",
-            "--hash-threads=14",
-            "--session-cache=15",
-            "--verify-depth=16",
-            "--watch-secs=17",
-            "--workers=18",
-            "--handshake-timeout-secs=19",
-            "--request-timeout-secs=20",
-            "--keep-alive-secs=21",
-            "--max-connections=22",
-            "--shutdown-timeout-secs=23",
-            "--upstream=http://127.0.0.1:5000",
-            "--upstream-timeout-secs=24",
-            "--identity-header-prefix=X-Who-",
-            "--upstream-login-path=",
-            "--crl-stale=warn",
-            "--metrics-bind=127.0.0.3:9",
-            "--metrics-allow-cn=prom",
-            "--metrics-allow-san=URI:m",
-            "--log-format=json",
-        ])
-        .expect("parse");
+        let args = Args::try_parse_from(EVERY_FLAG).expect("parse");
         assert!(matches!(args.log_format, LogFormatArg::Json));
         let c = args.into_config();
         let path = |s: &str| Some(PathBuf::from(s));

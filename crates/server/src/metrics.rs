@@ -208,14 +208,7 @@ pub struct Metrics {
     lockouts: IntCounter,
     pub(crate) connections_open: IntGauge,
     pub(crate) connections_lingering: IntGauge,
-    server_not_after: IntGauge,
-    ca_not_after: IntGaugeVec,
-    crl_this_update: IntGaugeVec,
-    crl_next_update: IntGaugeVec,
-    crl_number: IntGaugeVec,
-    reload_time: IntGauge,
-    reload_ok: IntGauge,
-    reloads: IntCounterVec,
+    trust: TrustFigures,
     client_validity: Histogram,
     client_soonest: IntGaugeVec,
     soonest: Soonest,
@@ -230,19 +223,19 @@ const LATENCY_BUCKETS: [f64; 12] = [
 const VALIDITY_BUCKETS_DAYS: [f64; 10] =
     [1.0, 3.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0];
 
+mod trust;
+use trust::{counter, gauge, gauge_vec, TrustFigures};
+
 impl Metrics {
     /// Every figure of the server, registered in a new registry with the build info.
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let r = Registry::new();
         build_info(&r, "server", env!("CARGO_PKG_VERSION"))?;
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(&r, IntCounterVec::new(Opts::new(name, help), labels)?)
-        };
-        let gauge = |name: &str, help: &str| register(&r, IntGauge::new(name, help)?);
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(&r, IntGaugeVec::new(Opts::new(name, help), labels)?)
-        };
+        let counter = |name: &str, help: &str, labels: &[&str]| counter(&r, name, help, labels);
+        let gauge = |name: &str, help: &str| gauge(&r, name, help);
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| gauge_vec(&r, name, help, labels);
         Ok(Metrics {
+            trust: TrustFigures::register(&r)?,
             handshakes: counter(
                 "https_tls_handshakes_total",
                 "TLS handshakes by result (accepted, anonymous, refused), reason and session \
@@ -281,40 +274,6 @@ impl Metrics {
             connections_lingering: gauge(
                 "https_connections_lingering",
                 "Refused connections being drained before they are closed.",
-            )?,
-            server_not_after: gauge(
-                "https_server_certificate_not_after_timestamp_seconds",
-                "notAfter of the server certificate being served.",
-            )?,
-            ca_not_after: gauge_vec(
-                "https_trust_ca_not_after_timestamp_seconds",
-                "notAfter of each CA of the client-certificate trust bundle.",
-                &["subject"],
-            )?,
-            // Label-less vectors: absent, rather than 0, while no CRL is in use.
-            crl_this_update: gauge_vec(
-                "https_crl_this_update_timestamp_seconds",
-                "thisUpdate of the CRL in use.",
-                &[],
-            )?,
-            crl_next_update: gauge_vec(
-                "https_crl_next_update_timestamp_seconds",
-                "nextUpdate of the CRL in use.",
-                &[],
-            )?,
-            crl_number: gauge_vec("https_crl_number", "cRLNumber of the CRL in use.", &[])?,
-            reload_time: gauge(
-                "https_tls_last_reload_timestamp_seconds",
-                "When the TLS files were last (re)loaded, or a reload was last tried.",
-            )?,
-            reload_ok: gauge(
-                "https_tls_last_reload_successful",
-                "1 when the last reload of the TLS files succeeded, 0 when it failed.",
-            )?,
-            reloads: counter(
-                "https_tls_reloads_total",
-                "Reloads of the TLS files by result.",
-                &["result"],
             )?,
             client_validity: register(
                 &r,
@@ -380,12 +339,13 @@ impl Metrics {
 
     /// The TLS files were (re)loaded: the expiry gauges follow what is served now.
     pub fn loaded(&self, info: &CertInfo) {
-        self.reload_time.set(x509::time::now());
-        self.reload_ok.set(1);
-        self.server_not_after.set(info.not_after);
-        self.ca_not_after.reset();
+        self.trust.reload_time.set(x509::time::now());
+        self.trust.reload_ok.set(1);
+        self.trust.server_not_after.set(info.not_after);
+        self.trust.ca_not_after.reset();
         for ca in &info.cas {
-            self.ca_not_after
+            self.trust
+                .ca_not_after
                 .with_label_values(&[&ca.subject])
                 .set(ca.not_after);
         }
@@ -394,9 +354,9 @@ impl Metrics {
             .and_then(|c| c.number)
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         for (gauge, value) in [
-            (&self.crl_this_update, crl.map(|c| c.this_update)),
-            (&self.crl_next_update, crl.and_then(|c| c.next_update)),
-            (&self.crl_number, number),
+            (&self.trust.crl_this_update, crl.map(|c| c.this_update)),
+            (&self.trust.crl_next_update, crl.and_then(|c| c.next_update)),
+            (&self.trust.crl_number, number),
         ] {
             match value {
                 Some(v) => gauge.with_label_values::<&str>(&[]).set(v),
@@ -408,10 +368,11 @@ impl Metrics {
     /// A reload (not the start-up load) was tried; [`Metrics::loaded`] follows a success.
     pub fn reload(&self, ok: bool) {
         if !ok {
-            self.reload_time.set(x509::time::now());
-            self.reload_ok.set(0);
+            self.trust.reload_time.set(x509::time::now());
+            self.trust.reload_ok.set(0);
         }
-        self.reloads
+        self.trust
+            .reloads
             .with_label_values(&[if ok { "success" } else { "failure" }])
             .inc();
     }

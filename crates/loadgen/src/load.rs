@@ -7,15 +7,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
 use crate::error::{io, Error, Result};
-use crate::h2::{H2Conn, H2Error};
-use crate::http::{read_response, Http, HttpError, RequestKind};
+use crate::http::{Http, RequestKind};
 use crate::stats::Latency;
-use crate::tls::{self, Backend, Connector, TlsFiles};
+use crate::tls::{Backend, Connector, TlsFiles};
+use crate::worker::{worker, Shared, WorkerStats};
 
 /// How connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -248,239 +246,6 @@ pub trait Hooks: Sync {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
-/// State shared by the workers.
-struct Shared {
-    cfg: LoadConfig,
-    connector: Connector,
-    /// The HTTP/1.1 request's bytes.
-    request: Vec<u8>,
-    /// `host:port`, HTTP/2's `:authority`.
-    authority: String,
-    /// Requests not yet claimed (i64::MAX when unbounded).
-    budget: AtomicI64,
-    /// Measurement start and hard stop, set once all workers are ready.
-    window: OnceLock<(Instant, Instant)>,
-    ready: Barrier,
-    go: Barrier,
-    stop: AtomicBool,
-    // Live counters for the progress line.
-    ok: AtomicU64,
-    handshakes: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Shared {
-    fn claim(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed)
-            && self.budget.fetch_sub(1, Ordering::Relaxed) > 0
-            && self.window.get().is_some_and(|w| Instant::now() < w.1)
-    }
-
-    fn hard_stop(&self) -> Instant {
-        self.window
-            .get()
-            .map_or_else(|| Instant::now() + self.cfg.timeout, |w| w.1)
-    }
-}
-
-#[derive(Default)]
-struct WorkerStats {
-    latencies_us: Vec<u32>,
-    requests: u64,
-    handshakes: u64,
-    handshakes_measured: u64,
-    resumed: u64,
-    errors: Errors,
-}
-
-/// Why one request failed.
-enum Failure {
-    Connect,
-    Tls,
-    Status,
-    Io,
-}
-
-impl WorkerStats {
-    fn fail(&mut self, shared: &Shared, f: Failure) {
-        match f {
-            Failure::Connect => self.errors.connect += 1,
-            Failure::Tls => self.errors.tls += 1,
-            Failure::Status => self.errors.http_status += 1,
-            Failure::Io => self.errors.io += 1,
-        }
-        shared.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn handshake_done(&mut self, shared: &Shared, resumed: bool, measured: bool) {
-        self.handshakes += 1;
-        shared.handshakes.fetch_add(1, Ordering::Relaxed);
-        if measured {
-            self.handshakes_measured += 1;
-            self.resumed += u64::from(resumed);
-        }
-    }
-}
-
-/// An open connection: HTTP/1.1 bytes on the TLS stream, or an HTTP/2 client over it.
-enum Conn {
-    H1(Box<dyn tls::Stream>),
-    H2(H2Conn),
-}
-
-/// A TLS 1.3 server refuses a client certificate after the client's handshake is done: the
-/// refusal arrives as an alert on the first read, a TLS error inside the I/O error.
-fn io_class(e: &std::io::Error) -> Failure {
-    if tls::is_tls_error(e) {
-        Failure::Tls
-    } else {
-        Failure::Io
-    }
-}
-
-fn h2_class(e: &H2Error) -> Failure {
-    e.io().map_or(Failure::Io, io_class)
-}
-
-/// A new connection and whether its TLS session was resumed.
-async fn connect(shared: &Shared, connector: &Connector) -> Result<(Conn, bool), Failure> {
-    let tcp = TcpStream::connect(shared.cfg.addr)
-        .await
-        .map_err(|_| Failure::Connect)?;
-    // Requests are small and answered at once: do not let Nagle hold them back.
-    let _ = tcp.set_nodelay(true);
-    let c = connector
-        .handshake(tcp, &shared.cfg.host)
-        .await
-        .map_err(|_| Failure::Tls)?;
-    let conn = match shared.cfg.http {
-        Http::H1 => Conn::H1(c.stream),
-        // A server that did not choose h2 would take the preface for a bad HTTP/1.1 request:
-        // a failed negotiation is a failed handshake.
-        Http::H2 if c.alpn.as_deref() != Some(b"h2") => return Err(Failure::Tls),
-        Http::H2 => Conn::H2(
-            H2Conn::handshake(c.stream, &shared.authority)
-                .await
-                .map_err(|e| h2_class(&e))?,
-        ),
-    };
-    Ok((conn, c.resumed))
-}
-
-/// Sends the request and reads the answer. `Ok(true)` when the server keeps the connection.
-async fn exchange(shared: &Shared, conn: &mut Conn, buf: &mut Vec<u8>) -> Result<bool, Failure> {
-    let kind = shared.cfg.request;
-    let stream = match conn {
-        Conn::H1(stream) => stream,
-        Conn::H2(h2) => {
-            let status = h2.exchange(kind, buf).await.map_err(|e| h2_class(&e))?;
-            return match kind.accepts(status, buf) {
-                true => Ok(true),
-                false => Err(Failure::Status),
-            };
-        }
-    };
-    stream
-        .write_all(&shared.request)
-        .await
-        .map_err(|e| io_class(&e))?;
-    let head = read_response(stream, buf).await.map_err(|e| match e {
-        HttpError::Io(e) => io_class(&e),
-        HttpError::Protocol(_) => Failure::Io,
-    })?;
-    if !kind.accepts(head.status, &buf[head.head_len..]) {
-        return Err(Failure::Status);
-    }
-    Ok(!head.close)
-}
-
-fn micros(d: Duration) -> u32 {
-    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
-}
-
-async fn worker(shared: Arc<Shared>) -> WorkerStats {
-    let mut st = WorkerStats::default();
-    let connector = shared.connector.for_worker();
-    let mut buf = Vec::with_capacity(1024);
-    let keepalive = shared.cfg.mode == Mode::Keepalive;
-    let mut conn: Option<Conn> = None;
-    if keepalive {
-        // Connections are made before the window opens, so keep-alive rates are not diluted
-        // by the handshakes of the set-up.
-        match tokio::time::timeout(shared.cfg.timeout, connect(&shared, &connector)).await {
-            Ok(Ok((c, resumed))) => {
-                st.handshake_done(&shared, resumed, false);
-                conn = Some(c);
-            }
-            Ok(Err(f)) => st.fail(&shared, f),
-            Err(_) => st.errors.timeout += 1,
-        }
-    }
-    shared.ready.wait().await;
-    shared.go.wait().await;
-    while shared.claim() {
-        let t0 = Instant::now();
-        let limit = (t0 + shared.cfg.timeout).min(shared.hard_stop());
-        let step = async {
-            let mut handshake = None;
-            let mut c = match conn.take() {
-                Some(c) => c,
-                None => {
-                    let (c, resumed) = connect(&shared, &connector).await?;
-                    handshake = Some(resumed);
-                    c
-                }
-            };
-            let kept = exchange(&shared, &mut c, &mut buf).await;
-            Ok::<_, Failure>((handshake, c, kept))
-        };
-        match tokio::time::timeout_at(limit.into(), step).await {
-            Ok(Ok((handshake, mut c, kept))) => {
-                // A handshake the server refused after the fact is not one it completed.
-                let refused = matches!(kept, Err(Failure::Tls));
-                if let (Some(resumed), false) = (handshake, refused) {
-                    st.handshake_done(&shared, resumed, true);
-                }
-                match kept {
-                    Ok(keep) => {
-                        st.requests += 1;
-                        st.latencies_us.push(micros(t0.elapsed()));
-                        shared.ok.fetch_add(1, Ordering::Relaxed);
-                        if keepalive && keep {
-                            conn = Some(c);
-                        } else if let (false, Conn::H1(stream)) = (keepalive, &mut c) {
-                            // The server closes first (we asked for `Connection: close`): wait
-                            // for its close so the TIME_WAIT is on its side, not on our ports.
-                            let _ = tokio::time::timeout_at(
-                                limit.into(),
-                                tokio::io::copy(stream, &mut tokio::io::sink()),
-                            )
-                            .await;
-                        }
-                    }
-                    Err(f) => st.fail(&shared, f),
-                }
-            }
-            Ok(Err(f)) => {
-                let refused = matches!(f, Failure::Connect);
-                st.fail(&shared, f);
-                if refused {
-                    // Nothing listening: do not spin.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-            Err(_) => {
-                if Instant::now() >= shared.hard_stop() {
-                    break; // cut by the end of the run, not slow
-                }
-                st.errors.timeout += 1;
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    st
-}
-
 async fn progress(shared: Arc<Shared>) {
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
@@ -508,6 +273,20 @@ async fn progress(shared: Arc<Shared>) {
 /// Runs one load test to its end (count, time or both) and returns what it measured. Builds
 /// its own tokio runtime; `hooks` are called at the edges of the measured window.
 pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
+    check(cfg)?;
+    let shared = Arc::new(shared_for(cfg)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_all()
+        .build()
+        .map_err(io("start the tokio runtime"))?;
+    let measured = rt.block_on(measure(cfg, shared, hooks));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(result_of(cfg, measured))
+}
+
+/// What a run can refuse before it starts.
+fn check(cfg: &LoadConfig) -> Result<()> {
     if cfg.concurrency == 0 || cfg.threads == 0 {
         return Err(Error::Usage("-c and --threads must be at least 1".into()));
     }
@@ -522,11 +301,16 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
             "HTTP/2 is measured on kept-alive connections only (--mode keepalive)".into(),
         ));
     }
+    Ok(())
+}
+
+/// What every worker shares: the request, the connector, the budget and the counters.
+fn shared_for(cfg: &LoadConfig) -> Result<Shared> {
     let resume = cfg.mode == Mode::Resume;
     let connector = Connector::new(cfg.backend, &cfg.files, resume, cfg.http)?;
     let close = cfg.mode != Mode::Keepalive;
     let host_header = format!("{}:{}", cfg.host, cfg.addr.port());
-    let shared = Arc::new(Shared {
+    Ok(Shared {
         request: cfg.request.bytes(&host_header, close),
         authority: host_header.clone(),
         connector,
@@ -542,52 +326,66 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
         handshakes: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         cfg: cfg.clone(),
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()
-        .map_err(io("start the tokio runtime"))?;
+    })
+}
+
+/// What the window measured, before it becomes a [`LoadResult`].
+struct Measured {
+    stats: WorkerStats,
+    elapsed: f64,
+    cpu: f64,
+    busy: f64,
+}
+
+/// Starts the workers, opens the window when they are ready, and gathers their figures.
+async fn measure(cfg: &LoadConfig, shared: Arc<Shared>, hooks: &dyn Hooks) -> Measured {
+    let workers: Vec<_> = (0..cfg.concurrency)
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    shared.ready.wait().await;
+    hooks.started();
+    let cpu0 = crate::usage::self_cpu_seconds();
+    let busy0 = crate::usage::machine_busy_seconds();
+    let start = Instant::now();
+    let _ = shared.window.set((start, start + cfg.time_bound()));
+    let ticker = cfg.progress.then(|| tokio::spawn(progress(shared.clone())));
+    shared.go.wait().await;
+    let mut all = WorkerStats::default();
+    for w in workers {
+        if let Ok(st) = w.await {
+            all.latencies_us.extend(st.latencies_us);
+            all.requests += st.requests;
+            all.handshakes += st.handshakes;
+            all.handshakes_measured += st.handshakes_measured;
+            all.resumed += st.resumed;
+            all.errors.add(&st.errors);
+        }
+    }
+    let end = Instant::now();
+    let cpu = crate::usage::self_cpu_seconds() - cpu0;
+    let busy = crate::usage::machine_busy_seconds() - busy0;
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    hooks.stopped();
+    Measured {
+        stats: all,
+        elapsed: (end - start).as_secs_f64().max(1e-9),
+        cpu,
+        busy,
+    }
+}
+
+fn result_of(cfg: &LoadConfig, m: Measured) -> LoadResult {
+    let Measured {
+        mut stats,
+        elapsed,
+        cpu,
+        busy,
+    } = m;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-
-    let (stats, start, end, cpu, busy) = rt.block_on(async {
-        let workers: Vec<_> = (0..cfg.concurrency)
-            .map(|_| tokio::spawn(worker(shared.clone())))
-            .collect();
-        shared.ready.wait().await;
-        hooks.started();
-        let cpu0 = crate::usage::self_cpu_seconds();
-        let busy0 = crate::usage::machine_busy_seconds();
-        let start = Instant::now();
-        let _ = shared.window.set((start, start + cfg.time_bound()));
-        let ticker = cfg.progress.then(|| tokio::spawn(progress(shared.clone())));
-        shared.go.wait().await;
-        let mut all = WorkerStats::default();
-        for w in workers {
-            if let Ok(st) = w.await {
-                all.latencies_us.extend(st.latencies_us);
-                all.requests += st.requests;
-                all.handshakes += st.handshakes;
-                all.handshakes_measured += st.handshakes_measured;
-                all.resumed += st.resumed;
-                all.errors.add(&st.errors);
-            }
-        }
-        let end = Instant::now();
-        let cpu = crate::usage::self_cpu_seconds() - cpu0;
-        let busy = crate::usage::machine_busy_seconds() - busy0;
-        shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = ticker {
-            t.abort();
-        }
-        hooks.stopped();
-        (all, start, end, cpu, busy)
-    });
-    rt.shutdown_timeout(Duration::from_secs(1));
-
-    let mut stats = stats;
-    let elapsed = (end - start).as_secs_f64().max(1e-9);
-    Ok(LoadResult {
+    LoadResult {
         mode: cfg.mode,
         request: cfg.request,
         http: cfg.http,
@@ -612,7 +410,7 @@ pub fn run(cfg: &LoadConfig, hooks: &dyn Hooks) -> Result<LoadResult> {
         loadgen_cores: cpu / elapsed,
         machine_cores: cores,
         machine_busy_cores: busy / elapsed,
-    })
+    }
 }
 
 #[cfg(test)]

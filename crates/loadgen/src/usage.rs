@@ -100,6 +100,12 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("wait");
         assert!(!tree(me).contains(&child.id()), "a reaped child is gone");
+        // This process's own CPU is counted in clock ticks: spin until it shows one (a test
+        // process that has run for less than a tick reads 0).
+        let mut spins = 0u64;
+        while self_cpu_seconds() == 0.0 && std::time::Instant::now() < deadline {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
         assert!(self_cpu_seconds() > 0.0 && machine_busy_seconds() > self_cpu_seconds());
     }
 }
