@@ -6,10 +6,12 @@
 //! - [`error`], [`stats`], [`usage`]: errors; percentiles; CPU and RSS from `/proc`.
 //! - [`http`], [`tls`], [`h2`]: the HTTP/1.1 codec; the TLS clients (chain and host
 //!   verification always on); HTTP/2.
-//! - `worker`, [`load`]: one worker's connections and requests; one run and its figures.
+//! - [`config`], `worker`, [`load`]: what a run is asked; one worker's connections and
+//!   requests; one run and its figures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod error;
 pub mod h2;
 pub mod http;

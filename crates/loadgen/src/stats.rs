@@ -121,3 +121,33 @@ mod tests {
         assert!(Spread::of(&[]).is_none());
     }
 }
+
+/// Failed requests, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// TCP connect failed (refused, reset, out of ports).
+    pub connect: u64,
+    /// The TLS handshake failed (certificate refused either way, protocol error).
+    pub tls: u64,
+    /// An answer other than the expected one (status not 200, login not `true`).
+    pub http_status: u64,
+    /// The request with its handshake took longer than `--timeout`.
+    pub timeout: u64,
+    /// The connection broke after the handshake, or the answer was not HTTP/1.1 we can read.
+    pub io: u64,
+}
+
+impl Errors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.tls + self.http_status + self.timeout + self.io
+    }
+
+    pub(crate) fn add(&mut self, o: &Errors) {
+        self.connect += o.connect;
+        self.tls += o.tls;
+        self.http_status += o.http_status;
+        self.timeout += o.timeout;
+        self.io += o.io;
+    }
+}

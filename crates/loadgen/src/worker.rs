@@ -9,9 +9,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
+use crate::config::{LoadConfig, Mode};
 use crate::h2::{H2Conn, H2Error};
 use crate::http::{read_response, Http, HttpError};
-use crate::load::{Errors, LoadConfig, Mode};
+use crate::stats::Errors;
 use crate::tls::{self, Connector};
 
 /// State shared by the workers.

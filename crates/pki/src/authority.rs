@@ -114,7 +114,7 @@ impl Authority {
         rec.state = State::Issued;
         rec.claim = None;
         rec.renews = e.renews.map(str::to_owned);
-        let digest = e.token.map(crate::lifecycle::token_digest);
+        let digest = e.token.map(crate::store::token_digest);
         self.records
             .with(|db| db.record_issued(&rec, e.take, digest.as_deref(), now()))?;
         Ok(Enrolled {

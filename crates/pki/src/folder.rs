@@ -42,7 +42,6 @@ use x509::{CertSpec, Validity};
 
 use crate::authority::sign_crl;
 pub use crate::authority::CRL_DAYS;
-use crate::mirror::Change;
 
 /// Environment variable holding the PKCS#12 password (`init`, `export-p12`).
 pub const P12_PASSWORD_ENV: &str = "PKI_P12_PASSWORD";
@@ -564,4 +563,10 @@ pub(crate) struct Placement<'a> {
     pub renews: Option<String>,
     /// The digest of an enrollment token spent in the same transaction as the record.
     pub token: Option<String>,
+}
+
+/// One transaction's changed records, for [`Folder::export_with`].
+pub(crate) struct Change<'a> {
+    pub(crate) generation_before: i64,
+    pub(crate) records: &'a [Record],
 }

@@ -46,6 +46,7 @@ pub fn parse_request(bytes: &[u8]) -> std::result::Result<X509Req, String> {
         .map_err(|_| "not a PKCS#10 certificate request (PEM or DER)".to_owned())
 }
 
+pub use crate::store::token_digest;
 pub use x509::request::{check_key, check_request};
 
 /// Whether `cert` is due for renewal at `at`: within `within` of its notAfter, or, without
@@ -58,14 +59,6 @@ pub fn renewal_due(cert: &X509, within: Option<Duration>, at: i64) -> Result<boo
         None => (not_after - not_before) / 3,
     };
     Ok(not_after.saturating_sub(margin) <= at)
-}
-
-/// SHA-256 of an enrollment token, as the records keep it.
-pub fn token_digest(token: &str) -> String {
-    openssl::sha::sha256(token.trim().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A request signed by [`Folder::sign_request`].

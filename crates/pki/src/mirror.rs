@@ -19,7 +19,7 @@ use x509::cert::{key_id, load_cert, serial_hex};
 use x509::time::{now, unix_time};
 
 use crate::authority::sign_crl;
-use crate::folder::Folder;
+use crate::folder::{Change, Folder};
 
 impl Folder {
     /// `pki export`: brings the disk mirror (`index.txt`, `ca/ca.crl`, `crlnumber`) up to
@@ -271,12 +271,6 @@ fn crl_number_on_disk(path: &Path) -> Option<i64> {
     let pem = std::fs::read(path).ok()?;
     let crl = X509Crl::from_pem(&pem).ok()?;
     i64::try_from(x509::cert::crl_number(&crl)?).ok()
-}
-
-/// One transaction's changed records, for [`Folder::export_with`].
-pub(crate) struct Change<'a> {
-    pub(crate) generation_before: i64,
-    pub(crate) records: &'a [Record],
 }
 
 /// `index.txt` at `path` with the lines of `records` replaced (matched by serial, the fourth

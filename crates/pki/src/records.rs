@@ -78,7 +78,7 @@ impl Records {
         role: &str,
         name: &str,
     ) -> Result<Option<TokenRefusal>> {
-        let digest = crate::lifecycle::token_digest(token);
+        let digest = crate::store::token_digest(token);
         self.with(|db| db.check_token(&digest, role, name, x509::time::now()))
     }
 

@@ -10,9 +10,56 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509Crl, X509};
 
+use crate::config::Config;
 use crate::error::ServerError;
 use crate::revocation::Revocations;
-use crate::tls::TlsFiles;
+
+/// The files a TLS context is built from.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// CA for client certificates.
+    pub ca: PathBuf,
+    /// CRL, when revocation is checked.
+    pub crl: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files named by `config` (the CRL resolved once, at start-up: a CRL that was in use
+    /// must stay present for a reload to succeed).
+    pub fn from_config(config: &Config) -> TlsFiles {
+        TlsFiles {
+            cert: config.cert_path(),
+            key: config.key_path(),
+            ca: config.ca_path(),
+            crl: config.crl_path(),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Path> {
+        [&self.cert, &self.key, &self.ca]
+            .into_iter()
+            .chain(self.crl.as_ref())
+            .map(PathBuf::as_path)
+    }
+
+    /// Size and modification time of every file: changes when any file is replaced.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.all()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.len(), m.modified().ok()?)))
+            })
+            .collect()
+    }
+}
+
+/// Size and modification time of each file, for the watcher.
+pub type Fingerprint = Vec<Option<(u64, std::time::SystemTime)>>;
 
 /// The trust material of one TLS context.
 pub(crate) struct Material {

@@ -8,7 +8,6 @@
 //! Resumption must not skip the checks of a full handshake: the session ID context is a hash of
 //! the trust material, so sessions made before a reload (a new CRL, say) do not resume after it.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -25,6 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::{ClientAuth, Config, CrlStale, TlsProfile};
 use crate::error::ServerError;
 use crate::material::{self, Material};
+pub use crate::material::{Fingerprint, TlsFiles};
 use crate::metrics::{HandshakeResult, Shared};
 use crate::refusal::Reason;
 use crate::revocation::{self, Revocations};
@@ -40,50 +40,6 @@ const GROUPS: &str = "X25519:P-256:P-384";
 
 /// ALPN, in our order of preference.
 const ALPN: &[u8] = b"\x02h2\x08http/1.1";
-
-/// The files a TLS context is built from.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// Server certificate chain (leaf first).
-    pub cert: PathBuf,
-    /// Server private key.
-    pub key: PathBuf,
-    /// CA for client certificates.
-    pub ca: PathBuf,
-    /// CRL, when revocation is checked.
-    pub crl: Option<PathBuf>,
-}
-
-impl TlsFiles {
-    /// The files named by `config` (the CRL resolved once, at start-up: a CRL that was in use
-    /// must stay present for a reload to succeed).
-    pub fn from_config(config: &Config) -> TlsFiles {
-        TlsFiles {
-            cert: config.cert_path(),
-            key: config.key_path(),
-            ca: config.ca_path(),
-            crl: config.crl_path(),
-        }
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Path> {
-        [&self.cert, &self.key, &self.ca]
-            .into_iter()
-            .chain(self.crl.as_ref())
-            .map(PathBuf::as_path)
-    }
-
-    /// Size and modification time of every file: changes when any file is replaced.
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.all()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .and_then(|m| Some((m.len(), m.modified().ok()?)))
-            })
-            .collect()
-    }
-}
 
 /// One built TLS context and what it holds.
 pub struct Loaded {
@@ -154,9 +110,6 @@ pub struct TlsReloader {
     seen: Mutex<Fingerprint>,
     generation: AtomicU64,
 }
-
-/// Size and modification time of each file, for the watcher.
-pub type Fingerprint = Vec<Option<(u64, std::time::SystemTime)>>;
 
 impl std::fmt::Debug for TlsReloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -26,7 +26,7 @@ pub use engine::DbUrl;
 pub(crate) use engine::{Backend, Engine, Sql, SqlError, Value};
 use issue::insert_row;
 pub use issue::Revocation;
-pub use tokens::TokenRecord;
+pub use tokens::{token_digest, TokenRecord};
 
 use std::fmt;
 use std::path::Path;

@@ -144,3 +144,11 @@ fn token_refusal(
         Some(_) => TokenRefusal::Unknown,
     })
 }
+
+/// SHA-256 of an enrollment token, as the records keep it.
+pub fn token_digest(token: &str) -> String {
+    openssl::sha::sha256(token.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
