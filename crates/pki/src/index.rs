@@ -16,25 +16,26 @@ use x509::cert::serial_hex;
 use x509::time::{now, unix_time};
 
 /// Why a certificate was revoked (RFC 5280 CRLReason, with `openssl ca -crl_reason` names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Reason {
     /// No reason given.
-    #[value(name = "unspecified")]
+    #[cfg_attr(feature = "cli", value(name = "unspecified"))]
     Unspecified,
     /// The private key leaked.
-    #[value(name = "keyCompromise")]
+    #[cfg_attr(feature = "cli", value(name = "keyCompromise"))]
     KeyCompromise,
     /// The CA's key leaked.
-    #[value(name = "CACompromise")]
+    #[cfg_attr(feature = "cli", value(name = "CACompromise"))]
     CaCompromise,
     /// The subject's name or affiliation changed.
-    #[value(name = "affiliationChanged")]
+    #[cfg_attr(feature = "cli", value(name = "affiliationChanged"))]
     AffiliationChanged,
     /// Replaced by a new certificate.
-    #[value(name = "superseded")]
+    #[cfg_attr(feature = "cli", value(name = "superseded"))]
     Superseded,
     /// The device or service is gone.
-    #[value(name = "cessationOfOperation")]
+    #[cfg_attr(feature = "cli", value(name = "cessationOfOperation"))]
     CessationOfOperation,
 }
 
