@@ -72,8 +72,16 @@ SERIAL=$(openssl x509 -in "$WORK/dev.crt" -noout -serial | cut -d= -f2)
 "$BIN/pki" --dir "$PKI" export
 grep -qP "\t$SERIAL\tclient/dev-42.crt\t" "$PKI/ca/index.txt" || fail "pki export did not bring index.txt up to date"
 
-step "the same token again: 401 and its reason"
-code=$(status -u "dev-42:$TOKEN" -H 'Content-Type: application/pkcs10' --data-binary @"$WORK/dev.b64" "$EST/simpleenroll")
+step "the same token and request again (the answer was lost): the same certificate"
+"${CURL[@]}" -u "dev-42:$TOKEN" -H 'Content-Type: application/pkcs10' --data-binary @"$WORK/dev.b64" \
+  "$EST/simpleenroll" | openssl base64 -d | openssl pkcs7 -inform DER -print_certs >"$WORK/again.crt"
+cmp <(openssl x509 -in "$WORK/dev.crt" -outform DER) <(openssl x509 -in "$WORK/again.crt" -outform DER) \
+  || fail "a retry got another certificate"
+
+step "the same token for another key: 401 and its reason"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+  -subj /CN=dev-42 -outform DER 2>/dev/null | openssl base64 >"$WORK/other.b64"
+code=$(status -u "dev-42:$TOKEN" -H 'Content-Type: application/pkcs10' --data-binary @"$WORK/other.b64" "$EST/simpleenroll")
 [ "$code" = 401 ] && grep -q "used already" "$WORK/body" || fail "reused token: $code $(cat "$WORK/body")"
 cat "$WORK/body"
 

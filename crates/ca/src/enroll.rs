@@ -98,7 +98,10 @@ impl Ca {
             token: Some(basic.password.as_str()),
             renews: None,
         })?;
-        tracing::info!(name = %name, serial = %issued.serial, "enrolled with a token");
+        tracing::info!(
+            name = %name, serial = %issued.serial, again = issued.again,
+            "enrolled with a token"
+        );
         Ok(issued.cert)
     }
 
@@ -116,13 +119,19 @@ impl Ca {
 
     fn renew(&self, peer: &Peer, request: &Verified<'_>, asked: &Asked) -> Result<X509, Refusal> {
         let record = self.verify_peer(peer)?;
-        let same_subject = request
+        // The same identity: the subject the CA issued, or the template the device enrolled
+        // with (the CA took only its CN then, and writes the same subject now).
+        let same_identity = request
             .csr()
             .subject_name()
             .try_cmp(peer.leaf.subject_name())
-            .is_ok_and(|o| o.is_eq());
+            .is_ok_and(|o| o.is_eq())
+            || asked
+                .cn
+                .as_deref()
+                .is_some_and(|cn| cn.eq_ignore_ascii_case(&record.name));
         let der = peer.leaf.to_der().map_err(Refusal::internal)?;
-        policy::renewal(asked, same_subject, &policy::cert_sans(&der))?;
+        policy::renewal(asked, same_identity, &policy::cert_sans(&der))?;
         let leaf = self.successor_leaf(&record, &peer.leaf)?;
         let issued = self.issue(&Enrollment {
             request,
@@ -131,7 +140,10 @@ impl Ca {
             token: None,
             renews: Some(record.serial.as_str()),
         })?;
-        tracing::info!(name = %record.name, old = %record.serial, serial = %issued.serial, "renewed");
+        tracing::info!(
+            name = %record.name, old = %record.serial, serial = %issued.serial,
+            again = issued.again, "renewed"
+        );
         Ok(issued.cert)
     }
 

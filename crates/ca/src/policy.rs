@@ -85,17 +85,18 @@ pub fn first_enrollment(asked: &Asked) -> Result<pki::Name, Refusal> {
     pki::Name::parse(cn).map_err(Refusal::from_pki)
 }
 
-/// A renewal (RFC 7030 §4.2.2): the same subject and names as the certificate being renewed.
+/// A renewal (RFC 7030 §4.2.2): the same identity (the certificate's subject, or the device's
+/// own enrollment template with the same CN) and the same names as the certificate renewed.
 pub fn renewal(
     asked: &Asked,
-    same_subject: bool,
+    same_identity: bool,
     cert_sans: &BTreeSet<String>,
 ) -> Result<(), Refusal> {
     refuse_what_devices_never_get(asked)?;
-    if !same_subject {
+    if !same_identity {
         return Err(Refusal::bad(
-            "a renewal keeps the subject: the request's subject differs from the certificate \
-             being renewed (RFC 7030 §4.2.2)",
+            "a renewal keeps the subject: the request names another device than the \
+             certificate being renewed (its CN must be the device's name; RFC 7030 §4.2.2)",
         ));
     }
     if &asked.sans != cert_sans {

@@ -108,8 +108,8 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
     assert_eq!(rec.state, State::Issued);
     assert_eq!(rec.serial, serial);
     assert!(index().contains(&format!("\t{serial}\tclient/dev-1.crt\t")));
-    // The same token again: spent.
-    let r = enroll(ca.addr, &root, "dev-1", &t, &request);
+    // The same token again, for another key: spent. (For the same key it is a retry.)
+    let r = enroll(ca.addr, &root, "dev-1", &t, &csr("", "dev-1").1);
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.text().contains("used already"), "{}", r.text());
     assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"EST\""));
@@ -128,6 +128,119 @@ fn a_token_enrolls_its_name_once_through_the_records_and_the_client_profile() {
         .expect("revoke");
     let r = enroll(ca.addr, &root, "dev-1", &t2, &csr("", "dev-1").1);
     assert_eq!(certs_of(&r).len(), 1);
+}
+
+/// A device whose answer was lost (it closed the connection before reading, as a dropped radio
+/// link or a proxy timeout would) retries with the same token and request and gets the
+/// certificate recorded for it; the spent token with another key is still refused.
+#[test]
+fn a_retry_after_a_lost_answer_gets_the_same_certificate() {
+    let pki = TestPki::new();
+    let ca = CaProcess::start(pki.dir(), &[], &[]);
+    let root = pki.layout().ca_cert();
+    let t = token(&pki, "dev-5");
+    let (key, request) = csr("", "dev-5");
+    let body = ca::wire::encode_base64(&request);
+    let head = format!(
+        "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/pkcs10{}\r\nContent-Length: {}\r\n\r\n",
+        basic("dev-5", &t),
+        body.len()
+    );
+    let mut lost = support::connect(ca.addr, &root, None);
+    lost.write_all(head.as_bytes()).expect("head");
+    lost.write_all(body.as_bytes()).expect("body");
+    // The CA commits and answers; the answer is never read, and the connection goes.
+    let recorded = (0..100)
+        .find_map(|_| {
+            let found = pki
+                .folder
+                .list()
+                .expect("list")
+                .into_iter()
+                .find(|r| r.name == "dev-5");
+            found.or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        })
+        .expect("the first request was committed");
+    drop(lost);
+    let r = enroll(ca.addr, &root, "dev-5", &t, &request);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let again = &certs_of(&r)[0];
+    assert_eq!(
+        x509::cert::serial_hex(again).expect("serial"),
+        recorded.serial
+    );
+    assert!(again.public_key().expect("key").public_eq(&key));
+    assert!(ca.log_text().contains("again=true"), "{}", ca.log_text());
+    // The token stays spent for any other key.
+    let r = enroll(ca.addr, &root, "dev-5", &t, &csr("", "dev-5").1);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("used already"), "{}", r.text());
+    let records: Vec<_> = pki
+        .folder
+        .list()
+        .expect("list")
+        .into_iter()
+        .filter(|r| r.name == "dev-5")
+        .collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "one certificate for one device: {records:?}"
+    );
+}
+
+/// simplereenroll retried with the same request (the answer was lost) returns the certificate
+/// already issued for it, not a second one; a renewal for another key is a new renewal.
+#[test]
+fn a_retried_renewal_gets_the_certificate_already_issued_for_it() {
+    let pki = TestPki::new();
+    let ca = CaProcess::start(pki.dir(), &[], &[]);
+    let root = pki.layout().ca_cert();
+    let (key, der) = csr("", "dev-7");
+    let first = certs_of(&enroll(ca.addr, &root, "", &token(&pki, "dev-7"), &der)).remove(0);
+    let (cert_file, key_file) = support::save(&pki.scratch().join("dev"), "dev-7", &first, &key);
+    let me = Some((cert_file.as_path(), key_file.as_path()));
+    let serial = |r: &support::Reply| x509::cert::serial_hex(&certs_of(r)[0]).expect("serial");
+    let renewal = csr(DEVICE_ORG, "dev-7").1;
+    let once = serial(&est_post(
+        ca.addr,
+        &root,
+        me,
+        "simplereenroll",
+        "",
+        &renewal,
+    ));
+    let twice = serial(&est_post(
+        ca.addr,
+        &root,
+        me,
+        "simplereenroll",
+        "",
+        &renewal,
+    ));
+    assert_eq!(once, twice, "the retry got a second certificate");
+    let other = serial(&est_post(
+        ca.addr,
+        &root,
+        me,
+        "simplereenroll",
+        "",
+        &csr(DEVICE_ORG, "dev-7").1,
+    ));
+    assert_ne!(other, once);
+    let old = x509::cert::serial_hex(&first).expect("serial");
+    let renewing = pki
+        .folder
+        .list()
+        .expect("list")
+        .into_iter()
+        .filter(|r| r.renews.as_deref() == Some(old.as_str()))
+        .count();
+    assert_eq!(renewing, 2, "one per key");
 }
 
 /// Each bad request: its status, its reason, a log line, and nothing changed.
@@ -377,7 +490,7 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
         "the old one stays valid until it expires"
     );
 
-    // Without the certificate; with another subject.
+    // Without the certificate; with another device's subject.
     let r = est_post(ca.addr, &root, None, "simplereenroll", "", &renewal);
     assert_eq!(r.status, 401, "{}", r.text());
     let r = est_post(
@@ -386,10 +499,18 @@ fn reenroll_renews_with_the_certificate_being_renewed_and_refuses_revoked_and_ex
         me,
         "simplereenroll",
         "",
-        &csr("", "dev-4").1,
+        &csr("", "dev-9").1,
     );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("keeps the subject"), "{}", r.text());
+    // The template the device enrolled with (`/CN=dev-4`) is its identity too: renewed, under
+    // the subject the CA issued.
+    let third = certs_of(&est_post(ca.addr, &root, me, "simplereenroll", "", &der)).remove(0);
+    assert!(third.public_key().expect("pub").public_eq(&key));
+    assert_eq!(
+        x509::cert::one_line(third.subject_name()),
+        format!("/O={DEVICE_ORG}/CN=dev-4")
+    );
 
     // Revoked: refused with the date.
     pki.folder

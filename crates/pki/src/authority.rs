@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use openssl::x509::X509;
 
-use crate::error::{CryptoContext, Result};
+use crate::error::{CryptoContext, Error, Result, TokenRefusal};
 use crate::issuer::{Issuer, Revocation};
 use crate::leaf::Leaf;
 use crate::records::Records;
@@ -63,6 +63,8 @@ pub struct Enrolled {
     pub serial: String,
     /// Something the operator should know (the validity was cut to the CA's own end).
     pub notice: Option<String>,
+    /// Whether it was issued before, for this very request (a retry after a lost answer).
+    pub again: bool,
 }
 
 impl Authority {
@@ -103,6 +105,67 @@ impl Authority {
     /// one transaction: a refusal (a token used or for another name, a name held) changes
     /// nothing.
     pub fn issue(&self, e: &Enrollment<'_>) -> Result<Enrolled> {
+        if let Some(done) = self.issued_before(e)? {
+            return Ok(done);
+        }
+        match self.issue_new(e) {
+            // Two retries at once: the other one spent the token a moment ago.
+            Err(Error::Token(TokenRefusal::Used)) => self
+                .issued_before(e)?
+                .ok_or(Error::Token(TokenRefusal::Used)),
+            other => other,
+        }
+    }
+
+    /// The certificate already issued for this enrollment, when it is a retry of one whose
+    /// answer was lost: the same token (which would still be valid) or the same renewed
+    /// certificate, and a request for the same key. Possession of that key is proven by the
+    /// request's signature, so the device gets nothing it could not have had; the certificate
+    /// must still be in force (a revoked or expired one is not handed out again).
+    pub fn issued_before(&self, e: &Enrollment<'_>) -> Result<Option<Enrolled>> {
+        let at = now();
+        let role = e.leaf.profile.role().dir_name();
+        let candidates = match (e.token, e.renews) {
+            (Some(token), _) => {
+                let digest = crate::store::token_digest(token);
+                let spent = self
+                    .records
+                    .with(|db| db.spent_on(&digest, role, &e.leaf.name, at))?;
+                match spent {
+                    Some(serial) => self
+                        .records
+                        .certificate(&self.aki, &serial)?
+                        .into_iter()
+                        .collect(),
+                    None => Vec::new(),
+                }
+            }
+            (None, Some(old)) => self.records.with(|db| db.renewed_by(&self.aki, old))?,
+            (None, None) => Vec::new(),
+        };
+        for rec in candidates {
+            if rec.state != State::Issued || rec.not_after <= at {
+                continue;
+            }
+            let Some(cert) = rec.der.as_deref().and_then(|d| X509::from_der(d).ok()) else {
+                continue;
+            };
+            let same_key = cert
+                .public_key()
+                .is_ok_and(|k| k.public_eq(e.request.public_key()));
+            if same_key {
+                return Ok(Some(Enrolled {
+                    cert,
+                    serial: rec.serial,
+                    notice: None,
+                    again: true,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn issue_new(&self, e: &Enrollment<'_>) -> Result<Enrolled> {
         let (spec, notice) = e.leaf.spec(&self.issuer, self.crl_url.as_deref())?;
         let subject = e.leaf.subject.to_x509_name()?;
         let cert = self
@@ -121,6 +184,7 @@ impl Authority {
             cert,
             serial: rec.serial,
             notice,
+            again: false,
         })
     }
 

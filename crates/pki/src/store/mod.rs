@@ -354,6 +354,19 @@ impl Db {
         })
     }
 
+    /// The certificates of CA `aki` that renew `serial`, with their DER, oldest first.
+    pub fn renewed_by(&mut self, aki: &str, serial: &str) -> Result<Vec<Record>> {
+        let sql =
+            format!("SELECT {COLUMNS_DER} WHERE c.aki = $1 AND c.renews = $2 ORDER BY c.issued_at");
+        self.read(|tx| {
+            Ok(tx
+                .query(&sql, &[aki.into(), serial.into()])?
+                .iter()
+                .map(|r| row(r))
+                .collect())
+        })
+    }
+
     /// The change counter: any change to the records or a new CRL raises it.
     pub fn generation(&mut self) -> Result<i64> {
         self.read(|tx| {

@@ -70,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: the CRL's list read from 10,000 index entries instead of 100,000 rows.
     "CREATE INDEX certificates_revoked ON certificates (aki, serial, revoked_at, reason, not_after, state)
         WHERE state = 'revoked';",
+    // 5: a renewal's successor found by the serial it renews (a retried simplereenroll).
+    "CREATE INDEX certificates_renews ON certificates (aki, renews) WHERE renews IS NOT NULL;",
 ];
 
 /// The newest schema version this build knows.

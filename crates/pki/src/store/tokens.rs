@@ -5,6 +5,31 @@ use super::{Db, Record, Sql, SqlError};
 use crate::error::{Result, TokenRefusal};
 
 impl Db {
+    /// The serial the token whose digest is `digest` was spent on, for `role`/`name`, when the
+    /// token itself would still be valid at `at`: what a device that lost the answer to its
+    /// enrollment may be given again.
+    pub fn spent_on(
+        &mut self,
+        digest: &str,
+        role: &str,
+        name: &str,
+        at: i64,
+    ) -> Result<Option<String>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT used_serial FROM tokens WHERE digest = $1 AND role = $2 \
+                 AND name_key = $3 AND used_at IS NOT NULL AND expires_at > $4",
+                &[
+                    digest.into(),
+                    role.into(),
+                    name.to_ascii_lowercase().into(),
+                    at.into(),
+                ],
+            )?;
+            Ok(rows.first().and_then(|r| r[0].opt_text()))
+        })
+    }
+
     /// Why the enrollment token whose digest is `digest` would be refused for `role`/`name`
     /// at `at`, or `None` when it would be accepted. A read: nothing is spent (the online CA
     /// answers a used token as such before it looks at anything else).
