@@ -45,6 +45,10 @@ pub enum CaError {
     Config(String),
 }
 
+/// What a device is told to wait while the records are unreachable: a database restart or a
+/// fail-over takes seconds.
+pub const RECORDS_RETRY_SECS: u32 = 5;
+
 /// A request refused: the status and the one line that says why (sent as the body, logged).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -52,6 +56,8 @@ pub struct Refusal {
     pub status: StatusCode,
     /// Why, in one line, with what to do.
     pub reason: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 503 and 429.
+    pub retry_after: Option<u32>,
 }
 
 impl Refusal {
@@ -60,6 +66,15 @@ impl Refusal {
         Refusal {
             status,
             reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 503: not now; a retry after `secs` may succeed.
+    pub fn unavailable(reason: impl Into<String>, secs: u32) -> Refusal {
+        Refusal {
+            retry_after: Some(secs),
+            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, reason)
         }
     }
 
@@ -116,8 +131,16 @@ impl Refusal {
             e @ (E::NameTaken { .. } | E::X509(X::Exists { .. })) => {
                 Refusal::new(StatusCode::CONFLICT, common::error_chain(&e))
             }
-            e @ E::Busy(_) => {
-                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, common::error_chain(&e))
+            e @ E::Busy(_) => Refusal::unavailable(common::error_chain(&e), 1),
+            e @ E::Database { .. } => {
+                // The operator reads where and why in the log; the device, when to come back.
+                tracing::error!(error = %common::error_chain(&e), "the records are unreachable");
+                Refusal::unavailable(
+                    format!(
+                        "the CA cannot reach its records right now: retry in {RECORDS_RETRY_SECS} s"
+                    ),
+                    RECORDS_RETRY_SECS,
+                )
             }
             e @ (E::Refused(_)
             | E::X509(
@@ -147,8 +170,11 @@ pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
     if r.status == StatusCode::UNAUTHORIZED {
         res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"EST\""));
     }
-    if r.status == StatusCode::SERVICE_UNAVAILABLE {
-        res.insert_header((header::RETRY_AFTER, "1"));
+    let retry = r
+        .retry_after
+        .or((r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+    if let Some(secs) = retry {
+        res.insert_header((header::RETRY_AFTER, secs.to_string()));
     }
     let unread_body = matches!(
         r.status,

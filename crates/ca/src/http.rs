@@ -53,8 +53,23 @@ async fn csrattrs() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+/// `ok` while the records answer; 503 and why (with `Retry-After`) while they do not, so a
+/// load balancer sends devices to a replica that can enroll them.
+async fn healthz(ca: web::Data<Ca>) -> HttpResponse {
+    let checked = web::block(move || ca.authority.records().with(|db| db.generation())).await;
+    match checked {
+        Ok(Ok(_)) => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ok\nrecords: reachable\n"),
+        Ok(Err(e)) => {
+            let r = Refusal::from_pki(e);
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, r.retry_after.unwrap_or(1).to_string()))
+                .content_type("text/plain")
+                .body(format!("records: unreachable: {}\n", r.reason))
+        }
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
@@ -184,8 +199,11 @@ async fn read_body(
         let mut buf = BytesMut::new();
         let mut seen = 0usize;
         while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| Refusal::bad(format!("the body could not be read: {e}")))?;
+            // The framework's own words stay in the log; the client hears ours.
+            let chunk = chunk.map_err(|e| {
+                tracing::debug!(error = %e, "body not read");
+                Refusal::bad("the body could not be read: it was cut off or malformed")
+            })?;
             seen += chunk.len();
             if seen > DRAIN_MAX {
                 break;
@@ -199,7 +217,8 @@ async fn read_body(
         }
         Ok(buf.freeze())
     };
-    if declared.is_some_and(|n| n > DRAIN_MAX) {
+    // A Content-Length over the limit is refused before any of the body is read.
+    if declared.is_some_and(|n| n > limits.max_body) {
         return Err(too_large.clone());
     }
     tokio::time::timeout(limits.body_timeout, read)

@@ -28,9 +28,15 @@ pub struct Asked {
 
 /// Reads what the request in `der` asks for (a 400 when it does not parse).
 pub fn asked(der: &[u8]) -> Result<Asked, Refusal> {
-    let (_, req) = X509CertificationRequest::from_der(der).map_err(|_| {
+    let (rest, req) = X509CertificationRequest::from_der(der).map_err(|_| {
         Refusal::bad("the body is not a DER PKCS#10 certificate request (openssl req -outform DER)")
     })?;
+    if !rest.is_empty() {
+        return Err(Refusal::bad(format!(
+            "{} bytes follow the request's DER: send the request alone (openssl req -outform DER)",
+            rest.len()
+        )));
+    }
     let cn = req
         .certification_request_info
         .subject

@@ -243,6 +243,30 @@ fn a_retried_renewal_gets_the_certificate_already_issued_for_it() {
     assert_eq!(renewing, 2, "one per key");
 }
 
+/// A Content-Length over the limit (64 KiB; 1 MiB here) is refused before the body is waited
+/// for: 413 at once,
+/// not 408 when the body timeout runs out.
+#[test]
+fn a_declared_length_over_the_limit_is_refused_at_once() {
+    let pki = TestPki::new();
+    let ca = CaProcess::start(pki.dir(), &["--body-timeout", "30s"], &[]);
+    let root = pki.layout().ca_cert();
+    let mut s = support::connect(ca.addr, &root, None);
+    let head = format!(
+        "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/pkcs10{}\r\nContent-Length: 1048576\r\n\r\nMIIB",
+        basic("dev-1", "t")
+    );
+    let started = std::time::Instant::now();
+    s.write_all(head.as_bytes()).expect("write");
+    let r = support::read_reply(&mut s);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited for the body timeout"
+    );
+}
+
 /// Each bad request: its status, its reason, a log line, and nothing changed.
 #[test]
 fn bad_input_gets_its_status_and_reason_and_changes_nothing() {
@@ -295,6 +319,13 @@ fn bad_input_gets_its_status_and_reason_and_changes_nothing() {
             400,
             "not a DER PKCS#10",
             b64(b"\x30\x03abc"),
+            pkcs10.clone(),
+        ),
+        (
+            "trailing bytes",
+            400,
+            "bytes follow the request",
+            b64(&[good.as_slice(), b"junk"].concat()),
             pkcs10.clone(),
         ),
         (

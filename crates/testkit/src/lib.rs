@@ -9,6 +9,7 @@
 
 pub mod faketime;
 pub mod postgres;
+pub mod relay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

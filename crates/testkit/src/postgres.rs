@@ -55,6 +55,30 @@ impl PgDatabase {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The server's TCP address (for a [`crate::relay::Relay`] in front of it).
+    pub fn server(&self) -> std::net::SocketAddr {
+        let field = |key: &str| {
+            self.url
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(key))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        format!("{}:{}", field("host="), field("port="))
+            .parse()
+            .expect("a TCP PostgreSQL server (host=IP port=N)")
+    }
+
+    /// The connection string through `relay` instead of straight to the server.
+    pub fn url_through(&self, relay: std::net::SocketAddr) -> String {
+        let server = self.server();
+        self.url.replacen(
+            &format!("host={} port={}", server.ip(), server.port()),
+            &format!("host={} port={}", relay.ip(), relay.port()),
+            1,
+        )
+    }
 }
 
 impl Drop for PgDatabase {

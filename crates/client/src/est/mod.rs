@@ -48,6 +48,8 @@ pub enum EstError {
         status: u16,
         /// The CA's reason.
         reason: String,
+        /// When it said a retry may succeed (`Retry-After`, seconds).
+        retry_after: Option<u64>,
     },
     /// The CA answered 200 with something that is not a certificate for our key from our CA.
     #[error("the CA's answer cannot be used: {0}")]
@@ -75,6 +77,17 @@ impl EstError {
                 (400..500).contains(status) && !matches!(status, 408 | 429)
             }
             EstError::Local(_) | EstError::Expired { .. } => true,
+        }
+    }
+
+    /// When the CA said to come back (`Retry-After` of a 503 or 429), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EstError::Refused {
+                retry_after: Some(s),
+                ..
+            } => Some(Duration::from_secs(*s)),
+            _ => None,
         }
     }
 
@@ -240,8 +253,11 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                 Err(e) if e.permanent() => return e,
                 Err(e) => {
                     let left = u64::try_from(window.not_after - x509::time::now()).unwrap_or(0);
-                    let wait =
-                        backoff.after_failure(Duration::from_secs(left), x509::time::random_unit());
+                    let wait = backoff.after_failure(
+                        Duration::from_secs(left),
+                        x509::time::random_unit(),
+                        e.retry_after(),
+                    );
                     say(&format!(
                         "renewal failed: {e}; retrying in {} (the certificate is valid until {})",
                         humanize(wait),
@@ -425,18 +441,19 @@ async fn exchange(
     let (_, prefix) = split_url(&o.url)?;
     let der = csr.to_der().map_err(local)?;
     let body = x509::cert::base64_lines(&der, "\r\n");
-    let (status, answer) = client
+    let answer = client
         .est(Method::POST, &format!("{prefix}/{op}"), Some(body), basic)
         .await
         .map_err(EstError::Unreachable)?;
-    if status != 200 {
-        let reason = String::from_utf8_lossy(&answer);
+    if answer.status != 200 {
+        let reason = String::from_utf8_lossy(&answer.body);
         return Err(EstError::Refused {
-            status,
+            status: answer.status,
             reason: reason.lines().next().unwrap_or("").trim().to_owned(),
+            retry_after: answer.retry_after,
         });
     }
-    let certs = certs_of(&answer)?;
+    let certs = certs_of(&answer.body)?;
     let mine = csr.public_key().map_err(local)?;
     certs
         .into_iter()
@@ -452,16 +469,17 @@ async fn store(
     key: &PKey<Private>,
 ) -> Result<Enrolled, EstError> {
     let (_, prefix) = split_url(&o.url)?;
-    let (status, answer) = client
+    let answer = client
         .est(Method::GET, &format!("{prefix}/cacerts"), None, None)
         .await
         .map_err(EstError::Unreachable)?;
-    if status != 200 {
+    if answer.status != 200 {
         return Err(EstError::BadAnswer(format!(
-            "cacerts answered HTTP {status}"
+            "cacerts answered HTTP {}",
+            answer.status
         )));
     }
-    let intermediates: Vec<X509> = certs_of(&answer)?
+    let intermediates: Vec<X509> = certs_of(&answer.body)?
         .into_iter()
         .filter(|c| c.issued(c) != openssl::x509::X509VerifyResult::OK)
         .collect();
@@ -518,16 +536,23 @@ fn certs_of(answer: &[u8]) -> Result<Vec<X509>, EstError> {
     Ok(certs)
 }
 
+/// What the CA answered to one EST request.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<u64>,
+}
+
 impl Client {
     /// One EST request: `path` on the server, a base64 PKCS#10 body (POST), Basic
-    /// credentials; the status and the body.
+    /// credentials; the status, the body and any `Retry-After`.
     async fn est(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
         basic: Option<(&str, &str)>,
-    ) -> Result<(u16, Vec<u8>), Failure> {
+    ) -> Result<Answer, Failure> {
         let (uri, _) = self.url(path)?;
         let mut req = self.http.request(method, uri);
         if let Some((user, password)) = basic {
@@ -552,7 +577,17 @@ impl Client {
                         e.to_string(),
                     )
                 })?;
-                Ok((res.status().as_u16(), bytes.to_vec()))
+                // Seconds only: an HTTP date would need the CA's clock to agree with ours.
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
+                Ok(Answer {
+                    status: res.status().as_u16(),
+                    body: bytes.to_vec(),
+                    retry_after,
+                })
             }
             Err(e) => Err(self.explain(&e).await),
         }

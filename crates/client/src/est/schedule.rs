@@ -82,15 +82,24 @@ impl Backoff {
     }
 
     /// The wait after one more failure, `left` before the certificate expires; `jitter` in
-    /// [0, 1].
-    pub fn after_failure(&mut self, left: Duration, jitter: f64) -> Duration {
+    /// [0, 1]. A CA that said when to come back (`Retry-After`) is taken at its word, within
+    /// the same bounds: never under `min` nor over `max`, never past a quarter of `left`.
+    pub fn after_failure(
+        &mut self,
+        left: Duration,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> Duration {
         let doubled = self
             .min
             .saturating_mul(2u32.saturating_pow(self.failures.min(30)));
         self.failures = self.failures.saturating_add(1);
-        let wait = doubled
-            .min(self.max)
-            .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+        let wait = match retry_after {
+            Some(asked) => asked.clamp(self.min, self.max),
+            None => doubled
+                .min(self.max)
+                .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)),
+        };
         wait.min(left / 4).max(Duration::from_secs(1))
     }
 
@@ -151,12 +160,39 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(600));
         let long = Duration::from_secs(10 * 86_400);
         let waits: Vec<u64> = (0..8)
-            .map(|_| b.after_failure(long, 1.0).as_secs())
+            .map(|_| b.after_failure(long, 1.0, None).as_secs())
             .collect();
         assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600]);
-        assert_eq!(b.after_failure(Duration::from_secs(100), 1.0).as_secs(), 25);
-        assert_eq!(b.after_failure(Duration::ZERO, 1.0).as_secs(), 1);
+        assert_eq!(
+            b.after_failure(Duration::from_secs(100), 1.0, None)
+                .as_secs(),
+            25
+        );
+        assert_eq!(b.after_failure(Duration::ZERO, 1.0, None).as_secs(), 1);
         b.reset();
-        assert_eq!(b.after_failure(long, 0.0).as_secs(), 5);
+        assert_eq!(b.after_failure(long, 0.0, None).as_secs(), 5);
+    }
+
+    #[test]
+    fn a_retry_after_is_honoured_within_the_backoff_bounds() {
+        let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(600));
+        let long = Duration::from_secs(10 * 86_400);
+        let after = |b: &mut Backoff, secs| {
+            b.after_failure(long, 1.0, Some(Duration::from_secs(secs)))
+                .as_secs()
+        };
+        assert_eq!(after(&mut b, 5), 10, "never under --retry-min");
+        assert_eq!(
+            after(&mut b, 120),
+            120,
+            "the CA's word, not the doubling (40)"
+        );
+        assert_eq!(after(&mut b, 86_400), 600, "never over --retry-max");
+        let soon = b.after_failure(
+            Duration::from_secs(200),
+            1.0,
+            Some(Duration::from_secs(120)),
+        );
+        assert_eq!(soon.as_secs(), 50, "never past a quarter of the time left");
     }
 }

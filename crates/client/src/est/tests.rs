@@ -23,6 +23,7 @@ fn only_refusals_that_retrying_cannot_change_stop_a_daemon() {
     let refused = |status| EstError::Refused {
         status,
         reason: String::new(),
+        retry_after: None,
     };
     assert!(refused(403).permanent());
     assert!(refused(400).permanent());
