@@ -52,8 +52,10 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
     }
     let folder = Folder::new(config.layout())
         .with_db(config.db.clone())
-        .with_lock_timeout(config.lock_timeout)
-        .with_crl_url(config.crl_url());
+        .with_lock_timeout(config.lock_timeout);
+    // --public-url names this service's /crl; without it, the PKI's own (`pki ca crl-url`).
+    let crl_url = config.crl_url().or(folder.crl_url()?);
+    let folder = folder.with_crl_url(crl_url.clone());
     let issuer = folder.issuer()?;
     let chain = folder.ca_chain()?;
     let identity = tls::identity(config, &folder, &issuer)?;
@@ -66,7 +68,7 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
         config.default_db_path(),
         config.lock_timeout,
     );
-    let authority = Authority::new(issuer, others, records)?.with_crl_url(config.crl_url());
+    let authority = Authority::new(issuer, others, records)?.with_crl_url(crl_url);
     let ca = Arc::new(Ca {
         authority,
         chain,

@@ -120,6 +120,11 @@ impl Layout {
         self.dir(Role::Ca).join("root.crl")
     }
 
+    /// `ca/crl-url`: the URL certificates name as their CRL distribution point, if one is set.
+    pub fn ca_crl_url(&self) -> PathBuf {
+        self.dir(Role::Ca).join("crl-url")
+    }
+
     /// `ca/ca.crl`: the issuing CA's certificate revocation list.
     pub fn ca_crl(&self) -> PathBuf {
         self.dir(Role::Ca).join("ca.crl")

@@ -218,6 +218,10 @@ pub(crate) struct InitArgs {
     /// The root's CN [default: "https Project Root CA USER@HOST XXXXXXXX", unique per PKI].
     #[arg(long)]
     pub(crate) ca_name: Option<String>,
+    /// Where ca/ca.crl is published (http:// or https://): certificates issued from now on
+    /// name it as their CRL distribution point. `pki ca crl-url` changes it later.
+    #[arg(long)]
+    pub(crate) crl_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -233,6 +237,16 @@ pub(crate) enum CaAction {
         /// Retire even while certificates in force still chain to the old CA.
         #[arg(long, requires = "retire")]
         force: bool,
+    },
+    /// The URL certificates issued from now on name as their CRL distribution point (where
+    /// ca/ca.crl is published); without an argument, the one set now.
+    CrlUrl {
+        /// http:// or https:// URL of the CRL.
+        #[arg(conflicts_with = "none")]
+        url: Option<String>,
+        /// Name none from now on.
+        #[arg(long)]
+        none: bool,
     },
     /// Which phase a rotation is in, each CA in force, and what is left to do.
     Status {

@@ -379,6 +379,62 @@ fn a_revocation_reason_reaches_the_crl_entry() {
     assert_eq!(reasons[&serial_of("plain-3")], "");
 }
 
+/// The URIs of a certificate's crlDistributionPoints, as `openssl x509 -ext` prints them.
+fn distribution_points(cert: &Path) -> Vec<String> {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "crlDistributionPoints", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl x509");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("URI:").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_crl_url_set_at_init_or_later_is_in_the_certificates_issued_from_then_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    let o = pki(&dir, &["init", "--crl-url", "http://crl.example/ca.crl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for leaf in ["server/server.crt", "client/client.crt"] {
+        assert_eq!(
+            distribution_points(&dir.join(leaf)),
+            ["http://crl.example/ca.crl"],
+            "{leaf}"
+        );
+    }
+    let o = pki(&dir, &["ca", "crl-url", "https://other.example/crl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(pki(&dir, &["issue", "client", "--name", "d2"])
+        .status
+        .success());
+    assert_eq!(
+        distribution_points(&dir.join("client/d2.crt")),
+        ["https://other.example/crl"]
+    );
+    assert_eq!(
+        distribution_points(&dir.join("client/client.crt")),
+        ["http://crl.example/ca.crl"],
+        "issued before: unchanged"
+    );
+    // A URL that cannot be an IA5 URI is refused, and the one set stays.
+    let o = pki(&dir, &["ca", "crl-url", "ftp://x/crl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = pki(&dir, &["ca", "crl-url"]);
+    assert!(
+        text(&o).contains("https://other.example/crl"),
+        "{}",
+        text(&o)
+    );
+    assert!(pki(&dir, &["ca", "crl-url", "--none"]).status.success());
+    assert!(pki(&dir, &["issue", "client", "--name", "d3"])
+        .status
+        .success());
+    assert!(distribution_points(&dir.join("client/d3.crt")).is_empty());
+}
+
 #[test]
 fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
     let tmp = tempfile::tempdir().expect("tmp");

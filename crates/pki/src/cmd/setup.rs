@@ -83,6 +83,14 @@ pub(crate) fn init(folder: &Folder, args: InitArgs) -> Result<ExitCode> {
     if !args.sans.is_empty() {
         opts.server_names = args.sans;
     }
+    if let Some(url) = &args.crl_url {
+        // Before the first certificate is made, so that every one names it.
+        std::fs::create_dir_all(folder.layout().dir(common::Role::Ca)).with_context(|| {
+            format!("create {}", folder.layout().dir(common::Role::Ca).display())
+        })?;
+        folder.set_crl_url(Some(url))?;
+        println!("certificates name {url} as their CRL distribution point");
+    }
     let opts = &opts;
     let report = folder.init(opts).context("pki init")?;
     for p in &report.removed {
@@ -120,11 +128,22 @@ pub(crate) fn ca_command(folder: &Folder, action: CaAction) -> Result<ExitCode> 
             } else {
                 folder.rotate_introduce(who_am_i().as_deref())?;
                 println!(
-                    "a new CA is in ca/next/ and ca/ca.crt trusts both: reload servers and clients,                      then `pki ca rotate --switch`"
+                    "a new CA is in ca/next/ and ca/ca.crt trusts both: reload servers and clients, then `pki ca rotate --switch`"
                 );
             }
             let status = folder.rotation_status()?;
             println!("next: {}", status.next_step);
+        }
+        CaAction::CrlUrl { url, none } => {
+            if url.is_some() || none {
+                folder.set_crl_url(url.as_deref())?;
+            }
+            match folder.crl_url()? {
+                Some(u) => println!(
+                    "certificates issued from now on name {u} as their CRL distribution point"
+                ),
+                None => println!("certificates issued from now on name no CRL distribution point"),
+            }
         }
         CaAction::Status { json } => {
             let status = folder.rotation_status()?;
