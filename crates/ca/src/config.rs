@@ -57,6 +57,9 @@ pub struct Config {
     pub workers: Option<usize>,
     /// How long a command waits for the records' lock. Default 10 s.
     pub lock_timeout: Duration,
+    /// Wrong enrollment tokens a peer address may send in a minute before it hears 429 for
+    /// the rest of that minute (0: no limit). Default 10.
+    pub wrong_token_limit: u32,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(5),
             workers: None,
             lock_timeout: pki::folder::DEFAULT_LOCK_TIMEOUT,
+            wrong_token_limit: 10,
         }
     }
 }

@@ -13,6 +13,7 @@ use openssl::x509::X509;
 
 use crate::enroll::{Ca, Peer};
 use crate::error::{refuse, Refusal};
+use crate::guard::TokenGuard;
 use crate::wire;
 
 /// Limits on request bodies.
@@ -89,15 +90,32 @@ async fn simpleenroll(
     body: web::Payload,
     ca: web::Data<Ca>,
     limits: web::Data<Limits>,
+    guard: web::Data<TokenGuard>,
 ) -> HttpResponse {
     let auth = match wire::basic(req.headers()) {
         Ok(a) => a,
         Err(r) => return refuse(&req, r),
     };
-    est_post(req, body, ca, limits, move |ca, peer, der| {
+    let ip = req.peer_addr().map(|a| a.ip());
+    let with_token = auth.is_some();
+    if let (true, Some(ip)) = (with_token, ip) {
+        if let Err(r) = guard.check(ip) {
+            return refuse(&req, r);
+        }
+    }
+    let res = est_post(req, body, ca, limits, move |ca, peer, der| {
         ca.enroll(auth, peer, der)
     })
-    .await
+    .await;
+    // A token that is unknown, used, expired or another name's: one more wrong one.
+    let wrong = matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    if let (true, true, Some(ip)) = (with_token, wrong, ip) {
+        guard.wrong(ip);
+    }
+    res
 }
 
 /// `POST simplereenroll` (RFC 7030 §4.2.2).

@@ -29,6 +29,7 @@ mod config;
 mod crl;
 mod enroll;
 mod error;
+mod guard;
 mod http;
 mod lock;
 pub mod policy;

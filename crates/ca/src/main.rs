@@ -75,6 +75,10 @@ struct Args {
     /// Worker threads [default: number of cores].
     #[arg(long, env = "CA_WORKERS")]
     workers: Option<usize>,
+
+    /// Wrong enrollment tokens a peer may send in a minute before it hears 429 (0: no limit).
+    #[arg(long, env = "CA_WRONG_TOKEN_LIMIT", default_value_t = defaults().wrong_token_limit)]
+    wrong_token_limit: u32,
 }
 
 fn defaults() -> Config {
@@ -98,6 +102,7 @@ impl Args {
         c.max_body = self.max_body;
         c.body_timeout = self.body_timeout;
         c.workers = self.workers;
+        c.wrong_token_limit = self.wrong_token_limit;
         c
     }
 }
@@ -157,6 +162,7 @@ mod tests {
             "--max-body=9",
             "--body-timeout=3s",
             "--workers=4",
+            "--wrong-token-limit=7",
         ])
         .expect("parse")
         .into_config();
@@ -172,5 +178,6 @@ mod tests {
         assert_eq!(c.crl_check_every, Duration::from_secs(5));
         assert_eq!((c.max_body, c.body_timeout), (9, Duration::from_secs(3)));
         assert_eq!(c.workers, Some(4));
+        assert_eq!(c.wrong_token_limit, 7);
     }
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::crl::{self, Refresh};
 use crate::enroll::Ca;
 use crate::error::CaError;
+use crate::guard::TokenGuard;
 use crate::http::{self, CaCerts, Limits};
 use crate::{tls, wire};
 
@@ -97,11 +98,14 @@ fn bind(
         body_timeout: config.body_timeout,
     });
     let cacerts = web::Data::new(cacerts);
+    // One tally for every worker: a peer is slowed whichever worker it reaches.
+    let guard = web::Data::new(TokenGuard::new(config.wrong_token_limit));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(ca.clone())
             .app_data(limits.clone())
             .app_data(cacerts.clone())
+            .app_data(guard.clone())
             .configure(http::configure)
     })
     .on_connect(tls::on_connect)

@@ -267,6 +267,42 @@ fn a_declared_length_over_the_limit_is_refused_at_once() {
     );
 }
 
+/// Wrong tokens from one address are slowed past the limit: 429 with Retry-After, logged,
+/// and nothing spent; a request without a token is not counted.
+#[test]
+fn wrong_tokens_from_one_peer_are_slowed() {
+    let pki = TestPki::new();
+    let ca = CaProcess::start(pki.dir(), &["--wrong-token-limit", "3"], &[]);
+    let root = pki.layout().ca_cert();
+    let request = csr("", "dev-8").1;
+    for _ in 0..3 {
+        let r = enroll(ca.addr, &root, "dev-8", "0badc0de", &request);
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    let right = token(&pki, "dev-8");
+    let r = enroll(ca.addr, &root, "dev-8", &right, &request);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.text().contains("wrong enrollment tokens"), "{}", r.text());
+    assert!(
+        ca.log_text().contains("slowed for the rest of the minute"),
+        "{}",
+        ca.log_text()
+    );
+    // The right token was not looked at, so it is not spent: it enrolls once the minute is
+    // over (not waited for here); the records hold nothing for dev-8.
+    assert!(pki
+        .folder
+        .list()
+        .expect("list")
+        .iter()
+        .all(|r| r.name != "dev-8"));
+}
+
 /// Each bad request: its status, its reason, a log line, and nothing changed.
 #[test]
 fn bad_input_gets_its_status_and_reason_and_changes_nothing() {
