@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         },
         server_name: None,
         timeout: client::DEFAULT_TIMEOUT,
+        crl_check: client::tls::CrlCheck::Soft,
     };
     let client = client::Client::new(&url, tls.clone())?;
     for reply in client::seed_sequence(&client).await {

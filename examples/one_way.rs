@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         identity: Identity::None,
         server_name: None,
         timeout: client::DEFAULT_TIMEOUT,
+        crl_check: client::tls::CrlCheck::Soft,
     };
     let client = client::Client::new(&format!("https://127.0.0.1:{}", server.addr.port()), tls)?;
     let reply = client.get("/login").await?;

@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         },
         server_name: None,
         timeout: client::DEFAULT_TIMEOUT,
+        crl_check: client::tls::CrlCheck::Soft,
     };
     let device = client::Client::new(&url, tls.clone())?;
     let stranger = client::Client::new(

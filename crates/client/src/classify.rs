@@ -141,6 +141,10 @@ fn plain_http(ep: &Endpoint, detail: &str) -> Failure {
 
 /// We refused the server's certificate.
 fn server_cert(problem: Problem, ctx: &Context<'_>, detail: &str) -> Failure {
+    // Our own revocation check refused it (OpenSSL then reports "application verification").
+    if let (Problem::Other(_), Some(r)) = (problem, crate::revocation::last_refusal()) {
+        return revocation(&r, detail);
+    }
     let leaf = |f: fn(&CertSummary) -> String| ctx.server_leaf.map(f).unwrap_or_default();
     let (class, message, hint) = match problem {
         Problem::HostMismatch | Problem::IpMismatch => (
@@ -178,6 +182,28 @@ fn server_cert(problem: Problem, ctx: &Context<'_>, detail: &str) -> Failure {
         ),
     };
     Failure::new(class, message, hint, detail)
+}
+
+/// Our revocation check of the server's certificate refused it.
+fn revocation(r: &crate::revocation::Refusal, detail: &str) -> Failure {
+    use crate::revocation::Refusal;
+    let (message, hint) = match r {
+        Refusal::Revoked { serial, at, reason } => (
+            format!(
+                "the server's certificate (serial {serial}) was revoked on {}{}",
+                x509::time::date(*at),
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+            "the server needs a new certificate (`pki issue server --force`, then reload it); \
+             until then it must not be trusted"
+                .to_owned(),
+        ),
+        Refusal::NoCrl { url, why } => (
+            format!("the CRL the server's certificate names ({url}) could not be checked: {why}"),
+            "make it reachable, or pass --crl-check soft to go on without it".to_owned(),
+        ),
+    };
+    Failure::new(FailureClass::ServerCertRevoked, message, hint, detail)
 }
 
 /// The server ended the handshake with `alert`.

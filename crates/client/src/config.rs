@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Layout;
 
 use crate::error::Failure;
-use crate::tls::{Identity, Password, TlsOptions};
+use crate::tls::{CrlCheck, Identity, Password, TlsOptions};
 
 /// Environment variable with the PKCS#12 password (read by the binary, never by the library).
 pub const P12_PASSWORD_ENV: &str = "CLIENT_P12_PASSWORD";
@@ -47,6 +47,8 @@ pub struct Config {
     pub server_name: Option<String>,
     /// Limit for connecting, the handshake, and each request.
     pub timeout: Duration,
+    /// Whether the server's certificate is checked against the CRL it names (default soft).
+    pub crl_check: CrlCheck,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             client_cert: ClientCert::FromPki,
             server_name: None,
             timeout: DEFAULT_TIMEOUT,
+            crl_check: CrlCheck::default(),
         }
     }
 }
@@ -88,6 +91,7 @@ impl Config {
             identity,
             server_name: self.server_name.clone(),
             timeout: self.timeout,
+            crl_check: self.crl_check,
         })
     }
 }

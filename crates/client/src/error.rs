@@ -26,6 +26,9 @@ pub enum FailureClass {
     ClientCertRefused,
     /// No TLS version or cipher suite in common.
     NoCommonProtocol,
+    /// The server's certificate is revoked by its CA (or, with `--crl-check hard`, its CRL
+    /// could not be had).
+    ServerCertRevoked,
     /// Anything else.
     Other,
 }
@@ -44,6 +47,7 @@ impl FailureClass {
             FailureClass::ClientCertRequired => 16,
             FailureClass::ClientCertRefused => 17,
             FailureClass::NoCommonProtocol => 18,
+            FailureClass::ServerCertRevoked => 20,
             FailureClass::Other => 19,
         }
     }

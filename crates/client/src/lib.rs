@@ -8,6 +8,7 @@
 //!   (typed facts in [`facts`], words in `classify`).
 //! - [`wire`]: the bytes read off the wire (plain HTTP? a TLS 1.2 CertificateRequest?).
 //! - [`diagnose`] and [`report`]: `diagnose URL`.
+//! - [`revocation`]: the server's certificate against the CRL it names.
 //! - [`est`]: the device side of EST (RFC 7030): `enroll`, `renew`, the renewal daemon.
 //! - [`Client`]: `get`, `post_form`, the seed's sequence.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod facts;
 mod own;
 pub mod probe;
 pub mod report;
+pub mod revocation;
 pub mod tls;
 pub mod wire;
 

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use client::config::{ClientCert, Config, P12_PASSWORD_ENV};
 use client::error::{Failure, FailureClass};
 use client::est::{self, schedule::Step};
-use client::tls::{Identity, Password, TlsOptions};
+use client::tls::{CrlCheck, Identity, Password, TlsOptions};
 use client::{Client, Reply};
 use x509::KeyAlgorithm;
 
@@ -64,6 +64,11 @@ struct Args {
     /// One JSON object per result, for scripts.
     #[arg(long, global = true)]
     json: bool,
+
+    /// The server's certificate against the CRL it names: soft (a CRL that cannot be had is a
+    /// warning, as browsers do), hard (it is a refusal), off.
+    #[arg(long, global = true, env = "CLIENT_CRL_CHECK", value_enum, default_value_t = CrlCheckArg::Soft)]
+    crl_check: CrlCheckArg,
 
     /// What to do [default: the seed's sequence, GET /login then POST /login1].
     #[command(subcommand)]
@@ -200,8 +205,21 @@ impl Args {
             client_cert,
             server_name: self.server_name.clone(),
             timeout: Duration::from_secs_f64(self.timeout.clamp(0.1, 3600.0)),
+            crl_check: match self.crl_check {
+                CrlCheckArg::Soft => CrlCheck::Soft,
+                CrlCheckArg::Hard => CrlCheck::Hard,
+                CrlCheckArg::Off => CrlCheck::Off,
+            },
         }
     }
+}
+
+/// `--crl-check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CrlCheckArg {
+    Soft,
+    Hard,
+    Off,
 }
 
 #[actix_web::main]

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVersion};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 
 use crate::error::Failure;
+pub use crate::revocation::CrlCheck;
 
 /// A PKCS#12 password. Its `Debug` says `<redacted>`: whatever holds one (an [`Identity`], a
 /// config) can be logged with `{:?}` without printing it.
@@ -66,6 +67,8 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
     /// Limit for connecting plus the handshake, and for each request.
     pub timeout: Duration,
+    /// Whether the server's certificate is checked against the CRL it names.
+    pub crl_check: CrlCheck,
 }
 
 /// A loaded client certificate.
@@ -147,8 +150,14 @@ pub fn builder(options: &TlsOptions, alpn: &[u8]) -> Result<SslConnectorBuilder,
     // Trust exactly the given CA, not the system store: this is a private PKI.
     let cas = x509::cert::load_certs("CA certificate", &options.ca)
         .map_err(|e| local_file(e, "pass the CA's ca.crt with --ca"))?;
-    for ca in cas {
-        b.cert_store_mut().add_cert(ca).map_err(internal)?;
+    for ca in &cas {
+        b.cert_store_mut().add_cert(ca.clone()).map_err(internal)?;
+    }
+    if options.crl_check != CrlCheck::Off {
+        let (mode, timeout) = (options.crl_check, options.timeout);
+        b.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+            crate::revocation::verify(ok, ctx, mode, &cas, timeout)
+        });
     }
     if let Some(id) = load_identity(&options.identity)? {
         b.set_certificate(&id.chain[0]).map_err(internal)?;
