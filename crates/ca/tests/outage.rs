@@ -63,3 +63,66 @@ fn a_records_outage_says_retry_and_enrollment_resumes_after_it() {
     let h = call(ca.addr, &root, None, "GET /healthz HTTP/1.1", b"");
     assert_eq!(h.status, 200, "{}", h.text());
 }
+
+/// A burst of enrollments with the records cut in its middle: every device hears 200 or 503
+/// (never a 500, never a lost certificate), and each one refused enrolls once they are back.
+#[test]
+fn a_burst_across_an_outage_loses_nothing() {
+    let Some(pg) = testkit::postgres::PgDatabase::create("a burst across an outage") else {
+        return;
+    };
+    let relay = Relay::start(pg.server());
+    let url = pg.url_through(relay.addr());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let folder = Folder::new(common::Layout::new(tmp.path())).with_db(DbUrl::Postgres(url.clone()));
+    folder.init(&InitOptions::default()).expect("init");
+    let devices: Vec<(String, String, Vec<u8>)> = (0..24)
+        .map(|i| {
+            let name = format!("dev-{i}");
+            let t = folder
+                .create_token(Profile::Client, &name, Duration::from_secs(3600))
+                .expect("token");
+            let request = csr("", &name).1;
+            (name, t, request)
+        })
+        .collect();
+    let ca = CaProcess::start(tmp.path(), &[], &[("PKI_DB", &url)]);
+    let root = common::Layout::new(tmp.path()).ca_cert();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let burst: Vec<_> = devices
+            .chunks(6)
+            .map(|group| {
+                let root = &root;
+                s.spawn(move || {
+                    group
+                        .iter()
+                        .map(|(n, t, r)| enroll(ca.addr, root, n, t, r).status)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150));
+        relay.cut();
+        burst
+            .into_iter()
+            .flat_map(|h| h.join().expect("join"))
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    relay.restore();
+    for ((name, t, request), status) in devices.iter().zip(&statuses) {
+        let again = enroll(ca.addr, &root, name, t, request);
+        // A device that got its certificate and asks again gets the same one (a retry).
+        assert_eq!(again.status, 200, "{name} (was {status}): {}", again.text());
+    }
+    let on_record = folder
+        .list()
+        .expect("list")
+        .into_iter()
+        .filter(|r| r.name.starts_with("dev-"))
+        .count();
+    assert_eq!(on_record, devices.len(), "one certificate per device");
+}
