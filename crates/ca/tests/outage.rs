@@ -8,26 +8,58 @@ use std::time::Duration;
 
 use pki::{DbUrl, Folder, InitOptions, Profile};
 use support::{call, csr, enroll, CaProcess};
+use testkit::postgres::PgDatabase;
 use testkit::relay::Relay;
+
+/// A PKI whose records are on PostgreSQL, reached through a relay the test can cut.
+struct OnRelay {
+    relay: Relay,
+    url: String,
+    folder: Folder,
+    _tmp: tempfile::TempDir,
+    _pg: PgDatabase,
+}
+
+impl OnRelay {
+    fn new(test: &str) -> Option<OnRelay> {
+        let pg = PgDatabase::create(test)?;
+        let relay = Relay::start(pg.server());
+        let url = pg.url_through(relay.addr());
+        let tmp = tempfile::tempdir().expect("tmp");
+        let folder =
+            Folder::new(common::Layout::new(tmp.path())).with_db(DbUrl::Postgres(url.clone()));
+        folder.init(&InitOptions::default()).expect("init");
+        Some(OnRelay {
+            relay,
+            url,
+            folder,
+            _tmp: tmp,
+            _pg: pg,
+        })
+    }
+
+    fn token(&self, name: &str) -> String {
+        self.folder
+            .create_token(Profile::Client, name, Duration::from_secs(3600))
+            .expect("token")
+    }
+
+    /// The `ca` binary on these records, and its root.
+    fn ca(&self) -> (CaProcess, std::path::PathBuf) {
+        let dir = self.folder.layout().root();
+        let ca = CaProcess::start(dir, &[], &[("PKI_DB", &self.url)]);
+        (ca, self.folder.layout().ca_cert())
+    }
+}
 
 #[test]
 fn a_records_outage_says_retry_and_enrollment_resumes_after_it() {
-    let Some(pg) = testkit::postgres::PgDatabase::create("a records outage") else {
+    let Some(pki) = OnRelay::new("a records outage") else {
         return;
     };
-    let relay = Relay::start(pg.server());
-    let url = pg.url_through(relay.addr());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let folder = Folder::new(common::Layout::new(tmp.path())).with_db(DbUrl::Postgres(url.clone()));
-    folder.init(&InitOptions::default()).expect("init");
-    let token = |name: &str| {
-        folder
-            .create_token(Profile::Client, name, Duration::from_secs(3600))
-            .expect("token")
-    };
-    let (t1, t2) = (token("dev-1"), token("dev-2"));
-    let ca = CaProcess::start(tmp.path(), &[], &[("PKI_DB", &url)]);
-    let root = common::Layout::new(tmp.path()).ca_cert();
+    let (t1, t2) = (pki.token("dev-1"), pki.token("dev-2"));
+    let (ca, root) = pki.ca();
+    let relay = &pki.relay;
     assert_eq!(
         enroll(ca.addr, &root, "dev-1", &t1, &csr("", "dev-1").1).status,
         200
@@ -68,26 +100,19 @@ fn a_records_outage_says_retry_and_enrollment_resumes_after_it() {
 /// (never a 500, never a lost certificate), and each one refused enrolls once they are back.
 #[test]
 fn a_burst_across_an_outage_loses_nothing() {
-    let Some(pg) = testkit::postgres::PgDatabase::create("a burst across an outage") else {
+    let Some(pki) = OnRelay::new("a burst across an outage") else {
         return;
     };
-    let relay = Relay::start(pg.server());
-    let url = pg.url_through(relay.addr());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let folder = Folder::new(common::Layout::new(tmp.path())).with_db(DbUrl::Postgres(url.clone()));
-    folder.init(&InitOptions::default()).expect("init");
     let devices: Vec<(String, String, Vec<u8>)> = (0..24)
         .map(|i| {
             let name = format!("dev-{i}");
-            let t = folder
-                .create_token(Profile::Client, &name, Duration::from_secs(3600))
-                .expect("token");
+            let t = pki.token(&name);
             let request = csr("", &name).1;
             (name, t, request)
         })
         .collect();
-    let ca = CaProcess::start(tmp.path(), &[], &[("PKI_DB", &url)]);
-    let root = common::Layout::new(tmp.path()).ca_cert();
+    let (ca, root) = pki.ca();
+    let relay = &pki.relay;
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let burst: Vec<_> = devices
             .chunks(6)
@@ -118,7 +143,8 @@ fn a_burst_across_an_outage_loses_nothing() {
         // A device that got its certificate and asks again gets the same one (a retry).
         assert_eq!(again.status, 200, "{name} (was {status}): {}", again.text());
     }
-    let on_record = folder
+    let on_record = pki
+        .folder
         .list()
         .expect("list")
         .into_iter()
