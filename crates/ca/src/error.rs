@@ -178,12 +178,12 @@ pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
     }
     let unread_body = matches!(
         r.status,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT | StatusCode::LENGTH_REQUIRED
     );
     if unread_body && req.version() < actix_web::http::Version::HTTP_2 {
         // The rest of the body is not read: this HTTP/1 connection cannot carry another
         // request (HTTP/2 resets the one stream instead, and forbids the header).
-        res.insert_header((header::CONNECTION, "close"));
+        res.force_close();
     }
     res.content_type("text/plain; charset=utf-8")
         .body(format!("{}\n", r.reason))

@@ -239,6 +239,20 @@ async fn read_body(
     if declared.is_some_and(|n| n > limits.max_body) {
         return Err(too_large.clone());
     }
+    // A chunked HTTP/1.1 body could announce any size and then hold the connection: the
+    // framework decodes chunks without showing their declared sizes, so a body must say its
+    // length up front (RFC 9110 §15.5.12). Every EST client we know of sends one.
+    let chunked = req
+        .headers()
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked && req.version() < actix_web::http::Version::HTTP_2 {
+        return Err(Refusal::new(
+            StatusCode::LENGTH_REQUIRED,
+            "the body must come with a Content-Length, not chunked (curl --data-binary sends one)",
+        ));
+    }
     tokio::time::timeout(limits.body_timeout, read)
         .await
         .map_err(|_| {

@@ -303,6 +303,39 @@ fn wrong_tokens_from_one_peer_are_slowed() {
         .all(|r| r.name != "dev-8"));
 }
 
+/// A chunked body that announces 2 GiB is refused at once (411: a body must say its length),
+/// not held until the body timeout.
+#[test]
+fn a_chunked_body_is_refused_at_once() {
+    let pki = TestPki::new();
+    let ca = CaProcess::start(pki.dir(), &["--body-timeout", "30s"], &[]);
+    let root = pki.layout().ca_cert();
+    let mut s = support::connect(ca.addr, &root, None);
+    let head = format!(
+        "POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/pkcs10{}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         80000000\r\nMIIB",
+        basic("dev-1", "t")
+    );
+    let started = std::time::Instant::now();
+    s.write_all(head.as_bytes()).expect("write");
+    // The answer's head, as soon as it comes (the connection may linger after it).
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut s, &mut buf).expect("read");
+        assert!(n > 0, "closed without an answer");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let answered = started.elapsed();
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 411"), "{text}");
+    assert!(
+        answered < Duration::from_secs(20),
+        "answered after {answered:?}"
+    );
+}
+
 /// Each bad request: its status, its reason, a log line, and nothing changed.
 #[test]
 fn bad_input_gets_its_status_and_reason_and_changes_nothing() {
