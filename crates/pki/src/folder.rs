@@ -97,50 +97,6 @@ impl Folder {
         self
     }
 
-    /// The URL certificates issued from here on name as their CRL distribution point: the
-    /// one given to [`Folder::with_crl_url`], else the PKI's own (`pki ca crl-url`), if any.
-    pub fn crl_url(&self) -> Result<Option<String>> {
-        if let Some(url) = &self.crl_url {
-            return Ok(Some(url.clone()));
-        }
-        let path = self.layout.ca_crl_url();
-        if !files::exists(&path) {
-            return Ok(None);
-        }
-        let text = String::from_utf8_lossy(&files::read("CRL URL", &path)?)
-            .trim()
-            .to_owned();
-        Ok((!text.is_empty()).then_some(text))
-    }
-
-    /// `pki init --crl-url`, `pki ca crl-url`: the URL that certificates issued from now on
-    /// name as their CRL distribution point (where `ca/ca.crl` is published), or none.
-    /// Certificates issued before keep what they have.
-    pub fn set_crl_url(&self, url: Option<&str>) -> Result<()> {
-        let path = self.layout.ca_crl_url();
-        match url {
-            Some(url) => {
-                x509::distribution::check_url(url)?;
-                files::write(
-                    "CRL URL",
-                    &path,
-                    format!("{url}\n").as_bytes(),
-                    Secrecy::Public,
-                    Overwrite::Replace,
-                )?;
-            }
-            None if files::exists(&path) => {
-                std::fs::remove_file(&path).map_err(|source| x509::Error::Write {
-                    what: "CRL URL",
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            None => {}
-        }
-        Ok(())
-    }
-
     /// Waits up to `timeout` for another command's lock.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Folder {
         self.lock_timeout = timeout;

@@ -22,6 +22,50 @@ use crate::authority::sign_crl;
 use crate::folder::{Change, Folder};
 
 impl Folder {
+    /// The URL certificates issued from here on name as their CRL distribution point: the
+    /// one given to [`Folder::with_crl_url`], else the PKI's own (`pki ca crl-url`), if any.
+    pub fn crl_url(&self) -> Result<Option<String>> {
+        if let Some(url) = &self.crl_url {
+            return Ok(Some(url.clone()));
+        }
+        let path = self.layout.ca_crl_url();
+        if !files::exists(&path) {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&files::read("CRL URL", &path)?)
+            .trim()
+            .to_owned();
+        Ok((!text.is_empty()).then_some(text))
+    }
+
+    /// `pki init --crl-url`, `pki ca crl-url`: the URL that certificates issued from now on
+    /// name as their CRL distribution point (where `ca/ca.crl` is published), or none.
+    /// Certificates issued before keep what they have.
+    pub fn set_crl_url(&self, url: Option<&str>) -> Result<()> {
+        let path = self.layout.ca_crl_url();
+        match url {
+            Some(url) => {
+                x509::distribution::check_url(url)?;
+                files::write(
+                    "CRL URL",
+                    &path,
+                    format!("{url}\n").as_bytes(),
+                    Secrecy::Public,
+                    Overwrite::Replace,
+                )?;
+            }
+            None if files::exists(&path) => {
+                std::fs::remove_file(&path).map_err(|source| x509::Error::Write {
+                    what: "CRL URL",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// `pki export`: brings the disk mirror (`index.txt`, `ca/ca.crl`, `crlnumber`) up to
     /// date with the records, after the online CA issued or another host changed them. Every
     /// command does this first; this does only that. Returns the index's path.

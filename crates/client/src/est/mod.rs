@@ -12,6 +12,7 @@
 //! Every pair is written by [`pair::Pair::write`]: the certificate and key on disk always
 //! belong together, whenever the process stops.
 
+mod answer;
 pub mod pair;
 pub mod schedule;
 
@@ -537,64 +538,6 @@ fn certs_of(answer: &[u8]) -> Result<Vec<X509>, EstError> {
         ));
     }
     Ok(certs)
-}
-
-/// What the CA answered to one EST request.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    retry_after: Option<u64>,
-}
-
-impl Client {
-    /// One EST request: `path` on the server, a base64 PKCS#10 body (POST), Basic
-    /// credentials; the status, the body and any `Retry-After`.
-    async fn est(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-        basic: Option<(&str, &str)>,
-    ) -> Result<Answer, Failure> {
-        let (uri, _) = self.url(path)?;
-        let mut req = self.http.request(method, uri);
-        if let Some((user, password)) = basic {
-            req = req.basic_auth(user, password);
-        }
-        let sent = match body {
-            Some(b) => {
-                req.insert_header(("Content-Type", "application/pkcs10"))
-                    .insert_header(("Content-Transfer-Encoding", "base64"))
-                    .send_body(b)
-                    .await
-            }
-            None => req.send().await,
-        };
-        match sent {
-            Ok(mut res) => {
-                let bytes = res.body().limit(1 << 20).await.map_err(|e| {
-                    Failure::new(
-                        crate::error::FailureClass::Other,
-                        "the CA's answer could not be read",
-                        "retry; see the CA's log",
-                        e.to_string(),
-                    )
-                })?;
-                // Seconds only: an HTTP date would need the CA's clock to agree with ours.
-                let retry_after = res
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok());
-                Ok(Answer {
-                    status: res.status().as_u16(),
-                    body: bytes.to_vec(),
-                    retry_after,
-                })
-            }
-            Err(e) => Err(self.explain(&e).await),
-        }
-    }
 }
 
 #[cfg(test)]
