@@ -436,6 +436,40 @@ fn a_crl_url_set_at_init_or_later_is_in_the_certificates_issued_from_then_on() {
 }
 
 #[test]
+fn verify_says_what_the_certificate_has_when_it_is_not_what_was_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    let path = |p: &str| dir.join(p).to_str().expect("utf8").to_owned();
+    let (ca, server, client) = (
+        path("ca/ca.crt"),
+        path("server/server.crt"),
+        path("client/client.crt"),
+    );
+    let o = pki(
+        &dir,
+        &["verify", &server, "--ca", &ca, "--host", "api.example"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("the certificate names DNS:localhost, IP:127.0.0.1, IP:::1"),
+        "{}",
+        text(&o)
+    );
+    let o = pki(
+        &dir,
+        &["verify", &client, "--ca", &ca, "--purpose", "server"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("checked for serverAuth; the certificate's extendedKeyUsage has clientAuth"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("certs");

@@ -195,7 +195,8 @@ async fn log_request<B: MessageBody + 'static>(
         status = res.status().as_u16(),
         micros = elapsed.as_micros() as u64,
         client,
-        peer = ?peer,
+        // The address as people write it, not Rust's `Some(…)`.
+        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
     );
     Ok(res)
 }

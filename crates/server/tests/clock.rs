@@ -119,6 +119,11 @@ fn at_day_25_the_server_warns_that_the_crl_is_due_and_healthz_says_so() {
     );
     let access = srv.wait_for("INFO", "access");
     assert_eq!(access["fields"]["path"], "/healthz", "{access}");
+    let peer = access["fields"]["peer"].as_str().unwrap_or_default();
+    assert!(
+        peer.starts_with("127.0.0.1:"),
+        "Display, not Debug: {access}"
+    );
     assert!(!srv.metrics().contains("crl_stale"));
 }
 

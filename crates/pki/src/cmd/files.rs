@@ -40,7 +40,56 @@ pub(crate) fn verify(
         }
         Err(f) => {
             println!("{}: FAILED: {f}", cert.display());
+            if let Some(more) = what_it_has(&leaf, f.problem, purpose) {
+                println!("  {more}");
+            }
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// What the certificate carries that the check looked for: its names after a name mismatch,
+/// its extendedKeyUsage after a wrong purpose.
+fn what_it_has(
+    leaf: &openssl::x509::X509Ref,
+    problem: pki::verify::Problem,
+    purpose: Option<Purpose>,
+) -> Option<String> {
+    use pki::verify::Problem;
+    use x509_parser::prelude::FromDer;
+    let der = leaf.to_der().ok()?;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+    match problem {
+        Problem::HostMismatch | Problem::IpMismatch => {
+            let names = pki::inspect::names(&parsed);
+            Some(match names.is_empty() {
+                true => "the certificate names no host (no subjectAltName)".to_owned(),
+                false => format!("the certificate names {}", names.join(", ")),
+            })
+        }
+        Problem::WrongPurpose => {
+            let eku = parsed.extended_key_usage().ok().flatten().map(|e| e.value);
+            let has: Vec<&str> = eku
+                .map(|e| {
+                    [("serverAuth", e.server_auth), ("clientAuth", e.client_auth)]
+                        .into_iter()
+                        .filter(|(_, on)| *on)
+                        .map(|(name, _)| name)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let wanted = match purpose? {
+                Purpose::Server => "serverAuth",
+                Purpose::Client => "clientAuth",
+            };
+            Some(format!(
+                "checked for {wanted}; the certificate's extendedKeyUsage has {}",
+                match has.is_empty() {
+                    true => "neither serverAuth nor clientAuth".to_owned(),
+                    false => has.join(" and "),
+                }
+            ))
+        }
+        _ => None,
     }
 }
