@@ -293,7 +293,23 @@ impl Metrics {
             )?,
             soonest: Soonest::default(),
             registry: r,
-        })
+        }
+        .with_closed_sets_at_zero())
+    }
+
+    /// Every series whose labels come from a closed set, at 0: each figure the README lists is
+    /// in the first scrape, and a rate over it has a start.
+    fn with_closed_sets_at_zero(self) -> Metrics {
+        for result in [
+            LoginResult::Success,
+            LoginResult::Failure,
+            LoginResult::Locked,
+            LoginResult::Busy,
+            LoginResult::Invalid,
+        ] {
+            self.logins.with_label_values(&[result.label()]);
+        }
+        self
     }
 
     /// The registry, to add an app's own figures beside the server's.
@@ -482,6 +498,19 @@ mod tests {
             assert!(t.contains(line), "{line} not in:\n{t}");
         }
         assert!(t.contains("https_build_info{openssl=\"OpenSSL "), "{t}");
+    }
+
+    #[test]
+    fn closed_label_sets_are_in_the_first_scrape_at_zero() {
+        let t = text(&Metrics::new().expect("metrics"));
+        for line in [
+            "https_tls_reloads_total{result=\"success\"} 0",
+            "https_tls_reloads_total{result=\"failure\"} 0",
+            "https_login_attempts_total{result=\"locked\"} 0",
+            "https_login_lockouts_total 0",
+        ] {
+            assert!(t.contains(line), "{line} not in:\n{t}");
+        }
     }
 
     #[test]

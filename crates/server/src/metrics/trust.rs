@@ -21,7 +21,7 @@ pub(super) struct TrustFigures {
 
 impl TrustFigures {
     pub(super) fn register(r: &Registry) -> Result<TrustFigures, prometheus::Error> {
-        Ok(TrustFigures {
+        let figures = TrustFigures {
             server_not_after: gauge(
                 r,
                 "https_server_certificate_not_after_timestamp_seconds",
@@ -63,7 +63,12 @@ impl TrustFigures {
                 "Reloads of the TLS files by result.",
                 &["result"],
             )?,
-        })
+        };
+        // Both results exist from the first scrape, at 0: an alert on a rate needs a series.
+        for result in ["success", "failure"] {
+            figures.reloads.with_label_values(&[result]);
+        }
+        Ok(figures)
     }
 }
 
