@@ -142,8 +142,12 @@ fn crl_for(url: &str, cas: &[X509], timeout: Duration) -> Result<X509Crl, String
             .and_then(|t| x509::time::unix_time(t).ok())
             .is_some_and(|next| next > now)
     };
-    let mut crls = cache().crls.lock().unwrap_or_else(PoisonError::into_inner);
-    let cached = crls.get(url).and_then(|der| X509Crl::from_der(der).ok());
+    let cached = cache()
+        .crls
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(url)
+        .and_then(|der| X509Crl::from_der(der).ok());
     if let Some(crl) = cached.filter(|c| current(c)) {
         return Ok(crl);
     }
@@ -161,7 +165,11 @@ fn crl_for(url: &str, cas: &[X509], timeout: Duration) -> Result<X509Crl, String
     if !current(&crl) {
         return Err("the CRL is past its nextUpdate".into());
     }
-    crls.insert(url.to_owned(), crl.to_der().map_err(|e| e.to_string())?);
+    cache()
+        .crls
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(url.to_owned(), crl.to_der().map_err(|e| e.to_string())?);
     Ok(crl)
 }
 

@@ -105,11 +105,16 @@ impl Authority {
     /// one transaction: a refusal (a token used or for another name, a name held) changes
     /// nothing.
     pub fn issue(&self, e: &Enrollment<'_>) -> Result<Enrolled> {
-        if let Some(done) = self.issued_before(e)? {
-            return Ok(done);
+        // A retried renewal would succeed as a new one: it is looked for first. A retried
+        // enrollment meets its spent token in the transaction, and only then is looked for, so
+        // a first enrollment reads its token once.
+        if e.token.is_none() {
+            if let Some(done) = self.issued_before(e)? {
+                return Ok(done);
+            }
         }
         match self.issue_new(e) {
-            // Two retries at once: the other one spent the token a moment ago.
+            // The token was spent: by this device's own earlier request, or another's.
             Err(Error::Token(TokenRefusal::Used)) => self
                 .issued_before(e)?
                 .ok_or(Error::Token(TokenRefusal::Used)),

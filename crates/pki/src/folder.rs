@@ -283,7 +283,6 @@ impl Folder {
             overwrite,
             claim,
             renews: None,
-            token: None,
         };
         self.place(ca, leaf, &placement)
     }
@@ -322,10 +321,7 @@ impl Folder {
         // Files first, records second: a full disk or a read-only folder fails above, with
         // nothing recorded.
         let mut db = self.open_db(Some(ca))?;
-        match &placement.token {
-            Some(digest) => db.insert_with_token(&rec, placement.claim, digest, now())?,
-            None => db.insert(&rec, placement.claim)?,
-        }
+        db.insert(&rec, placement.claim)?;
         files::crash_point("crash-after-commit");
         let placed = staged_key
             .map_or(Ok(()), Staged::commit)
@@ -561,8 +557,6 @@ pub(crate) struct Placement<'a> {
     pub claim: Claim,
     /// The serial of the certificate this one renews.
     pub renews: Option<String>,
-    /// The digest of an enrollment token spent in the same transaction as the record.
-    pub token: Option<String>,
 }
 
 /// One transaction's changed records, for [`Folder::export_with`].

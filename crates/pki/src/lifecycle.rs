@@ -70,10 +70,6 @@ pub struct Request<'a> {
     pub leaf: &'a Leaf,
     /// Replace a certificate recorded under the name.
     pub overwrite: Overwrite,
-    /// An enrollment token the signing spends (the online CA's first enrollment).
-    pub token: Option<&'a str>,
-    /// The serial of the certificate this one renews (the online CA's re-enrollment).
-    pub renews: Option<&'a str>,
 }
 
 /// What [`Folder::renew`] did.
@@ -106,8 +102,7 @@ impl Folder {
                 Overwrite::Never => Claim::New,
                 Overwrite::Replace => Claim::Replace,
             },
-            renews: request.renews.map(str::to_owned),
-            token: request.token.map(token_digest),
+            renews: None,
         };
         self.place(ca, request.leaf, &placement)
     }
@@ -156,7 +151,6 @@ impl Folder {
             overwrite: Overwrite::Replace,
             claim: Claim::Replace,
             renews: Some(old.serial.clone()),
-            token: None,
         };
         let issued = self.place(ca, &leaf, &placement)?;
         let p12 = self.layout().client_p12(&old.name);

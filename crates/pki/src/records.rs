@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::store::{CrlRecord, Db, DbUrl, Record, TokenRefusal};
+use crate::store::{CrlRecord, Db, DbUrl, Record};
 
 /// The records, opened on first use.
 pub struct Records {
@@ -69,17 +69,6 @@ impl Records {
                 .into_iter()
                 .find(|r| r.serial == serial))
         })
-    }
-
-    /// Why the enrollment token `token` would be refused for `role`/`name`, if it would.
-    pub fn token_refusal(
-        &self,
-        token: &str,
-        role: &str,
-        name: &str,
-    ) -> Result<Option<TokenRefusal>> {
-        let digest = crate::store::token_digest(token);
-        self.with(|db| db.check_token(&digest, role, name, x509::time::now()))
     }
 
     /// The newest CRL of `aki`.

@@ -167,8 +167,6 @@ pub(crate) fn sign(
         csr: &req,
         leaf: &leaf,
         overwrite: overwrite(args.force),
-        token: None,
-        renews: None,
     };
     let issued = folder.sign_request(&ca, &request)?;
     println!(

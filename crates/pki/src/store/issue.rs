@@ -15,22 +15,14 @@ impl Db {
     /// Records `rec` (state [`State::Issuing`], claimed by this process) as the current one under
     /// its name. With [`Claim::New`], fails with [`Error::NameTaken`] when another is current.
     pub fn insert(&mut self, rec: &Record, claim: Claim) -> Result<()> {
+        let take = match claim {
+            Claim::New => Take::New,
+            Claim::Replace => Take::Replace,
+        };
+        // A refusal rolls the transaction back: nothing changes, not even the counter.
         self.write(|tx| {
-            if claim == Claim::Replace {
-                tx.exec(
-                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
-                    &[rec.role.dir_name().into(), rec.name.to_ascii_lowercase().into()],
-                )?;
-            }
-            // A refusal rolls the transaction back: nothing changes, not even the counter.
-            match insert_row(tx, rec) {
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.to_string(),
-                    name: rec.name.clone(),
-                })),
-                Err(e) => Err(Failed::Sql(e)),
-                Ok(()) => Ok(()),
-            }
+            take_name(tx, rec, take, 0)?;
+            insert_claimed(tx, rec)
         })
     }
 
@@ -39,52 +31,10 @@ impl Db {
     pub fn insert_all(&mut self, recs: &[Record]) -> Result<()> {
         self.write(|tx| {
             for rec in recs {
-                match insert_row(tx, rec) {
-                    Err(SqlError::Unique) => {
-                        return Err(Failed::Pki(Error::NameTaken {
-                            role: rec.role.to_string(),
-                            name: rec.name.clone(),
-                        }))
-                    }
-                    Err(e) => return Err(Failed::Sql(e)),
-                    Ok(()) => {}
-                }
+                insert_claimed(tx, rec)?;
             }
             Ok(())
         })
-    }
-
-    /// Records `rec` as [`Db::insert`] does, in the same transaction as spending the enrollment
-    /// token whose digest is `token` (which must be unused, unexpired at `at`, and for this
-    /// role and name): a token is spent exactly when a certificate is recorded with it.
-    pub fn insert_with_token(
-        &mut self,
-        rec: &Record,
-        claim: Claim,
-        token: &str,
-        at: i64,
-    ) -> Result<()> {
-        let outcome = self.write(|tx| {
-            if let Some(why) = spend_token(tx, token, rec, at)? {
-                return Ok(Err(why));
-            }
-            if claim == Claim::Replace {
-                tx.exec(
-                    "UPDATE certificates SET current = 0 WHERE role = $1 AND name_key = $2 AND current = 1",
-                    &[rec.role.dir_name().into(), rec.name.to_ascii_lowercase().into()],
-                )?;
-            }
-            match insert_row(tx, rec) {
-                // Roll the token back with the record: nothing was issued.
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.to_string(),
-                    name: rec.name.clone(),
-                })),
-                Err(e) => Err(Failed::Sql(e)),
-                Ok(()) => Ok(Ok(())),
-            }
-        })?;
-        outcome.map_err(Error::Token)
     }
 
     /// The online CA's issuance, in one transaction: spends the enrollment token whose digest
@@ -105,13 +55,7 @@ impl Db {
                 }
             }
             take_name(tx, rec, take, at)?;
-            match insert_row(tx, rec) {
-                Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
-                    role: rec.role.to_string(),
-                    name: rec.name.clone(),
-                })),
-                other => Ok(other?),
-            }
+            insert_claimed(tx, rec)
         })
     }
 
@@ -253,6 +197,17 @@ pub(super) fn insert_row(tx: &mut dyn Sql, r: &Record) -> Result<(), SqlError> {
         )?;
     }
     Ok(())
+}
+
+/// Inserts `rec`; the unique index on current names refuses it with [`Error::NameTaken`].
+fn insert_claimed(tx: &mut dyn Sql, rec: &Record) -> Result<(), Failed> {
+    match insert_row(tx, rec) {
+        Err(SqlError::Unique) => Err(Failed::Pki(Error::NameTaken {
+            role: rec.role.to_string(),
+            name: rec.name.clone(),
+        })),
+        other => Ok(other?),
+    }
 }
 
 /// Makes room under `rec`'s name as `take` says; a valid holder refuses [`Take::UnlessValid`].

@@ -30,34 +30,6 @@ impl Db {
         })
     }
 
-    /// Why the enrollment token whose digest is `digest` would be refused for `role`/`name`
-    /// at `at`, or `None` when it would be accepted. A read: nothing is spent (the online CA
-    /// answers a used token as such before it looks at anything else).
-    pub fn check_token(
-        &mut self,
-        digest: &str,
-        role: &str,
-        name: &str,
-        at: i64,
-    ) -> Result<Option<TokenRefusal>> {
-        self.read(|tx| {
-            let usable = tx.query(
-                "SELECT 1 FROM tokens WHERE digest = $1 AND used_at IS NULL AND expires_at > $2 \
-                 AND role = $3 AND name_key = $4",
-                &[
-                    digest.into(),
-                    at.into(),
-                    role.into(),
-                    name.to_ascii_lowercase().into(),
-                ],
-            )?;
-            if !usable.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(token_refusal(tx, digest, role, name, at)?))
-        })
-    }
-
     /// Stores a new enrollment token (its digest) for `role`/`name`, valid until `expires_at`.
     pub fn add_token(
         &mut self,
