@@ -60,6 +60,9 @@ pub struct Config {
     /// Wrong enrollment tokens a peer address may send in a minute before it hears 429 for
     /// the rest of that minute (0: no limit). Default 10.
     pub wrong_token_limit: u32,
+    /// ACME (`/acme/directory`): external account binding required, 7-day certificates,
+    /// validation on ports 80/443 through the system's resolver (see [`acme::Config`]).
+    pub acme: acme::Config,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             workers: None,
             lock_timeout: pki::folder::DEFAULT_LOCK_TIMEOUT,
             wrong_token_limit: 10,
+            acme: acme::Config::default(),
         }
     }
 }

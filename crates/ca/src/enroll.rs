@@ -27,7 +27,7 @@ pub struct Peer {
 #[derive(Debug)]
 pub struct Ca {
     /// The CA as a service: issuance, CRLs, the records.
-    pub authority: Authority,
+    pub authority: std::sync::Arc<Authority>,
     /// The chain for `cacerts` and for verifying client certificates (issuing CA first).
     pub chain: Vec<X509>,
     /// Validity of issued device certificates (days).

@@ -79,6 +79,31 @@ struct Args {
     /// Wrong enrollment tokens a peer may send in a minute before it hears 429 (0: no limit).
     #[arg(long, env = "CA_WRONG_TOKEN_LIMIT", default_value_t = defaults().wrong_token_limit)]
     wrong_token_limit: u32,
+
+    /// The DNS server ACME validation looks names up at (HOST:PORT) [default: the system's].
+    #[arg(long, env = "CA_ACME_RESOLVER", value_name = "HOST:PORT")]
+    acme_resolver: Option<SocketAddr>,
+
+    /// The port ACME http-01 validation connects to.
+    #[arg(long, env = "CA_ACME_HTTP_PORT", default_value_t = defaults().acme.validator.http_port)]
+    acme_http_port: u16,
+
+    /// The port ACME tls-alpn-01 validation connects to.
+    #[arg(long, env = "CA_ACME_TLS_PORT", default_value_t = defaults().acme.validator.tls_port)]
+    acme_tls_port: u16,
+
+    /// Validity of ACME tls-server certificates, in days.
+    #[arg(long, env = "CA_ACME_DAYS", default_value_t = defaults().acme.server_days)]
+    acme_days: u32,
+
+    /// Validity of ACME mtls-client certificates, in days.
+    #[arg(long, env = "CA_ACME_CLIENT_DAYS", default_value_t = defaults().acme.client_days)]
+    acme_client_days: u32,
+
+    /// Let ACME accounts register without an external account binding (anyone who reaches
+    /// the CA may then order names that pass a challenge).
+    #[arg(long, env = "CA_ACME_WITHOUT_EAB")]
+    acme_without_eab: bool,
 }
 
 fn defaults() -> Config {
@@ -103,6 +128,12 @@ impl Args {
         c.body_timeout = self.body_timeout;
         c.workers = self.workers;
         c.wrong_token_limit = self.wrong_token_limit;
+        c.acme.validator.resolver = self.acme_resolver;
+        c.acme.validator.http_port = self.acme_http_port;
+        c.acme.validator.tls_port = self.acme_tls_port;
+        c.acme.server_days = self.acme_days;
+        c.acme.client_days = self.acme_client_days;
+        c.acme.eab_required = !self.acme_without_eab;
         c
     }
 }
@@ -163,6 +194,12 @@ mod tests {
             "--body-timeout=3s",
             "--workers=4",
             "--wrong-token-limit=7",
+            "--acme-resolver=127.0.0.1:8053",
+            "--acme-http-port=5002",
+            "--acme-tls-port=5001",
+            "--acme-days=3",
+            "--acme-client-days=2",
+            "--acme-without-eab",
         ])
         .expect("parse")
         .into_config();
@@ -179,5 +216,10 @@ mod tests {
         assert_eq!((c.max_body, c.body_timeout), (9, Duration::from_secs(3)));
         assert_eq!(c.workers, Some(4));
         assert_eq!(c.wrong_token_limit, 7);
+        let v = &c.acme.validator;
+        assert_eq!(v.resolver, Some("127.0.0.1:8053".parse().expect("addr")));
+        assert_eq!((v.http_port, v.tls_port), (5002, 5001));
+        assert_eq!((c.acme.server_days, c.acme.client_days), (3, 2));
+        assert!(!c.acme.eab_required);
     }
 }

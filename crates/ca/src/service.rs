@@ -71,7 +71,7 @@ pub(crate) fn load(config: &Config) -> Result<(Arc<Ca>, tls::Identity, Vec<u8>),
     );
     let authority = Authority::new(issuer, others, records)?.with_crl_url(crl_url);
     let ca = Arc::new(Ca {
-        authority,
+        authority: Arc::new(authority),
         chain,
         days: config.days,
         enroll_with_certificate: config.enroll_with_certificate,
@@ -98,6 +98,14 @@ fn bind(
         body_timeout: config.body_timeout,
     });
     let cacerts = web::Data::new(cacerts);
+    let mut acme_config = config.acme.clone();
+    acme_config.origin = config.public_url.clone().or(acme_config.origin);
+    let acme = web::Data::new(acme::Acme::new(
+        ca.authority.clone(),
+        &ca.chain,
+        acme_config,
+    ));
+    let max_body = config.max_body;
     // One tally for every worker: a peer is slowed whichever worker it reaches.
     let guard = web::Data::new(TokenGuard::new(config.wrong_token_limit));
     let mut server = HttpServer::new(move || {
@@ -106,6 +114,8 @@ fn bind(
             .app_data(limits.clone())
             .app_data(cacerts.clone())
             .app_data(guard.clone())
+            .app_data(acme.clone())
+            .configure(|c| acme::routes::configure(c, max_body))
             .configure(http::configure)
     })
     .on_connect(tls::on_connect)
@@ -138,7 +148,7 @@ fn bind(
 pub async fn run(config: Config) -> Result<(), CaError> {
     let started = start(&config)?;
     println!(
-        "listening on https://{} — EST at /.well-known/est/, CRL at /crl{}",
+        "listening on https://{} — EST at /.well-known/est/, ACME at /acme/directory, CRL at /crl{}",
         started.addr,
         config
             .crl_url()

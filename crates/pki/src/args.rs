@@ -126,6 +126,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// ACME (RFC 8555) for web servers and proxies: external account bindings.
+    Acme {
+        #[command(subcommand)]
+        action: AcmeAction,
+    },
     /// Bundle a client's key and certificate as PKCS#12 (password from PKI_P12_PASSWORD or a prompt).
     ExportP12 {
         /// The client's name.
@@ -286,6 +291,45 @@ pub(crate) enum TokenAction {
         ttl: Duration,
     },
     /// The tokens made, and whether they were used (never the tokens themselves).
+    List,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AcmeAction {
+    /// External account bindings: what lets an ACME client (certbot, Caddy, lego) register.
+    Eab {
+        #[command(subcommand)]
+        action: EabAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EabAction {
+    /// Make a binding for one ACME account; prints its key id and HMAC key this once (the last
+    /// line is `KID HMAC`, for scripts).
+    Create {
+        /// Who it is for (a host, a team): shown by `pki acme eab list`.
+        #[arg(long)]
+        name: String,
+        /// DNS names its account may order: `.internal` (anything below), `web.example` (that
+        /// name and below). Repeatable. Without --allow-*: any name the CA may sign.
+        #[arg(long = "allow-dns", value_name = "DOMAIN")]
+        allow_dns: Vec<String>,
+        /// IP networks its account may order (`10.0.0.0/8`). Repeatable.
+        #[arg(long = "allow-ip", value_name = "NET")]
+        allow_ip: Vec<String>,
+        /// Let its account order the mtls-client profile (clientAuth), besides tls-server.
+        #[arg(long)]
+        mtls_client: bool,
+        /// Issue without a challenge for the names listed by --allow-* (hosts the CA cannot
+        /// reach); needs at least one --allow-dns or --allow-ip.
+        #[arg(long)]
+        pre_authorized: bool,
+        /// How long it may take to bind an account.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+        ttl: Duration,
+    },
+    /// The bindings, and the accounts they bound (never their keys).
     List,
 }
 

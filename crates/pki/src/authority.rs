@@ -18,6 +18,7 @@ use std::time::Duration;
 use openssl::x509::X509;
 
 use crate::error::{CryptoContext, Error, Result, TokenRefusal};
+use crate::index::Reason;
 use crate::issuer::{Issuer, Revocation};
 use crate::leaf::Leaf;
 use crate::records::Records;
@@ -203,6 +204,35 @@ impl Authority {
             self.sign_crls()?;
         }
         Ok(due)
+    }
+
+    /// Revokes certificate `serial` of the CA `aki` (the issuing one or one in force beside
+    /// it) with `reason`, and signs that CA's next CRL in the same transaction, so the CRL on
+    /// record lists it at once. Returns false when it was revoked already.
+    pub fn revoke(&self, aki: &str, serial: &str, reason: Option<Reason>) -> Result<bool> {
+        let issuer = std::iter::once(&self.issuer)
+            .chain(&self.others)
+            .find(|i| x509::cert::key_id(i.certificate()).is_ok_and(|k| k == aki))
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "certificate {serial} was issued by a CA that is no longer in force ({aki})"
+                ))
+            })?;
+        let serials = [serial.to_owned()];
+        let done = self.records.with(|db| {
+            db.revoke(aki, &serials, now(), reason, &mut |n, list| {
+                sign_crl(issuer, aki, n, list)
+            })
+        })?;
+        Ok(!done.records.is_empty())
+    }
+
+    /// The key identifiers of the CAs in force (the issuing one first).
+    pub fn akis(&self) -> Vec<String> {
+        std::iter::once(&self.issuer)
+            .chain(&self.others)
+            .filter_map(|i| x509::cert::key_id(i.certificate()).ok())
+            .collect()
     }
 
     /// `openssl ca -gencrl` for each CA in force, numbered and recorded.

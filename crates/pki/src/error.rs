@@ -66,6 +66,32 @@ pub enum Error {
     /// An enrollment token was refused; nothing was issued and the token is unchanged.
     #[error("{0}")]
     Token(TokenRefusal),
+
+    /// An ACME external account binding was refused; no account was created.
+    #[error("{0}")]
+    Eab(EabRefusal),
+}
+
+/// Why an ACME external account binding could not bind an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EabRefusal {
+    /// No binding has this key id.
+    Unknown,
+    /// It bound another account already.
+    Used,
+    /// Its time ran out.
+    Expired,
+}
+
+impl std::fmt::Display for EabRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EabRefusal::Unknown => "the external account binding's key id is not known",
+            EabRefusal::Used => "the external account binding was used already",
+            EabRefusal::Expired => "the external account binding has expired",
+        })
+    }
 }
 
 /// Why a token was refused.

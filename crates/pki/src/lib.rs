@@ -58,7 +58,7 @@ pub mod signer;
 pub mod store;
 
 pub use authority::{Authority, Enrolled, Enrollment};
-pub use error::{Error, Result, TokenRefusal};
+pub use error::{EabRefusal, Error, Result, TokenRefusal};
 pub use folder::{Folder, Issued};
 pub use init::{InitOptions, InitReport};
 pub use issuer::Issuer;

@@ -245,6 +245,35 @@ impl Folder {
         Ok(token)
     }
 
+    /// Makes an ACME external account binding for `name` with `policy`, valid for `ttl`, and
+    /// returns its key id and HMAC key (base64url): shown this once; the records keep the key
+    /// only until it binds an account.
+    pub fn create_acme_eab(
+        &self,
+        name: &str,
+        policy: crate::store::acme::AcmePolicy,
+        ttl: Duration,
+    ) -> Result<(String, String)> {
+        let name = crate::name::Name::parse(name)?;
+        policy.check()?;
+        let kid = format!("{}-{}", name.key(), random_b64url(9)?);
+        let hmac = random_b64url(32)?;
+        let ca = self.issuer()?;
+        let at = now();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.open_db(Some(&ca))?
+            .acme_eab_add(&crate::store::acme::EabRecord {
+                kid: kid.clone(),
+                name: name.as_str().to_owned(),
+                hmac: Some(hmac.clone()),
+                policy,
+                created_at: at,
+                expires_at: at.saturating_add(ttl),
+                bound: None,
+            })?;
+        Ok((kid, hmac))
+    }
+
     /// `pki crl --if-due`: signs a new CRL only when the one on record is within `before` of
     /// its nextUpdate (or past it, or missing). Returns whether it did.
     pub fn crl_if_due(&self, ca: &Issuer, before: Duration) -> Result<bool> {
@@ -279,4 +308,12 @@ impl Folder {
             })
             .collect())
     }
+}
+
+/// `n` random bytes, base64url without padding (ACME's encoding of keys and ids).
+fn random_b64url(n: usize) -> Result<String> {
+    use base64::Engine;
+    let mut raw = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut raw).step("rand")?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
 }

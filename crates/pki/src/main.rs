@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 use args::{Cli, Command};
 use cmd::files::{inspect, verify};
 use cmd::issue::{issue, needs_renewal, renew, sign};
-use cmd::records::{crl, export_p12, list, revoke, token};
+use cmd::records::{acme, crl, export_p12, list, revoke, token};
 use cmd::setup::{ca_command, init, root};
 
 fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
@@ -78,6 +78,7 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
         Command::Renew(args) => renew(folder, args),
         Command::NeedsRenewal { file, within } => Ok(needs_renewal(&file, within)),
         Command::Token { action } => token(folder, action),
+        Command::Acme { action } => acme(folder, action),
         Command::ExportP12 {
             name,
             legacy,

@@ -116,6 +116,70 @@ pub(crate) fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) fn acme(folder: &Folder, action: AcmeAction) -> Result<ExitCode> {
+    let AcmeAction::Eab { action } = action;
+    match action {
+        EabAction::Create {
+            name,
+            allow_dns,
+            allow_ip,
+            mtls_client,
+            pre_authorized,
+            ttl,
+        } => {
+            if pre_authorized && allow_dns.is_empty() && allow_ip.is_empty() {
+                bail!("--pre-authorized issues without a challenge only for listed names: give --allow-dns or --allow-ip");
+            }
+            let policy = pki::store::acme::AcmePolicy {
+                dns: allow_dns,
+                ip: allow_ip,
+                client_profile: mtls_client,
+                pre_authorized,
+            };
+            let (kid, hmac) = folder.create_acme_eab(&name, policy, ttl)?;
+            eprintln!(
+                "pki: ACME external account binding for {name}, binds one account within {} \
+                 (the HMAC key is shown only now):",
+                humantime::format_duration(ttl)
+            );
+            eprintln!("  certbot: --eab-kid {kid} --eab-hmac-key {hmac}");
+            eprintln!("  lego:    --eab --kid {kid} --hmac {hmac}");
+            println!("{kid} {hmac}");
+        }
+        EabAction::List => {
+            let ca = folder.issuer()?;
+            let at = x509::time::now();
+            println!(
+                "{:<32}  {:<16}  {:<23}  {:<24}  STATE",
+                "KID", "NAME", "EXPIRES", "ALLOWS"
+            );
+            for e in folder.open_db(Some(&ca))?.acme_eabs()? {
+                let state = match (&e.bound, e.expires_at <= at) {
+                    (Some((_, account)), _) => format!("bound (account {account})"),
+                    (None, true) => "expired".into(),
+                    (None, false) => "unused".into(),
+                };
+                let mut allows: Vec<String> =
+                    e.policy.dns.iter().chain(&e.policy.ip).cloned().collect();
+                if allows.is_empty() {
+                    allows.push("any".into());
+                }
+                if e.policy.client_profile {
+                    allows.push("+mtls-client".into());
+                }
+                println!(
+                    "{:<32}  {:<16}  {:<23}  {:<24}  {state}",
+                    e.kid,
+                    e.name,
+                    x509::time::date(e.expires_at),
+                    allows.join(",")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn revoke(
     folder: &Folder,
     target: Option<String>,

@@ -14,6 +14,7 @@
 //! The schema is cfssl's `certdb` in spirit (serial + authority key id as key, status, reason,
 //! expiry, SANs, DER), with versioned migrations ([`schema`]).
 
+pub mod acme;
 mod crls;
 mod engine;
 mod issue;

@@ -72,6 +72,41 @@ const MIGRATIONS: &[&str] = &[
         WHERE state = 'revoked';",
     // 5: a renewal's successor found by the serial it renews (a retried simplereenroll).
     "CREATE INDEX certificates_renews ON certificates (aki, renews) WHERE renews IS NOT NULL;",
+    // 6: ACME (RFC 8555) state, in the records so that replicas share it: single-use nonces,
+    // external account bindings (the HMAC key kept only until it is bound), accounts by their
+    // key's thumbprint, and orders, authorizations and challenges as JSON bodies whose status
+    // column is swapped compare-and-set.
+    "CREATE TABLE acme_nonces (nonce TEXT PRIMARY KEY, expires_at {int} NOT NULL);
+    CREATE INDEX acme_nonces_expiry ON acme_nonces (expires_at);
+    CREATE TABLE acme_eab (
+        kid TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hmac TEXT,
+        policy TEXT NOT NULL,
+        created_at {int} NOT NULL,
+        expires_at {int} NOT NULL,
+        bound_at {int},
+        account TEXT
+    );
+    CREATE TABLE acme_accounts (
+        id TEXT PRIMARY KEY,
+        thumbprint TEXT NOT NULL UNIQUE,
+        jwk TEXT NOT NULL,
+        status TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        eab_kid TEXT,
+        created_at {int} NOT NULL
+    );
+    CREATE TABLE acme_objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        account TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at {int} NOT NULL,
+        expires_at {int} NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX acme_objects_account ON acme_objects (account, kind, created_at);",
 ];
 
 /// The newest schema version this build knows.
