@@ -253,7 +253,7 @@ impl Acme {
         let next = if matches!(row.status.as_str(), "pending" | "ready") && row.expires_at <= now {
             Some((
                 "invalid",
-                Some(Problem::malformed("the order expired: make a new one")),
+                Some(Problem::malformed("the order expired: make a new one").to_json()),
             ))
         } else if row.status == "pending" {
             let ids: Vec<&str> = order.authorizations.iter().map(String::as_str).collect();
@@ -262,13 +262,7 @@ impl Acme {
                 matches!(z.status.as_str(), "invalid" | "deactivated") || z.expires_at <= now
             });
             match failed {
-                Some(z) => Some((
-                    "invalid",
-                    Some(Problem::unauthorized(format!(
-                        "authorization {} is {}",
-                        z.id, z.status
-                    ))),
-                )),
+                Some(z) => Some(("invalid", Some(authz_failure(z)))),
                 None if authzs.len() == ids.len() && authzs.iter().all(|z| z.status == "valid") => {
                     Some(("ready", None))
                 }
@@ -280,7 +274,7 @@ impl Acme {
         let Some((status, error)) = next else {
             return Ok((row, order));
         };
-        order.error = error.map(|p| p.to_json());
+        order.error = error;
         let mut updated = row.clone();
         updated.status = status.into();
         updated.body = to_body(&order)?;
@@ -400,7 +394,7 @@ impl Acme {
         let leaf = Leaf {
             profile: profile.profile,
             name: record_name(&first.value),
-            subject: Subject::new(profile.profile.default_organization(), first.value.clone()),
+            subject: subject_of(profile.profile.default_organization(), &order.identifiers),
             names: order.identifiers.iter().map(Identifier::san).collect(),
             key: KeyAlgorithm::default(),
             days: Some(profile.days),
@@ -437,6 +431,21 @@ impl Acme {
         reply.body = Body::Pem(pem);
         Ok(reply.link(&urls.directory(), "index"))
     }
+}
+
+/// Why an order failed with its authorization: the failed challenge's own problem (the client
+/// reads why validation failed on the order), or what became of the authorization.
+fn authz_failure(z: &AcmeObject) -> Value {
+    let body: Option<crate::model::Authz> = serde_json::from_str(&z.body).ok();
+    let challenge_error = body.and_then(|b| b.challenges.into_iter().find_map(|c| c.error));
+    challenge_error.unwrap_or_else(|| {
+        let why = if z.status == "pending" {
+            "expired"
+        } else {
+            z.status.as_str()
+        };
+        Problem::unauthorized(format!("authorization {} is {why}", z.id)).to_json()
+    })
 }
 
 /// The identifiers of a new-order, checked, without duplicates, in a stable order.
@@ -533,6 +542,17 @@ fn ip_of(b: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// `O=, CN=` the first DNS name that fits a CN; `O=` alone when there is none (an address as
+/// CN is read as a DNS name by certbot and others, and refused).
+fn subject_of(organization: &str, ids: &[Identifier]) -> Subject {
+    ids.iter()
+        .find(|i| i.kind == "dns" && i.value.len() <= 64)
+        .map_or_else(
+            || Subject::hosts_only(organization),
+            |i| Subject::new(organization, i.value.clone()),
+        )
+}
+
 /// The record's name: the first identifier when it passes the name rule, else a digest of it.
 fn record_name(value: &str) -> String {
     match pki::Name::parse(value) {
@@ -601,6 +621,20 @@ mod tests {
         let name = record_name(&long);
         assert!(pki::Name::parse(&name).is_ok(), "{name}");
         assert_eq!(name, record_name(&long));
+    }
+
+    #[test]
+    fn an_address_or_a_long_name_is_no_cn() {
+        let ip = Identifier::ip("10.0.0.1".parse().expect("ip"));
+        let dns = Identifier::dns("web.test");
+        assert_eq!(
+            subject_of("O", &[ip.clone(), dns.clone()]).common_name,
+            "web.test"
+        );
+        let only_ip = subject_of("O", &[ip]).to_x509_name().expect("name");
+        assert_eq!(x509::cert::one_line(&only_ip), "/O=O");
+        let long = Identifier::dns(&format!("{}.test", "a".repeat(63)));
+        assert_eq!(subject_of("O", &[long]).common_name, "");
     }
 
     #[test]

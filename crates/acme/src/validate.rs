@@ -306,17 +306,27 @@ fn check_alpn_certificate(der: &[u8], id: &Identifier, expected: &[u8; 32]) -> R
         }
         if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
             for n in &san.general_names {
+                // An address must be an iPAddress entry (RFC 8738 §6), a name a dNSName.
                 names.push(match n {
-                    GeneralName::DNSName(d) => d.to_ascii_lowercase(),
-                    GeneralName::IPAddress(b) => ip_text(b),
-                    other => format!("{other:?}"),
+                    GeneralName::DNSName(d) => Identifier::dns(&d.to_ascii_lowercase()),
+                    GeneralName::IPAddress(b) => Identifier {
+                        kind: "ip".into(),
+                        value: ip_text(b),
+                    },
+                    other => Identifier::dns(&format!("{other:?}")),
                 });
             }
         }
     }
-    if names != [id.value.clone()] {
+    if names != [id.clone()] {
+        let listed: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}:{}", n.kind, n.value))
+            .collect();
         return Err(format!(
-            "its certificate names {names:?}, not just {}",
+            "its certificate names [{}], not just {}:{} (an address must be an iPAddress entry)",
+            listed.join(", "),
+            id.kind,
             id.value
         ));
     }

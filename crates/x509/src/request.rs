@@ -18,6 +18,8 @@ pub struct Subject {
     pub organization: String,
     /// `CN=`: the host or device name. TLS clients ignore it for hostnames (the SAN counts).
     pub common_name: String,
+    /// Whether the CN is left out ([`Subject::hosts_only`]).
+    hosts_only: bool,
 }
 
 impl Subject {
@@ -26,13 +28,29 @@ impl Subject {
         Subject {
             organization: organization.into(),
             common_name: common_name.into(),
+            hosts_only: false,
+        }
+    }
+
+    /// `O=` only: the subjectAltNames name the host. For an address (clients that read a CN
+    /// take it for a DNS name) or a name longer than a CN may be (64 characters).
+    pub fn hosts_only(organization: impl Into<String>) -> Self {
+        Subject {
+            organization: organization.into(),
+            common_name: String::new(),
+            hosts_only: true,
         }
     }
 
     /// The subject as an OpenSSL name, refusing empty or over-long fields
     /// (RFC 5280 caps O and CN at 64 characters).
     pub fn to_x509_name(&self) -> Result<X509Name> {
-        for (field, value) in [("O", &self.organization), ("CN", &self.common_name)] {
+        let fields = if self.hosts_only {
+            vec![("O", &self.organization)]
+        } else {
+            vec![("O", &self.organization), ("CN", &self.common_name)]
+        };
+        for (field, value) in fields {
             if value.trim().is_empty() {
                 return Err(Error::Refused(format!("subject {field}= is empty")));
             }
@@ -45,8 +63,10 @@ impl Subject {
         let mut name = X509Name::builder().step("req -subj")?;
         name.append_entry_by_text("O", &self.organization)
             .step("req -subj")?;
-        name.append_entry_by_text("CN", &self.common_name)
-            .step("req -subj")?;
+        if !self.hosts_only {
+            name.append_entry_by_text("CN", &self.common_name)
+                .step("req -subj")?;
+        }
         Ok(name.build())
     }
 }
