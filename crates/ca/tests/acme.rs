@@ -267,7 +267,6 @@ async fn an_ip_identifier_is_validated_by_http_01_on_the_configured_port() {
     let token = answer.split('.').next().expect("token").to_owned();
     let served = std::thread::spawn(move || serve_once(&responder, &token, &answer));
     challenge.set_ready().await.expect("ready");
-    drop(authzs);
     assert_eq!(
         order.poll_ready(&retries()).await.expect("poll"),
         OrderStatus::Ready
@@ -340,7 +339,6 @@ async fn a_failed_validation_makes_the_order_invalid_with_the_rfcs_problem() {
         .set_ready()
         .await
         .expect("ready");
-    drop(authzs);
     let err = order.poll_ready(&retries()).await.expect_err("invalid");
     assert_eq!(problem(&err), "connection", "the order says why: {err}");
     assert_eq!(order.state().status, OrderStatus::Invalid);
@@ -445,8 +443,7 @@ async fn refusals_carry_the_rfcs_problem_and_change_nothing() {
     let err = order
         .finalize_csr(b"not a request")
         .await
-        .err()
-        .expect("garbage");
+        .expect_err("garbage");
     assert_eq!(problem(&err), "badCSR");
     let other = csr_for(&["other.internal"]);
     let err = order.finalize_csr(&other).await.expect_err("other names");
