@@ -100,6 +100,15 @@ struct Args {
     #[arg(long, env = "CA_ACME_CLIENT_DAYS", default_value_t = defaults().acme.client_days)]
     acme_client_days: u32,
 
+    /// Orders an ACME account may make in an hour before it hears 429.
+    #[arg(long, env = "CA_ACME_ORDERS_PER_HOUR", default_value_t = defaults().acme.orders_per_hour)]
+    acme_orders_per_hour: i64,
+
+    /// Failed validations an ACME account may have in an hour before its challenges hear 429.
+    #[arg(long, env = "CA_ACME_FAILED_VALIDATIONS_PER_HOUR",
+          default_value_t = defaults().acme.failed_validations_per_hour)]
+    acme_failed_validations_per_hour: i64,
+
     /// Let ACME accounts register without an external account binding (anyone who reaches
     /// the CA may then order names that pass a challenge).
     #[arg(long, env = "CA_ACME_WITHOUT_EAB")]
@@ -134,6 +143,8 @@ impl Args {
         c.acme.server_days = self.acme_days;
         c.acme.client_days = self.acme_client_days;
         c.acme.eab_required = !self.acme_without_eab;
+        c.acme.orders_per_hour = self.acme_orders_per_hour;
+        c.acme.failed_validations_per_hour = self.acme_failed_validations_per_hour;
         c
     }
 }
@@ -200,6 +211,8 @@ mod tests {
             "--acme-days=3",
             "--acme-client-days=2",
             "--acme-without-eab",
+            "--acme-orders-per-hour=4",
+            "--acme-failed-validations-per-hour=5",
         ])
         .expect("parse")
         .into_config();
@@ -221,5 +234,9 @@ mod tests {
         assert_eq!((v.http_port, v.tls_port), (5002, 5001));
         assert_eq!((c.acme.server_days, c.acme.client_days), (3, 2));
         assert!(!c.acme.eab_required);
+        assert_eq!(
+            (c.acme.orders_per_hour, c.acme.failed_validations_per_hour),
+            (4, 5)
+        );
     }
 }

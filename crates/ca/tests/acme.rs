@@ -15,6 +15,7 @@ mod transport;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use instant_acme::{
@@ -33,6 +34,8 @@ struct Acme {
     dir: PathBuf,
     replicas: Vec<CaProcess>,
     _pg: Option<testkit::postgres::PgDatabase>,
+    /// The headers of the last answer any client of this service got.
+    last_headers: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Acme {
@@ -48,6 +51,7 @@ impl Acme {
             dir,
             replicas: vec![ca],
             _pg: None,
+            last_headers: Arc::default(),
         }
     }
 
@@ -62,7 +66,9 @@ impl Acme {
 
     fn builder(&self) -> instant_acme::AccountBuilder {
         let addrs = self.replicas.iter().map(|r| r.addr).collect();
-        Account::builder_with_http(Box::new(Alternating::new(addrs, self.root())))
+        let mut transport = Alternating::new(addrs, self.root());
+        transport.last_headers = self.last_headers.clone();
+        Account::builder_with_http(Box::new(transport))
     }
 
     fn eab(&self, policy: AcmePolicy) -> ExternalAccountKey {
@@ -466,6 +472,31 @@ async fn refusals_carry_the_rfcs_problem_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn an_account_past_its_order_limit_hears_429_with_retry_after() {
+    let s = Acme::start(&["--acme-orders-per-hour", "2"]);
+    let account = s.account(pre_authorized(".test")).await;
+    let ids = [Identifier::Dns("limited.test".into())];
+    for _ in 0..2 {
+        account
+            .new_order(&NewOrder::new(&ids))
+            .await
+            .expect("within the limit");
+    }
+    let err = account
+        .new_order(&NewOrder::new(&ids))
+        .await
+        .err()
+        .expect("past the limit");
+    assert_eq!(problem(&err), "rateLimited");
+    let last = s.last_headers.lock().expect("headers").clone();
+    let retry = last
+        .iter()
+        .find(|(n, _)| n == "retry-after")
+        .map(|(_, v)| v.clone());
+    assert_eq!(retry.as_deref(), Some("60"), "{last:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn mtls_client_gives_a_client_certificate_only_where_the_binding_allows_it() {
     let s = Acme::start(&[]);
     let account = s.account(pre_authorized(".svc.internal")).await;
@@ -501,30 +532,35 @@ mod raw {
     use josekit::jws::{self, JwsHeaderSet};
     use serde_json::{json, Value};
 
-    fn nonce(addr: SocketAddr, root: &Path) -> String {
+    pub(crate) fn nonce(addr: SocketAddr, root: &Path) -> String {
         let r = support::call(addr, root, None, "HEAD /acme/new-nonce HTTP/1.1", b"");
         r.header("replay-nonce").expect("nonce").to_owned()
     }
 
-    fn signed(key: &Jwk, alg: &str, nonce: &str, url: &str, payload: &Value) -> Vec<u8> {
+    pub(crate) fn signed(key: &Jwk, alg: &str, nonce: &str, url: &str, payload: &Value) -> Vec<u8> {
         let mut h = JwsHeaderSet::new();
         h.set_algorithm(alg, true);
         h.set_claim("nonce", Some(json!(nonce)), true)
             .expect("nonce");
         h.set_url(url, true);
         h.set_jwk(key.to_public_key().expect("public"), true);
-        let signer = jws::ES256.signer_from_jwk(key).expect("signer");
-        jws::serialize_flattened_json(payload.to_string().as_bytes(), &h, &signer)
+        let signer: Box<dyn jws::JwsSigner> = match alg {
+            "ES384" => Box::new(jws::ES384.signer_from_jwk(key).expect("signer")),
+            "RS256" => Box::new(jws::RS256.signer_from_jwk(key).expect("signer")),
+            "EdDSA" => Box::new(jws::EdDSA.signer_from_jwk(key).expect("signer")),
+            _ => Box::new(jws::ES256.signer_from_jwk(key).expect("signer")),
+        };
+        jws::serialize_flattened_json(payload.to_string().as_bytes(), &h, &*signer)
             .expect("sign")
             .into_bytes()
     }
 
-    fn post(addr: SocketAddr, root: &Path, path: &str, body: &[u8]) -> support::Reply {
+    pub(crate) fn post(addr: SocketAddr, root: &Path, path: &str, body: &[u8]) -> support::Reply {
         let head = format!("POST {path} HTTP/1.1\r\nContent-Type: application/jose+json");
         support::call(addr, root, None, &head, body)
     }
 
-    fn kind(r: &support::Reply) -> (u16, String) {
+    pub(crate) fn kind(r: &support::Reply) -> (u16, String) {
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         let t = v["type"]
             .as_str()
@@ -534,6 +570,50 @@ mod raw {
             .unwrap_or_default()
             .to_owned();
         (r.status, t)
+    }
+
+    #[test]
+    fn account_keys_of_each_algorithm_register_and_a_key_of_the_wrong_curve_does_not() {
+        use josekit::jwk::alg::ed::EdCurve;
+        let s = Acme::start(&["--acme-without-eab"]);
+        let (addr, root) = (s.replicas[0].addr, s.root());
+        let url = "https://localhost/acme/new-account";
+        let payload = json!({"termsOfServiceAgreed": true});
+        let keys = [
+            ("ES256", Jwk::generate_ec_key(EcCurve::P256).expect("key")),
+            ("ES384", Jwk::generate_ec_key(EcCurve::P384).expect("key")),
+            ("RS256", Jwk::generate_rsa_key(2048).expect("key")),
+            (
+                "EdDSA",
+                Jwk::generate_ed_key(EdCurve::Ed25519).expect("key"),
+            ),
+        ];
+        for (alg, key) in &keys {
+            let body = signed(key, alg, &nonce(addr, &root), url, &payload);
+            let r = post(addr, &root, "/acme/new-account", &body);
+            assert_eq!(r.status, 201, "{alg}: {}", r.text());
+            assert!(r
+                .header("location")
+                .is_some_and(|l| l.contains("/acme/account/")));
+        }
+        // The same key again: its account, 200.
+        let body = signed(&keys[0].1, "ES256", &nonce(addr, &root), url, &payload);
+        assert_eq!(post(addr, &root, "/acme/new-account", &body).status, 200);
+        // A P-256 key signing as ES384: refused for the key, not registered.
+        let p256 = Jwk::generate_ec_key(EcCurve::P256).expect("key");
+        let public: serde_json::Map<String, Value> = p256.to_public_key().expect("public").into();
+        let header =
+            json!({"alg": "ES384", "nonce": nonce(addr, &root), "url": url, "jwk": public});
+        let protected = crate::b64_text(header.to_string().as_bytes());
+        let body64 = crate::b64_text(payload.to_string().as_bytes());
+        let signer = jws::ES256.signer_from_jwk(&p256).expect("signer");
+        let sig = signer
+            .sign(format!("{protected}.{body64}").as_bytes())
+            .expect("sign");
+        let v =
+            json!({"protected": protected, "payload": body64, "signature": crate::b64_text(&sig)});
+        let r = post(addr, &root, "/acme/new-account", v.to_string().as_bytes());
+        assert_eq!(kind(&r), (400, "badPublicKey".into()), "{}", r.text());
     }
 
     #[test]
@@ -663,6 +743,7 @@ fn two_replicas_on_one_postgresql_answer_one_client_in_turn() {
         dir: a,
         replicas,
         _pg: Some(pg),
+        last_headers: Arc::default(),
     };
     let transport = Alternating::new(s.replicas.iter().map(|r| r.addr).collect(), s.root());
     let answered = transport.answered.clone();
@@ -682,6 +763,33 @@ fn two_replicas_on_one_postgresql_answer_one_client_in_turn() {
             assert!(verifies(&chain, &s.root(), "sslserver"));
         }
     });
+    // One nonce sent to both replicas at once is good on exactly one of them.
+    let (a, b) = (s.replicas[0].addr, s.replicas[1].addr);
+    let key =
+        josekit::jwk::Jwk::generate_ec_key(josekit::jwk::alg::ec::EcCurve::P256).expect("key");
+    let url = "https://localhost/acme/new-account";
+    let body = raw::signed(
+        &key,
+        "ES256",
+        &raw::nonce(a, &s.root()),
+        url,
+        &serde_json::json!({}),
+    );
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = [a, b]
+            .into_iter()
+            .map(|addr| {
+                let (root, body) = (s.root(), body.clone());
+                scope.spawn(move || raw::kind(&raw::post(addr, &root, "/acme/new-account", &body)))
+            })
+            .collect();
+        sent.into_iter().map(|h| h.join().expect("post")).collect()
+    });
+    let bad = answers.iter().filter(|(_, t)| t == "badNonce").count();
+    assert_eq!(
+        bad, 1,
+        "the nonce is spent once across replicas: {answers:?}"
+    );
     let counts: Vec<usize> = answered
         .iter()
         .map(|n| n.load(std::sync::atomic::Ordering::SeqCst))

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -20,6 +20,8 @@ pub struct Alternating {
     next: AtomicUsize,
     /// How many requests each replica answered.
     pub answered: Arc<Vec<AtomicUsize>>,
+    /// The headers of the last answer (names lower-case).
+    pub last_headers: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Alternating {
@@ -31,6 +33,7 @@ impl Alternating {
             root,
             next: AtomicUsize::new(0),
             answered,
+            last_headers: Arc::default(),
         }
     }
 }
@@ -42,6 +45,7 @@ impl HttpClient for Alternating {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
         let i = self.next.fetch_add(1, Ordering::SeqCst) % self.replicas.len();
         let (addr, root, answered) = (self.replicas[i], self.root.clone(), self.answered.clone());
+        let last = self.last_headers.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let bytes = match body.collect().await {
@@ -66,6 +70,7 @@ impl HttpClient for Alternating {
             .await
             .map_err(|e| Error::Other(Box::new(e)))?;
             answered[i].fetch_add(1, Ordering::SeqCst);
+            *last.lock().unwrap_or_else(PoisonError::into_inner) = reply.headers.clone();
             let mut b = http::Response::builder().status(reply.status);
             for (n, v) in &reply.headers {
                 b = b.header(n.as_str(), v.as_str());
