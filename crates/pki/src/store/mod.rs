@@ -17,6 +17,7 @@
 pub mod acme;
 mod crls;
 mod engine;
+pub mod fleet;
 mod issue;
 mod postgres;
 mod schema;

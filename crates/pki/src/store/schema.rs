@@ -107,6 +107,9 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX acme_objects_account ON acme_objects (account, kind, created_at);",
+    // 7: the fleet page's latest enrollments and revocations, newest first, from an index.
+    "CREATE INDEX certificates_issued_at ON certificates (issued_at);
+    CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE state = 'revoked';",
 ];
 
 /// The newest schema version this build knows.
