@@ -164,6 +164,11 @@ impl Acme {
         self.authority
             .records()
             .with(|db| db.acme_swap(&next, "processing"))?;
+        let verdict = if result.is_ok() { "valid" } else { "invalid" };
+        self.metrics
+            .validations
+            .with_label_values(&[&job.kind, verdict])
+            .inc();
         match &result {
             Ok(()) => {
                 tracing::info!(authz = %job.authz, name = %job.identifier.value, challenge = %job.kind, "ACME validation passed")

@@ -22,6 +22,7 @@ mod account;
 mod authz;
 mod config;
 pub mod jws;
+pub mod metrics;
 pub mod model;
 mod order;
 pub mod problem;
@@ -32,6 +33,7 @@ mod urls;
 pub mod validate;
 
 pub use config::{AcmeProfile, Config, MTLS_CLIENT, TLS_SERVER};
+pub use metrics::Metrics;
 pub use problem::{Kind, Problem};
 pub use service::{Acme, Body, Job, Reply, Route};
 pub use urls::{Urls, PREFIX};

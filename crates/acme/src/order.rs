@@ -347,14 +347,24 @@ impl Acme {
             let (row, order) = self.load_order(a, id)?;
             return Ok(order_reply(urls, &row, &order));
         }
+        let timer = self
+            .metrics
+            .issuance
+            .with_label_values(&[crate::metrics::PROTOCOL])
+            .start_timer();
         let issued = self
             .issue(&verified, &working)
             .and_then(|(aki, serial, not_after)| {
                 self.record_owner(&row.account, &aki, &serial, id, not_after)?;
                 Ok((aki, serial))
             });
+        timer.observe_duration();
         let (status, done) = match issued {
             Ok((aki, serial)) => {
+                self.metrics
+                    .enrollments
+                    .with_label_values(&[crate::metrics::PROTOCOL, "issued", "none"])
+                    .inc();
                 working.certificate = Some((aki, serial));
                 ("valid", Ok(()))
             }

@@ -24,6 +24,7 @@ pub struct Acme {
     /// of one, and a one-level CA's issuer is the root.
     pub(crate) chain_pem: String,
     pub(crate) config: Config,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Acme {
@@ -192,7 +193,15 @@ impl Acme {
             authority,
             chain_pem,
             config,
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (handles the caller registered).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Acme {
+        metrics.touch();
+        self.metrics = metrics;
+        self
     }
 
     /// Its configuration.
@@ -239,9 +248,13 @@ impl Acme {
             Ok(r) => r,
             Err(p) => {
                 tracing::info!(route = ?route, problem = p.kind.label(), detail = %p.detail, "ACME request refused");
+                self.count_refusal(route, &p);
                 Reply::problem(&p)
             }
         };
+        if *route == Route::NewOrder && reply.problem.is_none() {
+            self.metrics.orders.with_label_values(&["created"]).inc();
+        }
         if !stored {
             let at = x509::time::now();
             stored = self
@@ -252,6 +265,19 @@ impl Acme {
         }
         reply.nonce = stored.then_some(fresh);
         reply.link(&urls.directory(), "index")
+    }
+
+    fn count_refusal(&self, route: &Route, p: &Problem) {
+        self.metrics.problem(p);
+        match route {
+            Route::NewOrder => self.metrics.orders.with_label_values(&["refused"]).inc(),
+            Route::Finalize(_) => self
+                .metrics
+                .enrollments
+                .with_label_values(&[crate::metrics::PROTOCOL, "refused", p.kind.label()])
+                .inc(),
+            _ => {}
+        }
     }
 
     fn post_inner(

@@ -63,6 +63,13 @@ pub struct Config {
     /// ACME (`/acme/directory`): external account binding required, 7-day certificates,
     /// validation on ports 80/443 through the system's resolver (see [`acme::Config`]).
     pub acme: acme::Config,
+    /// Who may open `/fleet`, `/fleet.json` and `/metrics` on the service's port: client
+    /// certificates of this CA with one of these CNs or subjectAltNames. Default: nobody.
+    pub admin: crate::admin::AdminAllow,
+    /// A plain-HTTP `/metrics` listener besides (loopback or a monitoring network). Default none.
+    pub metrics_bind: Option<SocketAddr>,
+    /// How often the figures from the records are read. Default 60 s.
+    pub metrics_refresh: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +95,9 @@ impl Default for Config {
             lock_timeout: pki::folder::DEFAULT_LOCK_TIMEOUT,
             wrong_token_limit: 10,
             acme: acme::Config::default(),
+            admin: crate::admin::AdminAllow::default(),
+            metrics_bind: None,
+            metrics_refresh: Duration::from_secs(60),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Refusal {
     pub reason: String,
     /// Seconds after which a retry may succeed (`Retry-After`), for 503 and 429.
     pub retry_after: Option<u32>,
+    /// Why, as a metric label from a closed set (`token_used`, `name_held`, …).
+    pub label: &'static str,
 }
 
 impl Refusal {
@@ -67,7 +69,14 @@ impl Refusal {
             status,
             reason: reason.into(),
             retry_after: None,
+            label: label_of(status),
         }
+    }
+
+    /// With a more precise metric label than the status gives.
+    pub fn labelled(mut self, label: &'static str) -> Refusal {
+        self.label = label;
+        self
     }
 
     /// 503: not now; a retry after `secs` may succeed.
@@ -112,9 +121,11 @@ impl Refusal {
                 Refusal::unauthorized(format!(
                     "{t}: make a new one with `pki token create --name NAME`"
                 ))
+                .labelled(token_label(t))
             }
             E::Token(t @ TokenRefusal::OtherName) => {
                 Refusal::forbidden(format!("{t}: the request's CN must be the token's name"))
+                    .labelled("token_other_name")
             }
             E::NameHeld {
                 name,
@@ -148,6 +159,31 @@ impl Refusal {
             )) => Refusal::bad(common::error_chain(&e)),
             e => Refusal::internal(common::error_chain(&e)),
         }
+    }
+}
+
+/// The metric label of a status: a refusal's kind when nothing more precise is known.
+fn label_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 411 | 415 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        408 => "timeout",
+        409 => "name_held",
+        413 => "too_large",
+        429 => "rate_limited",
+        503 => "unavailable",
+        404 | 405 => "not_found",
+        _ => "internal",
+    }
+}
+
+fn token_label(t: pki::TokenRefusal) -> &'static str {
+    match t {
+        pki::TokenRefusal::Used => "token_used",
+        pki::TokenRefusal::Expired => "token_expired",
+        pki::TokenRefusal::OtherName => "token_other_name",
+        _ => "token_unknown",
     }
 }
 

@@ -14,6 +14,7 @@ use openssl::x509::X509;
 use crate::enroll::{Ca, Peer};
 use crate::error::{refuse, Refusal};
 use crate::guard::TokenGuard;
+use crate::metrics::CaMetrics;
 use crate::wire;
 
 /// Limits on request bodies.
@@ -38,6 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/crl").get(crate::crl::serve))
         .service(web::resource("/crl.pem").get(crate::crl::serve))
         .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/fleet").get(crate::fleet::page))
+        .service(web::resource("/fleet.json").get(crate::fleet::json))
+        .service(web::resource("/metrics").get(crate::fleet::metrics))
         .default_service(web::to(not_found));
 }
 
@@ -141,12 +145,19 @@ async fn est_post(
     decide: impl FnOnce(&Ca, Option<Peer>, &[u8]) -> Result<X509, Refusal> + Send + 'static,
 ) -> HttpResponse {
     let peer = req.conn_data::<Peer>().cloned();
+    let started = std::time::Instant::now();
     let outcome = match read_request(&req, body, &limits).await {
         Ok(der) => web::block(move || decide(&ca, peer, &der))
             .await
             .unwrap_or_else(|e| Err(Refusal::internal(e))),
         Err(r) => Err(r),
     };
+    if let Some(m) = req.app_data::<web::Data<CaMetrics>>() {
+        m.est(
+            outcome.as_ref().map(|_| ()),
+            started.elapsed().as_secs_f64(),
+        );
+    }
     answer(&req, outcome)
 }
 

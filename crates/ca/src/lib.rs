@@ -25,13 +25,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 mod config;
 mod crl;
 mod enroll;
 mod error;
+pub mod fleet;
 mod guard;
 mod http;
 mod lock;
+pub mod metrics;
 pub mod policy;
 mod service;
 mod tls;

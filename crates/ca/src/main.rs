@@ -109,6 +109,33 @@ struct Args {
           default_value_t = defaults().acme.failed_validations_per_hour)]
     acme_failed_validations_per_hour: i64,
 
+    /// Client certificate CNs allowed to open /fleet, /fleet.json and /metrics (repeatable).
+    #[arg(
+        long = "admin-allow-cn",
+        env = "CA_ADMIN_ALLOW_CN",
+        value_delimiter = ',',
+        value_name = "CN"
+    )]
+    admin_allow_cn: Vec<String>,
+
+    /// Client certificate subjectAltNames allowed the same (DNS:ops.example, or bare).
+    #[arg(
+        long = "admin-allow-san",
+        env = "CA_ADMIN_ALLOW_SAN",
+        value_delimiter = ',',
+        value_name = "SAN"
+    )]
+    admin_allow_san: Vec<String>,
+
+    /// Also serve /metrics in plain HTTP here (loopback or a monitoring network).
+    #[arg(long, env = "CA_METRICS_BIND", value_name = "ADDR")]
+    metrics_bind: Option<SocketAddr>,
+
+    /// How often the figures from the records are read.
+    #[arg(long, env = "CA_METRICS_REFRESH", value_parser = humantime::parse_duration,
+          default_value = "60s")]
+    metrics_refresh: Duration,
+
     /// Let ACME accounts register without an external account binding (anyone who reaches
     /// the CA may then order names that pass a challenge).
     #[arg(long, env = "CA_ACME_WITHOUT_EAB")]
@@ -143,6 +170,10 @@ impl Args {
         c.acme.server_days = self.acme_days;
         c.acme.client_days = self.acme_client_days;
         c.acme.eab_required = !self.acme_without_eab;
+        c.admin.cns = self.admin_allow_cn;
+        c.admin.sans = self.admin_allow_san;
+        c.metrics_bind = self.metrics_bind;
+        c.metrics_refresh = self.metrics_refresh;
         c.acme.orders_per_hour = self.acme_orders_per_hour;
         c.acme.failed_validations_per_hour = self.acme_failed_validations_per_hour;
         c
@@ -212,6 +243,10 @@ mod tests {
             "--acme-client-days=2",
             "--acme-without-eab",
             "--acme-orders-per-hour=4",
+            "--admin-allow-cn=ops",
+            "--admin-allow-san=DNS:ops.example",
+            "--metrics-bind=127.0.0.1:9465",
+            "--metrics-refresh=5s",
             "--acme-failed-validations-per-hour=5",
         ])
         .expect("parse")

@@ -14,6 +14,7 @@ use crate::enroll::Ca;
 use crate::error::CaError;
 use crate::guard::TokenGuard;
 use crate::http::{self, CaCerts, Limits};
+use crate::metrics::{self, CaMetrics};
 use crate::{tls, wire};
 
 /// A bound service, not yet awaited.
@@ -38,11 +39,20 @@ pub fn start(config: &Config) -> Result<Started, CaError> {
         every: config.crl_check_every,
     };
     crl::spawn_refresher(ca.clone(), refresh, config.lock_timeout);
+    let metrics = CaMetrics::new().map_err(|e| CaError::Config(format!("metrics: {e}")))?;
+    metrics::spawn_refresher(metrics.clone(), ca.clone(), config.metrics_refresh);
+    if let Some(addr) = config.metrics_bind {
+        let (exporter, bound) = exposition::Exporter::bind(addr, metrics.registry().clone())
+            .map_err(|source| CaError::Bind { addr, source })?;
+        tracing::info!(addr = %bound, "metrics in plain HTTP at /metrics");
+        actix_web::rt::spawn(exporter);
+    }
     bind(
         config,
         ca,
         CaCerts(Arc::new(wire::encode_base64(&cacerts))),
         acceptor,
+        metrics,
     )
 }
 
@@ -91,6 +101,7 @@ fn bind(
     ca: Arc<Ca>,
     cacerts: CaCerts,
     acceptor: openssl::ssl::SslAcceptorBuilder,
+    metrics: CaMetrics,
 ) -> Result<Started, CaError> {
     let ca = web::Data::from(ca);
     let limits = web::Data::new(Limits {
@@ -100,11 +111,12 @@ fn bind(
     let cacerts = web::Data::new(cacerts);
     let mut acme_config = config.acme.clone();
     acme_config.origin = config.public_url.clone().or(acme_config.origin);
-    let acme = web::Data::new(acme::Acme::new(
-        ca.authority.clone(),
-        &ca.chain,
-        acme_config,
-    ));
+    let acme = web::Data::new(
+        acme::Acme::new(ca.authority.clone(), &ca.chain, acme_config)
+            .with_metrics(metrics.acme.clone()),
+    );
+    let metrics = web::Data::new(metrics);
+    let admin = web::Data::new(config.admin.clone());
     let max_body = config.max_body;
     // One tally for every worker: a peer is slowed whichever worker it reaches.
     let guard = web::Data::new(TokenGuard::new(config.wrong_token_limit));
@@ -115,6 +127,8 @@ fn bind(
             .app_data(cacerts.clone())
             .app_data(guard.clone())
             .app_data(acme.clone())
+            .app_data(metrics.clone())
+            .app_data(admin.clone())
             .configure(|c| acme::routes::configure(c, max_body))
             .configure(http::configure)
     })

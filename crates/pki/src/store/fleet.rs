@@ -22,6 +22,9 @@ pub struct FleetCounts {
     pub ending_7d: i64,
     /// Valid certificates ending within 30 days.
     pub ending_30d: i64,
+    /// Valid certificates, current under their name, past two thirds of their lifetime (when
+    /// a renewal is due): renewals that are not happening.
+    pub overdue: i64,
     /// Valid certificates ending in each of the next [`WEEKS_AHEAD`] weeks.
     pub ending_per_week: Vec<i64>,
     /// (issuer key id, valid certificates it issued): the rotation's progress.
@@ -77,6 +80,15 @@ impl Db {
                 Ok(rows.first().map_or(0, |r| r[0].int()))
             };
             let (ending_7d, ending_30d) = (within(7 * 86_400)?, within(30 * 86_400)?);
+            // Past 2/3 of the lifetime: 3·at > notBefore + 2·notAfter.
+            let overdue = tx
+                .query(
+                    "SELECT count(*) FROM certificates WHERE state <> 'revoked' AND current = 1 \
+                     AND not_after > $1 AND 3 * $1 > not_before + 2 * not_after",
+                    &[at.into()],
+                )?
+                .first()
+                .map_or(0, |r| r[0].int());
             let per_ca = tx
                 .query(
                     "SELECT aki, count(*) FROM certificates WHERE state <> 'revoked' \
@@ -90,6 +102,7 @@ impl Db {
                 by_role_status,
                 ending_7d,
                 ending_30d,
+                overdue,
                 ending_per_week,
                 per_ca,
             })
