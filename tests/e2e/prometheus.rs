@@ -72,6 +72,11 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     assert!(ok && out.contains("SUCCESS: 7 rules found"), "{out}");
     let (ok, out) = run(&promtool, &["test", "rules", "alerts.test.yml"], None);
     assert!(ok && out.contains("SUCCESS"), "{out}");
+    // The online CA's own rules.
+    let (ok, out) = run(&promtool, &["check", "rules", "ca-alerts.yml"], None);
+    assert!(ok && out.contains("SUCCESS: 7 rules found"), "{out}");
+    let (ok, out) = run(&promtool, &["test", "rules", "ca-alerts.test.yml"], None);
+    assert!(ok && out.contains("SUCCESS"), "{out}");
     // The example scrape config (its certificate files exist only where it is deployed).
     let (ok, out) = run(
         &promtool,
@@ -262,6 +267,75 @@ fn prometheus_scrapes_refusals_by_reason_and_expiry_gauges_over_mutual_tls() {
     // One full handshake of a verified client left at least a day.
     let q = "https_client_certificate_remaining_validity_seconds_count";
     assert!(p.value(q, None) >= 1.0);
+}
+
+#[test]
+fn prometheus_scrapes_the_online_ca_over_mutual_tls_and_its_figures_follow_the_records() {
+    let (Some(prometheus), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
+        return;
+    };
+    let pki = TestPki::new();
+    let ca_file = pki.layout().ca_cert();
+    let scraper = pki.issue_client("prometheus");
+    pki.issue_client("device-1");
+    pki.issue_client("device-2");
+    let authority = pki.folder.issuer().expect("ca");
+    pki.folder
+        .revoke(&authority, "device-2", None)
+        .expect("revoke");
+
+    let mut config = ca::Config::for_pki(pki.layout().root());
+    config.admin.cns = vec!["prometheus".into()];
+    config.metrics_refresh = Duration::from_secs(1);
+    let service = ca::Background::spawn(config).expect("ca");
+
+    // Only an admin certificate gets the figures.
+    let refused = tc::get(
+        service.addr,
+        &Opts::mutual(&ca_file, &pki.client()),
+        "/metrics",
+    )
+    .expect("an answer");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let r = tc::get(service.addr, &Opts::mutual(&ca_file, &scraper), "/metrics").expect("scrape");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (ok, out) = run(&promtool, &["check", "metrics"], Some(r.body.as_bytes()));
+    assert!(ok, "promtool check metrics: {out}\n{}", r.body);
+    println!("a scrape of the ca, as Prometheus gets it:\n{}", r.body);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = Prometheus::start(&prometheus, dir.path(), service.addr, &ca_file, &scraper);
+    assert_eq!(p.value("up{job=\"https\"}", Some(1.0)), 1.0);
+    assert_eq!(p.value("https_ca_records_up", Some(1.0)), 1.0);
+    // As `pki list` counts them: make certs' client, prometheus, device-1 valid; device-2 revoked.
+    let list = pki::store::Filter {
+        status: Some(pki::index::Status::Valid),
+        role: Some(common::Role::Client),
+        ..pki::store::Filter::default()
+    };
+    let valid = pki
+        .folder
+        .open_db(Some(&authority))
+        .expect("db")
+        .count(&list)
+        .expect("count") as f64;
+    let q = "https_ca_certificates{role=\"client\",status=\"valid\"}";
+    assert_eq!(p.value(q, Some(valid)), valid);
+    let q = "https_ca_certificates{role=\"client\",status=\"revoked\"}";
+    assert_eq!(p.value(q, Some(1.0)), 1.0);
+    let q = "https_ca_leaves_in_force{issuing=\"true\"}";
+    assert!(p.value(q, None) >= valid);
+    let q = "https_ca_enrollments_total{protocol=\"est\",result=\"issued\"}";
+    assert_eq!(p.value(q, Some(0.0)), 0.0, "a series from the first scrape");
+    let crl = pki
+        .folder
+        .open_db(Some(&authority))
+        .expect("db")
+        .latest_crl(&x509::cert::key_id(authority.certificate()).expect("aki"))
+        .expect("crl")
+        .expect("one on record");
+    let q = "https_ca_crl_number{issuing=\"true\"}";
+    assert_eq!(p.value(q, Some(crl.number as f64)), crl.number as f64);
 }
 
 /// What the `ca` service (or any other) does with `server::metrics`: its own registry, its own
