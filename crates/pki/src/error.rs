@@ -94,7 +94,7 @@ pub enum KeyStoreError {
     Uri(String),
 
     /// No PIN: neither `pin-source` in the URI nor the environment variable.
-    #[error("no PIN for token {token}: set {env}, or add pin-source=file:PATH to the key store URI (a file outside the PKI folder, 0600)")]
+    #[error("no PIN for token {token:?}: set {env}, or add pin-source=file:PATH to the key store URI (a file outside the PKI folder, 0600)")]
     NoPin {
         /// The token's label.
         token: String,

@@ -48,6 +48,7 @@ pub mod hierarchy;
 pub mod index;
 pub mod init;
 pub mod issuer;
+pub mod keys;
 pub mod leaf;
 pub mod lifecycle;
 mod mirror;
