@@ -14,6 +14,7 @@ mod uri;
 pub use uri::{Pkcs11Uri, PIN_ENV};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -106,6 +107,7 @@ pub struct TokenKey {
     algorithm: KeyAlgorithm,
     public: PKey<Public>,
     open: Mutex<Option<Open>>,
+    reconnects: AtomicU64,
 }
 
 /// A logged-in session and the key's handle in it.
@@ -154,6 +156,7 @@ impl TokenKey {
             algorithm,
             public,
             open: Mutex::new(Some(open)),
+            reconnects: AtomicU64::new(0),
         })
     }
 
@@ -268,6 +271,12 @@ impl TokenKey {
         Ok(())
     }
 
+    /// How many times a lost session was opened again (a token that restarted under a running
+    /// CA shows here).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
     /// Runs `op` on the session, reopening it and retrying once when the session was lost.
     fn run<T>(
         &self,
@@ -297,6 +306,7 @@ impl TokenKey {
                         },
                     })
                 })?;
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
                 let again = op(&self.module, &fresh);
                 *guard = Some(fresh);
                 again.map_err(|e| ck(token, operation, &e).into())
