@@ -35,7 +35,7 @@ pub enum KeyLocation {
     /// A PEM file (or a key made in memory), its bytes in this process.
     File,
     /// An object inside a PKCS#11 token, addressed by this URI (never with a PIN).
-    Pkcs11(Pkcs11Uri),
+    Pkcs11(Box<Pkcs11Uri>),
 }
 
 /// A CA key that signs certificates and CRLs where it lives.

@@ -357,7 +357,7 @@ impl SigningKey for TokenKey {
     }
 
     fn location(&self) -> KeyLocation {
-        KeyLocation::Pkcs11(self.uri.clone())
+        KeyLocation::Pkcs11(Box::new(self.uri.clone()))
     }
 
     fn token_facts(&self) -> Result<Option<TokenFacts>> {
@@ -729,7 +729,7 @@ fn ec_point(session: &Session, id: Option<&[u8]>, uri: &Pkcs11Uri) -> Result<Vec
 /// PKCS#11's ECDSA signature (`r || s`, each half the curve's size) as the DER ECDSA-Sig-Value
 /// that X.509 carries.
 fn ecdsa_sig_value(raw: &[u8], token: &str) -> Result<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(KeyStoreError::Device {
             token: token.to_owned(),
             operation: "C_Sign",
