@@ -538,3 +538,40 @@ fn a_lost_session_is_reopened_and_a_leaky_key_is_not_called_protected() {
         .expect("leaf");
     assert!(cert.verify(&public).expect("verify leaf"));
 }
+
+/// Signatures per second through SoftHSM against a key file, per algorithm: the rows of
+/// `make bench-hsm` (`HSM_BENCH_SIGNATURES`, default 2000 per row). Ignored in a plain run.
+#[test]
+#[ignore = "a measurement: make bench-hsm"]
+fn bench_signatures_per_second() {
+    let Some(t) = tokens("bench_signatures_per_second") else {
+        return;
+    };
+    let n: u32 = std::env::var("HSM_BENCH_SIGNATURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let label = t.token("bench");
+    let mut tbs = vec![0u8; 600]; // about a leaf's TBSCertificate
+    openssl::rand::rand_bytes(&mut tbs).expect("rand");
+    let rate = |key: &dyn SigningKey| {
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            key.sign_tbs(&tbs).expect("sign");
+        }
+        f64::from(n) / start.elapsed().as_secs_f64()
+    };
+    println!("| key | key file (signatures/s) | SoftHSM token (signatures/s) | token / file |");
+    println!("|---|---:|---:|---:|");
+    for (alg, object) in [
+        (KeyAlgorithm::EcP256, "p256"),
+        (KeyAlgorithm::EcP384, "p384"),
+        (KeyAlgorithm::Rsa3072, "rsa3072"),
+    ] {
+        let file = pki::KeyFile::new(x509::key::generate(alg).expect("key")).expect("file");
+        let uri = Pkcs11Uri::parse(&t.uri(&label, object)).expect("uri");
+        let token = TokenKey::generate(&uri, alg, false).expect("token key");
+        let (f, k) = (rate(&file), rate(&token));
+        println!("| {alg} | {f:.0} | {k:.0} | {:.2} |", k / f);
+    }
+}
