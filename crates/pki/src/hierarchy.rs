@@ -5,7 +5,8 @@
 //! |------------------------|-------------------------|-----------------------------------------|
 //! | `ca/ca.crt`            | the CA (the trust anchor) | the root (the trust anchor, same path)  |
 //! | `ca/ca.key`            | the CA's key            | the root's key, or gone (`pki root export`) |
-//! | `ca/intermediate.*`    | —                       | the issuing CA and its key              |
+//! | `ca/ca.key-store`      | instead of `ca/ca.key` for a key in a PKCS#11 token (its URI) | the same for the root |
+//! | `ca/intermediate.*`    | —                       | the issuing CA and its key (or `.key-store`) |
 //! | `ca/ca.crl`            | the CA's CRL            | the intermediate's CRL (of the leaves)  |
 //! | `ca/root.crl`          | —                       | the root's CRL (of intermediates)       |
 //!
