@@ -218,16 +218,20 @@ impl Folder {
             }
         }
         let key = CaKey::generate(algorithm, store, overwrite == Overwrite::Replace)?;
-        self.self_sign_ca(subject, key, spec, overwrite)
+        self.self_sign_ca(subject, key, spec, Some(overwrite))
     }
 
+    /// The self-signed CA of `key`, its certificate written (`overwrite`) and its records
+    /// started; the key (or its token's record) is written too unless `key_written` is `None`
+    /// (an interrupted run's key, found on disk and kept as it is).
     pub(crate) fn self_sign_ca(
         &self,
         subject: &Subject,
         key: CaKey,
         spec: &CertSpec,
-        overwrite: Overwrite,
+        key_written: Option<Overwrite>,
     ) -> Result<Issuer> {
+        let overwrite = key_written.unwrap_or(Overwrite::Never);
         let spec = spec
             .clone()
             .validity(Validity::days(Profile::Ca.default_days()));
@@ -241,7 +245,9 @@ impl Folder {
             }
         };
         // Key first: a crash between the two writes leaves a key that the next run reuses.
-        key.write("CA private key", &self.layout.ca_key(), overwrite)?;
+        if let Some(ow) = key_written {
+            key.write("CA private key", &self.layout.ca_key(), ow)?;
+        }
         files::write(
             "CA certificate",
             &self.layout.ca_cert(),

@@ -261,7 +261,7 @@ impl Folder {
             make: Box::new(|finish| {
                 made = Some(if finish {
                     let key = CaKey::load("CA private key", &l.ca_key())?;
-                    self.self_sign_ca(&opts.ca_subject, key, &spec, Overwrite::Never)?
+                    self.self_sign_ca(&opts.ca_subject, key, &spec, None)?
                 } else {
                     self.create_root_in(
                         &opts.ca_subject,

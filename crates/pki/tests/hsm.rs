@@ -463,6 +463,40 @@ fn token_failures_are_one_line_and_change_nothing() {
 }
 
 #[test]
+fn an_interrupted_init_finishes_with_the_key_already_in_the_token() {
+    let Some(t) = tokens("an_interrupted_init_finishes_with_the_key_already_in_the_token") else {
+        return;
+    };
+    let label = t.token("again");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    let uri = t.uri(&label, "ca");
+    t.ok(&dir, &[], &["init", "--key-store", &uri]);
+    let out = t.ok(&dir, &[], &["init"]);
+    assert!(out.contains("nothing changed"), "{out}");
+    // A run that stopped after making the key in the token, before writing the certificate.
+    fs::remove_file(dir.join("ca/ca.crt")).expect("rm");
+    fs::remove_file(dir.join("server/server.crt")).expect("rm");
+    let out = t.ok(&dir, &[], &["init"]);
+    assert!(
+        out.contains("kept") && out.contains("ca/ca.key-store"),
+        "{out}"
+    );
+    assert!(
+        out.contains("created") && out.contains("ca/ca.crt"),
+        "{out}"
+    );
+    verify(&dir, &dir.join("server/server.crt"));
+    let listing = t.objects(&label);
+    assert_eq!(
+        listing.matches("Private Key Object").count(),
+        1,
+        "{listing}"
+    );
+    assert_no_key_file_under_ca(&dir);
+}
+
+#[test]
 fn a_lost_session_is_reopened_and_a_leaky_key_is_not_called_protected() {
     let Some(t) = tokens("a_lost_session_is_reopened_and_a_leaky_key_is_not_called_protected")
     else {
