@@ -15,7 +15,14 @@ use pki::pkcs11::{Pkcs11Uri, TokenKey};
 use pki::{Issuer, KeyAlgorithm, SigningKey};
 use testkit::text;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// SoftHSM's module (`SOFTHSM_MODULE` overrides it: another path, or one that is missing to see
+/// the SKIPPED path).
+fn module() -> &'static str {
+    static M: OnceLock<String> = OnceLock::new();
+    M.get_or_init(|| {
+        std::env::var("SOFTHSM_MODULE").unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
+    })
+}
 const PIN: &str = "314159";
 const SO_PIN: &str = "27182818";
 
@@ -31,7 +38,7 @@ struct Tokens {
 fn tokens(test: &str) -> Option<&'static Tokens> {
     static TOKENS: OnceLock<Option<Tokens>> = OnceLock::new();
     let t = TOKENS.get_or_init(|| {
-        let have = Path::new(MODULE).is_file()
+        let have = Path::new(module()).is_file()
             && Command::new("softhsm2-util")
                 .arg("--version")
                 .output()
@@ -93,14 +100,18 @@ impl Tokens {
     /// `pkcs11:token=LABEL;object=OBJECT?module-path=…&pin-source=file:…`
     fn uri(&self, label: &str, object: &str) -> String {
         format!(
-            "pkcs11:token={label};object={object}?module-path={MODULE}&pin-source=file:{}",
+            "pkcs11:token={label};object={object}?module-path={}&pin-source=file:{}",
+            module(),
             self.pin_file.display()
         )
     }
 
     /// The same without pin-source: the PIN from PKI_PKCS11_PIN.
     fn uri_without_pin(&self, label: &str, object: &str) -> String {
-        format!("pkcs11:token={label};object={object}?module-path={MODULE}")
+        format!(
+            "pkcs11:token={label};object={object}?module-path={}",
+            module()
+        )
     }
 
     fn pki(&self, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -120,7 +131,7 @@ impl Tokens {
     fn objects(&self, label: &str) -> String {
         let o = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &self.conf)
-            .args(["--module", MODULE, "--token-label", label])
+            .args(["--module", module(), "--token-label", label])
             .args(["--login", "--pin", PIN, "--list-objects"])
             .output()
             .expect("pkcs11-tool");
@@ -432,7 +443,11 @@ fn token_failures_are_one_line_and_change_nothing() {
         &[("PKI_PKCS11_PIN", PIN)],
         "no token labelled \"unplugged\"",
     );
-    fs::write(&record, saved.replace(MODULE, "/nonexistent/libpkcs11.so")).expect("w");
+    fs::write(
+        &record,
+        saved.replace(module(), "/nonexistent/libpkcs11.so"),
+    )
+    .expect("w");
     refused(&[("PKI_PKCS11_PIN", PIN)], "cannot load the PKCS#11 module");
     fs::write(&record, &saved).expect("restore");
     assert_eq!(
@@ -534,7 +549,7 @@ fn a_lost_session_is_reopened_and_a_leaky_key_is_not_called_protected() {
         .env("SOFTHSM2_CONF", &t.conf)
         .args([
             "--module",
-            MODULE,
+            module(),
             "--token-label",
             &label,
             "--login",
