@@ -257,7 +257,7 @@ impl Folder {
         let mut pair = Pair {
             what: "the CA".into(),
             cert: l.ca_cert(),
-            key: key_file_or_record(&l.ca_key(), root_store.is_some()),
+            key: key_file_or_record(&l.ca_key(), root_store.is_some(), opts.force),
             make: Box::new(|finish| {
                 made = Some(if finish {
                     let key = CaKey::load("CA private key", &l.ca_key())?;
@@ -304,7 +304,7 @@ impl Folder {
         let mut pair = Pair {
             what: "the intermediate CA".into(),
             cert: l.intermediate_cert(),
-            key: key_file_or_record(&l.intermediate_key(), store.is_some()),
+            key: key_file_or_record(&l.intermediate_key(), store.is_some(), opts.force),
             make: Box::new(|finish| {
                 let root = root.ok_or_else(|| {
                     Error::Refused(
@@ -438,11 +438,11 @@ impl Folder {
     }
 }
 
-/// Where `init` looks for a CA key: the token's record when the key is (or is to be) in a token,
-/// else the key file.
-fn key_file_or_record(key_path: &Path, token: bool) -> PathBuf {
+/// Where `init` looks for a CA key: the token's record when the key is to be made in a token,
+/// or is in one and is kept (no `--force`); else the key file.
+fn key_file_or_record(key_path: &Path, token: bool, force: bool) -> PathBuf {
     let record = keys::store_record(key_path);
-    if token || (files::exists(&record) && !files::exists(key_path)) {
+    if token || (!force && files::exists(&record) && !files::exists(key_path)) {
         record
     } else {
         key_path.to_owned()
