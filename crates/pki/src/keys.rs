@@ -3,7 +3,7 @@
 //! `key-store` (`ca/ca.key-store`, `ca/intermediate.key-store`). The record names the module,
 //! the token, the object and its id, and where the PIN comes from: never the PIN.
 //!
-//! Every command, and the online CA, finds the CA's key the same way ([`load_issuer`]): the
+//! Every command, and the online CA, finds the CA's key the same way (`load_issuer`): the
 //! record first, else the file.
 
 use std::path::{Path, PathBuf};

@@ -13,7 +13,10 @@
 //! Which extensions a certificate gets is decided by its [`Profile`] (CA, server, client).
 //! [`Folder`] does the same on disk, in the seed's layout, atomically and never overwriting
 //! without being told to, with its records in a database ([`store`]: SQLite by default,
-//! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]).
+//! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]). The CA's key
+//! signs behind [`SigningKey`]: a [`KeyFile`], or a [`TokenKey`] inside a PKCS#11 token
+//! ([`pkcs11`], `pki init --key-store pkcs11:…`), which the folder records in
+//! `ca/ca.key-store` ([`keys`]).
 //!
 //! ```
 //! use pki::{key, request, Issuer, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
