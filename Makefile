@@ -111,8 +111,8 @@ bench-est: ## EST enrollments per second on an empty CA and at 100,000 on record
 	$(CARGO) build --quiet --release -p pki -p ca
 	bench/est-scale.sh $${CARGO_TARGET_DIR:-target}/release
 
-bench-hsm: ## the CA key in a SoftHSM token vs a key file: signatures/s per algorithm, certificates/s of a batch (N=2000)
-	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p pki
+bench-hsm: ## the CA key in a SoftHSM token vs a key file: signatures/s per algorithm, certificates/s of a batch (N), EST enrollments/s (E)
+	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p pki -p ca
 	test=$$($(CARGO) test --profile $(BENCH_PROFILE) -p pki --test hsm --no-run --message-format=json 2>/dev/null \
 	  | grep '"name":"hsm"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 	bench/hsm.sh $(BENCH_BIN) "$$test"

@@ -3,17 +3,21 @@
 # 1. signatures per second, per algorithm, through the SigningKey trait (TokenKey vs KeyFile:
 #    the ignored test bench_signatures_per_second of crates/pki/tests/hsm.rs);
 # 2. certificates per second of `pki issue client --count N` (a fresh P-256 key, the CA's
-#    signature, the files and the record per certificate) on a CA of each kind.
-# Usage: bench/hsm.sh BIN_DIR HSM_TEST_BINARY   (env: N=2000 SIGNATURES=2000)
+#    signature, the files and the record per certificate) on a CA of each kind;
+# 3. EST enrollments per second through the `ca` service on each CA (E devices, PAR at a time,
+#    curl + openssl, requests made beforehand), when BIN_DIR holds `ca`.
+# Usage: bench/hsm.sh BIN_DIR HSM_TEST_BINARY   (env: N=2000 SIGNATURES=2000 E=200 PAR=4)
 set -euo pipefail
 bin=${1:?usage: hsm.sh BIN_DIR HSM_TEST_BINARY}
 hsm_test=${2:?usage: hsm.sh BIN_DIR HSM_TEST_BINARY}
 N=${N:-2000}
 SIGNATURES=${SIGNATURES:-2000}
+E=${E:-200}
+PAR=${PAR:-4}
 MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 command -v softhsm2-util >/dev/null && [ -f "$MODULE" ] || { echo "bench-hsm needs softhsm2 (apt-get install softhsm2 opensc)"; exit 2; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 
 echo "== signatures per second ($SIGNATURES per row; load: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -41,4 +45,42 @@ for kind in file token; do
   b=$(now)
   secs=$(echo "$b - $a" | bc)
   printf '| %s | %d | %.2f | %.0f |\n' "$kind" "$N" "$secs" "$(echo "$N / $secs" | bc -l)"
+done
+
+[ -x "$bin/ca" ] || { echo; echo "(no $bin/ca: EST enrollments not measured)"; exit 0; }
+echo
+echo "== EST simpleenroll through ca, $E devices, $PAR at a time (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+mkdir -p "$work/req"
+for i in $(seq 1 "$E"); do
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+    -subj "/CN=est-$i" -outform DER 2>/dev/null | openssl base64 >"$work/req/est-$i.b64"
+done
+echo "| CA key | enrollments | seconds | enrollments/s |"
+echo "|---|---:|---:|---:|"
+for kind in file token; do
+  dir=$work/$kind
+  mkdir -p "$work/tok-$kind"
+  for i in $(seq 1 "$E"); do
+    "$bin/pki" --dir "$dir" token create --name "est-$i" --ttl 1h 2>/dev/null >"$work/tok-$kind/est-$i"
+  done
+  "$bin/ca" --pki-dir "$dir" --bind 127.0.0.1:0 >"$work/ca-$kind.log" 2>&1 &
+  pid=$! port=
+  for _ in $(seq 300); do
+    port=$(sed -n 's|^listening on https://127.0.0.1:\([0-9]*\).*|\1|p' "$work/ca-$kind.log" | head -1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "ca did not start:"; cat "$work/ca-$kind.log"; exit 1; }
+  export dir work kind port
+  a=$(now)
+  seq 1 "$E" | xargs -P "$PAR" -I{} sh -c 'curl -sS --max-time 30 --cacert "$dir/ca/ca.crt" \
+    -u "est-{}:$(cat "$work/tok-$kind/est-{}")" -H "Content-Type: application/pkcs10" \
+    --data-binary @"$work/req/est-{}.b64" -o /dev/null -w "%{http_code}\n" \
+    "https://127.0.0.1:$port/.well-known/est/simpleenroll"' >"$work/codes-$kind"
+  b=$(now)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  ok=$(grep -c '^200$' "$work/codes-$kind" || true)
+  [ "$ok" -eq "$E" ] || { echo "only $ok of $E enrollments answered 200"; sort "$work/codes-$kind" | uniq -c; exit 1; }
+  secs=$(echo "$b - $a" | bc)
+  printf '| %s | %d | %.2f | %.1f |\n' "$kind" "$E" "$secs" "$(echo "$E / $secs" | bc -l)"
 done
