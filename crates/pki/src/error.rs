@@ -166,7 +166,7 @@ pub enum KeyStoreError {
     },
 
     /// `pki init` would make a key under a label the token already holds.
-    #[error("token {token:?} already holds an object labelled {object:?}: choose another object= in the key store URI, or remake the PKI with --force (which destroys it)")]
+    #[error("token {token:?} already holds an object labelled {object:?} (or with the URI's id=): choose another object= (or id=) in the key store URI, or remake the PKI with --force (which destroys it)")]
     KeyExists {
         /// The token's label.
         token: String,

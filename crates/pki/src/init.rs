@@ -57,19 +57,24 @@ pub struct InitOptions {
 }
 
 impl InitOptions {
-    /// The token URIs of the root key and of the issuing key (`None`: key files).
+    /// The token URIs of the root key and of the issuing key (`None`: key files). The key that
+    /// signs leaves keeps the URI's `id=` if it gives one; the root of two levels gets its own.
     fn stores(&self) -> (Option<Pkcs11Uri>, Option<Pkcs11Uri>) {
         let Some(uri) = &self.key_store else {
             return (None, None);
         };
+        let default = if self.intermediate { "issuing" } else { "ca" };
+        let object = uri.object.clone().unwrap_or_else(|| default.into());
+        let issuing = Pkcs11Uri {
+            object: Some(object.clone()),
+            ..uri.clone()
+        };
         if !self.intermediate {
-            let object = uri.object.clone().unwrap_or_else(|| "ca".into());
-            return (Some(uri.with_object(&object)), None);
+            return (Some(issuing), None);
         }
-        let object = uri.object.clone().unwrap_or_else(|| "issuing".into());
         (
             Some(uri.with_object(&format!("{object}-root"))),
-            Some(uri.with_object(&object)),
+            Some(issuing),
         )
     }
 }

@@ -475,6 +475,31 @@ fn token_failures_are_one_line_and_change_nothing() {
         &[("PKI_PKCS11_PIN", PIN)],
         &["issue", "client", "--name", "x"],
     );
+
+    // The URI's id is the key's (a PIV token maps ids to slots); an id taken is refused too.
+    let with_id = tmp.path().join("with-id");
+    let uri = |object: &str| {
+        format!(
+            "pkcs11:token={label};object={object};id=%07?module-path={}",
+            module()
+        )
+    };
+    t.ok(
+        &with_id,
+        &[("PKI_PKCS11_PIN", PIN)],
+        &["init", "--key-store", &uri("sevens")],
+    );
+    let record = fs::read_to_string(with_id.join("ca/ca.key-store")).expect("record");
+    assert!(record.contains("object=sevens;id=%07?"), "{record}");
+    let again = tmp.path().join("again");
+    let o = t.pki(
+        &again,
+        &[("PKI_PKCS11_PIN", PIN)],
+        &["init", "--key-store", &uri("eights")],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already holds an object"), "{}", text(&o));
+    assert!(!again.join("ca/ca.crt").exists());
 }
 
 #[test]

@@ -160,9 +160,10 @@ impl TokenKey {
         })
     }
 
-    /// Makes a key pair of `algorithm` inside the token, labelled with the URI's `object` and a
-    /// fresh random id: private, sensitive, never extractable, for signing only. An object of
-    /// that label already there is refused, or destroyed first when `replace` (`--force`).
+    /// Makes a key pair of `algorithm` inside the token, labelled with the URI's `object`, with
+    /// the URI's `id` or a fresh random one: private, sensitive, never extractable, for signing
+    /// only. An object of that label (or id) already there is refused, or destroyed first when
+    /// `replace` (`--force`).
     pub fn generate(uri: &Pkcs11Uri, algorithm: KeyAlgorithm, replace: bool) -> Result<TokenKey> {
         let token = uri.token_label().to_owned();
         let object = uri.object.clone().ok_or_else(|| {
@@ -173,9 +174,19 @@ impl TokenKey {
         let pin = pin(uri)?;
         let slot = find_slot(&module, uri)?;
         let session = login(&module, slot, &pin, &token)?;
-        let existing = session
+        let mut existing = session
             .find_objects(std::slice::from_ref(&label))
             .map_err(|e| ck(&token, "C_FindObjects", &e))?;
+        if let Some(id) = &uri.id {
+            let same_id = session
+                .find_objects(&[Attribute::Id(id.clone())])
+                .map_err(|e| ck(&token, "C_FindObjects", &e))?;
+            for h in same_id {
+                if !existing.contains(&h) {
+                    existing.push(h);
+                }
+            }
+        }
         if !existing.is_empty() && !replace {
             return Err(KeyStoreError::KeyExists { token, object }.into());
         }
@@ -184,8 +195,15 @@ impl TokenKey {
                 .destroy_object(handle)
                 .map_err(|e| ck(&token, "C_DestroyObject", &e))?;
         }
-        let mut id = vec![0u8; 16];
-        openssl::rand::rand_bytes(&mut id).step("rand")?;
+        // The URI's id when it gives one (a PIV token maps ids to its key slots), else a random one.
+        let id = match &uri.id {
+            Some(id) => id.clone(),
+            None => {
+                let mut id = vec![0u8; 16];
+                openssl::rand::rand_bytes(&mut id).step("rand")?;
+                id
+            }
+        };
         let bits = |n: usize| {
             Ulong::try_from(n)
                 .map(Attribute::ModulusBits)
