@@ -315,15 +315,26 @@ impl TokenKey {
             Err(e) if lost(&e) => {
                 // Dropping the old session closes what is left of it.
                 *guard = None;
-                let fresh = connect(&self.module, &self.uri, &self.pin).map_err(|e| {
+                let lost = |detail: String| {
                     Error::from(KeyStoreError::SessionLost {
                         token: token.to_owned(),
-                        detail: match e {
-                            Error::KeyStore(k) => k.to_string(),
-                            other => other.to_string(),
-                        },
+                        detail,
+                    })
+                };
+                let fresh = connect(&self.module, &self.uri, &self.pin).map_err(|e| {
+                    lost(match e {
+                        Error::KeyStore(k) => k.to_string(),
+                        other => other.to_string(),
                     })
                 })?;
+                // The token that came back must hold the same key (not another one of that label).
+                let (_, public) = public_of(&fresh.session, fresh.key, &self.uri)?;
+                if !public.public_eq(&self.public) {
+                    return Err(lost(format!(
+                        "the token now holds another key labelled {:?}",
+                        self.uri.object_label()
+                    )));
+                }
                 self.reconnects.fetch_add(1, Ordering::Relaxed);
                 let again = op(&self.module, &fresh);
                 *guard = Some(fresh);
