@@ -191,8 +191,8 @@ fn write_stale_crl(pki: &TestPki, revoked: &[&PathBuf]) {
         .build()
         .expect("number");
     b.append_extension(number).expect("number");
-    ca.signing_key().sign_crl(&mut b).expect("sign");
-    let pem = b.build().expect("crl").to_pem().expect("pem");
+    let crl = ca.signing_key().sign_crl(b).expect("sign");
+    let pem = crl.to_pem().expect("pem");
     std::fs::write(pki.layout().ca_crl(), pem).expect("write crl");
 }
 

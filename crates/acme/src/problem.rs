@@ -174,6 +174,13 @@ impl Problem {
                 Kind::Unavailable,
                 format!("the CA's records are unreachable ({e}); nothing was changed: retry"),
             ),
+            pki::Error::KeyStore(_) => {
+                tracing::error!(error = %e, "ACME: the CA's signing key is unavailable");
+                Problem::new(
+                    Kind::Unavailable,
+                    "the CA cannot reach its signing key right now; nothing was issued: retry",
+                )
+            }
             pki::Error::Refused(why) => Problem::new(Kind::RejectedIdentifier, why),
             pki::Error::X509(x509::Error::Refused(why)) => Problem::new(Kind::BadCsr, why),
             pki::Error::Eab(why) => Problem::unauthorized(why.to_string()),

@@ -143,6 +143,15 @@ impl Refusal {
                 Refusal::new(StatusCode::CONFLICT, common::error_chain(&e))
             }
             e @ E::Busy(_) => Refusal::unavailable(common::error_chain(&e), 1),
+            e @ E::KeyStore(_) => {
+                // The token (HSM) failed or restarted: the operator reads why; a device retries.
+                tracing::error!(error = %common::error_chain(&e), "the CA's signing key is unavailable");
+                Refusal::unavailable(
+                    format!("the CA cannot reach its signing key right now: retry in {RECORDS_RETRY_SECS} s"),
+                    RECORDS_RETRY_SECS,
+                )
+                .labelled("key_store")
+            }
             e @ E::Database { .. } => {
                 // The operator reads where and why in the log; the device, when to come back.
                 tracing::error!(error = %common::error_chain(&e), "the records are unreachable");
@@ -223,4 +232,38 @@ pub fn refuse(req: &HttpRequest, r: Refusal) -> HttpResponse {
     }
     res.content_type("text/plain; charset=utf-8")
         .body(format!("{}\n", r.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_that_fails_is_a_503_to_retry_not_a_500() {
+        let lost = pki::Error::KeyStore(pki::KeyStoreError::Module {
+            path: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            detail: "the session was lost".into(),
+        });
+        let r = Refusal::from_pki(lost);
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            (r.retry_after, r.label),
+            (Some(RECORDS_RETRY_SECS), "key_store")
+        );
+        assert!(
+            !r.reason.contains("softhsm"),
+            "no module path to the device: {}",
+            r.reason
+        );
+    }
+
+    #[test]
+    fn a_token_refusal_is_labelled_by_its_reason() {
+        let r = Refusal::from_pki(pki::Error::Token(pki::TokenRefusal::Used));
+        assert_eq!(
+            (r.status, r.label),
+            (StatusCode::UNAUTHORIZED, "token_used")
+        );
+        assert_eq!(Refusal::bad("x").label, "bad_request");
+    }
 }

@@ -227,6 +227,12 @@ pub(crate) struct InitArgs {
     /// name it as their CRL distribution point. `pki ca crl-url` changes it later.
     #[arg(long)]
     pub(crate) crl_url: Option<String>,
+    /// Make the CA keys inside a PKCS#11 token (RFC 7512 URI), not in files:
+    /// pkcs11:token=LABEL;object=NAME?module-path=/path/module.so&pin-source=file:/path/pin.
+    /// The PIN comes from pin-source or PKI_PKCS11_PIN, never from the command line. With
+    /// --intermediate, the root's key is OBJECT-root.
+    #[arg(long, value_name = "URI")]
+    pub(crate) key_store: Option<pki::Pkcs11Uri>,
 }
 
 #[derive(Subcommand)]

@@ -70,6 +70,154 @@ pub enum Error {
     /// An ACME external account binding was refused; no account was created.
     #[error("{0}")]
     Eab(EabRefusal),
+
+    /// The CA key's PKCS#11 token (or its module, its PIN, its session) failed; nothing was
+    /// signed or written.
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+
+    /// A key returned a signature that does not verify with its own public key; nothing was
+    /// written.
+    #[error(
+        "the {0} returned a signature that does not verify with its public key: nothing was signed"
+    )]
+    BadSignature(String),
+
+    /// A certificate or CRL signed by a key elsewhere could not be reassembled.
+    #[error("cannot assemble the signed certificate or CRL: {0}")]
+    Assembly(&'static str),
+}
+
+/// Why the CA key's PKCS#11 token could not be used. Each says which token or object, never a
+/// PIN.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// The key store URI is not one we can use.
+    #[error("key store URI: {0}")]
+    Uri(String),
+
+    /// No PIN: neither `pin-source` in the URI nor the environment variable.
+    #[error("no PIN for token {token:?}: set {env}, or add pin-source=file:PATH to the key store URI (a file outside the PKI folder, 0600)")]
+    NoPin {
+        /// The token's label.
+        token: String,
+        /// The environment variable read.
+        env: &'static str,
+    },
+
+    /// The PIN file could not be read.
+    #[error("cannot read the PIN file {}: {source}", path.display())]
+    PinSource {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// The PKCS#11 module could not be loaded or initialised.
+    #[error("cannot load the PKCS#11 module {}: {detail}", path.display())]
+    Module {
+        /// The module (`module-path`).
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+
+    /// No token with this label (it is unplugged, or the label is wrong).
+    #[error("no token labelled {token:?} in {} (plugged in? `pkcs11-tool --module {} --list-slots` shows the tokens{})", module.display(), module.display(), if seen.is_empty() { String::new() } else { format!("; found: {}", seen.join(", ")) })]
+    TokenNotFound {
+        /// The label asked for.
+        token: String,
+        /// The module.
+        module: PathBuf,
+        /// The labels of the tokens present.
+        seen: Vec<String>,
+    },
+
+    /// The token refused the PIN.
+    #[error("the PIN of token {token:?} is wrong: nothing was signed (check pin-source or the PIN variable)")]
+    WrongPin {
+        /// The token's label.
+        token: String,
+    },
+
+    /// The token's user PIN is locked after too many wrong tries.
+    #[error("the user PIN of token {token:?} is locked: unlock it with the SO PIN (`pkcs11-tool --init-pin --login --login-type so`)")]
+    PinLocked {
+        /// The token's label.
+        token: String,
+    },
+
+    /// No private key with this label (and id) in the token.
+    #[error("token {token:?} holds no private key {object:?}: `pkcs11-tool --list-objects --login` shows what it holds")]
+    KeyNotFound {
+        /// The token's label.
+        token: String,
+        /// The object's label.
+        object: String,
+    },
+
+    /// Several private keys answer to the URI.
+    #[error("token {token:?} holds {count} private keys labelled {object:?}: add id= to the key store URI")]
+    Ambiguous {
+        /// The token's label.
+        token: String,
+        /// The object's label.
+        object: String,
+        /// How many.
+        count: usize,
+    },
+
+    /// `pki init` would make a key under a label the token already holds.
+    #[error("token {token:?} already holds an object labelled {object:?} (or with the URI's id=): choose another object= (or id=) in the key store URI, or remake the PKI with --force (which destroys it)")]
+    KeyExists {
+        /// The token's label.
+        token: String,
+        /// The object's label.
+        object: String,
+    },
+
+    /// The key is of a type or size we do not sign with in a token.
+    #[error("token {token:?}: {detail}")]
+    Unsupported {
+        /// The token's label.
+        token: String,
+        /// What is not supported.
+        detail: String,
+    },
+
+    /// The session with the token was lost (the token restarted or was unplugged) and could not
+    /// be opened again.
+    #[error("the session with token {token:?} was lost and could not be reopened: {detail}")]
+    SessionLost {
+        /// The token's label.
+        token: String,
+        /// Why reopening failed.
+        detail: String,
+    },
+
+    /// A PKCS#11 call failed.
+    #[error("token {token:?}: {operation} failed ({code})")]
+    Device {
+        /// The token's label.
+        token: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The PKCS#11 return value, by name.
+        code: String,
+    },
+
+    /// The key cannot leave the token (`pki root export`).
+    #[error("the {what} is inside token {token:?} ({}): it cannot be exported; keep the token itself offline instead", record.display())]
+    NotExportable {
+        /// Which key.
+        what: &'static str,
+        /// The token's label.
+        token: String,
+        /// The file that records where it is.
+        record: PathBuf,
+    },
 }
 
 /// Why an ACME external account binding could not bind an account.

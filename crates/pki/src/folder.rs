@@ -29,8 +29,10 @@ use crate::files::{self, Overwrite, Secrecy, Staged};
 use crate::index::{Reason, Status};
 use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
+use crate::keys::{self, CaKey};
 use crate::leaf::Leaf;
 use crate::name::{self, Name};
+use crate::pkcs11::Pkcs11Uri;
 use crate::profile::Profile;
 use crate::request::{self, Subject};
 use crate::store::{Claim, Db, DbUrl, Filter, Record, State};
@@ -188,9 +190,26 @@ impl Folder {
         spec: &CertSpec,
         overwrite: Overwrite,
     ) -> Result<Issuer> {
+        self.create_root_in(subject, algorithm, None, spec, overwrite)
+    }
+
+    /// [`Folder::create_root`] with its key made inside the PKCS#11 token `store` names (the
+    /// URI recorded in `ca/ca.key-store`, no key file), or in `ca/ca.key` when `None`.
+    pub fn create_root_in(
+        &self,
+        subject: &Subject,
+        algorithm: KeyAlgorithm,
+        store: Option<&Pkcs11Uri>,
+        spec: &CertSpec,
+        overwrite: Overwrite,
+    ) -> Result<Issuer> {
         if overwrite == Overwrite::Never {
             for (what, p) in [
                 ("CA private key", self.layout.ca_key()),
+                (
+                    "CA key store record",
+                    keys::store_record(&self.layout.ca_key()),
+                ),
                 ("CA certificate", self.layout.ca_cert()),
             ] {
                 if files::exists(&p) {
@@ -198,30 +217,37 @@ impl Folder {
                 }
             }
         }
-        self.self_sign_ca(subject, key::generate(algorithm)?, spec, overwrite)
+        let key = CaKey::generate(algorithm, store, overwrite == Overwrite::Replace)?;
+        self.self_sign_ca(subject, key, spec, Some(overwrite))
     }
 
+    /// The self-signed CA of `key`, its certificate written (`overwrite`) and its records
+    /// started; the key (or its token's record) is written too unless `key_written` is `None`
+    /// (an interrupted run's key, found on disk and kept as it is).
     pub(crate) fn self_sign_ca(
         &self,
         subject: &Subject,
-        key: PKey<Private>,
+        key: CaKey,
         spec: &CertSpec,
-        overwrite: Overwrite,
+        key_written: Option<Overwrite>,
     ) -> Result<Issuer> {
-        let req = request::build(&key, subject)?;
+        let overwrite = key_written.unwrap_or(Overwrite::Never);
         let spec = spec
             .clone()
             .validity(Validity::days(Profile::Ca.default_days()));
-        let pem = key::to_pem(&key)?;
-        let ca = Issuer::self_sign_spec(&req, key, &spec)?;
+        let ca = match &key {
+            CaKey::File(k) => {
+                let req = request::build(k, subject)?;
+                Issuer::self_sign_spec(&req, k.clone(), &spec)?
+            }
+            CaKey::Token(_) => {
+                Issuer::self_sign_key(&*subject.to_x509_name()?, key.signer()?, &spec)?
+            }
+        };
         // Key first: a crash between the two writes leaves a key that the next run reuses.
-        files::write(
-            "CA private key",
-            &self.layout.ca_key(),
-            &pem,
-            Secrecy::Secret,
-            overwrite,
-        )?;
+        if let Some(ow) = key_written {
+            key.write("CA private key", &self.layout.ca_key(), ow)?;
+        }
         files::write(
             "CA certificate",
             &self.layout.ca_cert(),

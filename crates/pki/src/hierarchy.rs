@@ -5,7 +5,8 @@
 //! |------------------------|-------------------------|-----------------------------------------|
 //! | `ca/ca.crt`            | the CA (the trust anchor) | the root (the trust anchor, same path)  |
 //! | `ca/ca.key`            | the CA's key            | the root's key, or gone (`pki root export`) |
-//! | `ca/intermediate.*`    | —                       | the issuing CA and its key              |
+//! | `ca/ca.key-store`      | instead of `ca/ca.key` for a key in a PKCS#11 token (its URI) | the same for the root |
+//! | `ca/intermediate.*`    | —                       | the issuing CA and its key (or `.key-store`) |
 //! | `ca/ca.crl`            | the CA's CRL            | the intermediate's CRL (of the leaves)  |
 //! | `ca/root.crl`          | —                       | the root's CRL (of intermediates)       |
 //!
@@ -18,11 +19,12 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 use crate::constraints::NameConstraints;
-use crate::error::{CryptoContext, Error, Result};
+use crate::error::{CryptoContext, Error, KeyStoreError, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
 use crate::issuer::Issuer;
 use crate::key;
+use crate::keys::{self, CaKey};
 use crate::profile::Profile;
 use crate::request::Subject;
 use x509::cert::{key_id, load_cert};
@@ -37,32 +39,35 @@ impl Folder {
         files::exists(&self.layout().intermediate_cert())
     }
 
-    /// The root: `ca/ca.crt` with `ca/ca.key`. Needed only to make an intermediate.
+    /// The root: `ca/ca.crt` with `ca/ca.key` (or the token key `ca/ca.key-store` records).
+    /// Needed only to make an intermediate.
     pub fn root(&self) -> Result<Issuer> {
         let l = self.layout();
         let (cert_path, key_path) = (l.ca_cert(), l.ca_key());
         let cert = load_cert("CA certificate", &cert_path)?;
-        if self.has_intermediate() && !files::exists(&key_path) {
+        if self.has_intermediate() && !keys::present(&key_path) {
             return Err(Error::Refused(format!(
                 "the root key {} is offline (moved with `pki root export`): bring it back with \
                  `pki root import FILE` for this one command, then export it again",
                 key_path.display()
             )));
         }
-        let key = key::load("CA private key", &key_path)?;
-        Issuer::from_parts(cert, key, (&cert_path, &key_path))
+        keys::issuer_of(cert, &cert_path, "CA private key", &key_path)
     }
 
     /// The CA that signs leaves and CRLs: the intermediate when there is one, else the root.
+    /// Its key is a file, or a token's when a `.key-store` record is beside the certificate.
     pub fn issuer(&self) -> Result<Issuer> {
         let l = self.layout();
         if !self.has_intermediate() {
             return self.root();
         }
-        let (cert_path, key_path) = (l.intermediate_cert(), l.intermediate_key());
-        let cert = load_cert("intermediate CA certificate", &cert_path)?;
-        let key = key::load("intermediate CA private key", &key_path)?;
-        Issuer::from_parts(cert, key, (&cert_path, &key_path))
+        keys::load_issuer(
+            "intermediate CA certificate",
+            &l.intermediate_cert(),
+            "intermediate CA private key",
+            &l.intermediate_key(),
+        )
     }
 
     /// The CA certificates a peer needs to build a chain to the root, issuing CA first and the
@@ -102,19 +107,29 @@ impl Folder {
         constraints: &NameConstraints,
         overwrite: Overwrite,
     ) -> Result<Issuer> {
+        self.create_intermediate_with(root, subject, CaKey::File(key), constraints, overwrite)
+    }
+
+    /// [`Folder::create_intermediate`] for a key in a file or in a token.
+    pub(crate) fn create_intermediate_with(
+        &self,
+        root: &Issuer,
+        subject: &Subject,
+        key: CaKey,
+        constraints: &NameConstraints,
+        overwrite: Overwrite,
+    ) -> Result<Issuer> {
         let l = self.layout();
         let mut spec = CertSpec::new(Profile::Intermediate)
             .validity(Validity::days(Profile::Intermediate.default_days()));
         spec.constraints = constraints.clone();
-        let public = x509::key::public_of(&key)?;
+        let public = key.public()?;
         let name = subject.to_x509_name()?;
         let cert = root.sign_key(&name, &public, &spec)?;
         // Key first: a crash between the two writes leaves a key that the next run reuses.
-        files::write(
+        key.write(
             "intermediate CA private key",
             &l.intermediate_key(),
-            &key::to_pem(&key)?,
-            Secrecy::Secret,
             overwrite,
         )?;
         files::write(
@@ -132,7 +147,12 @@ impl Folder {
             Secrecy::Public,
             Overwrite::Replace,
         )?;
-        let inter = Issuer::from_parts(cert, key, (&l.intermediate_cert(), &l.intermediate_key()))?;
+        let inter = match key {
+            CaKey::File(k) => {
+                Issuer::from_parts(cert, k, (&l.intermediate_cert(), &l.intermediate_key()))?
+            }
+            token => Issuer::with_key(cert, token.signer()?)?,
+        };
         let mut db = self.open_db(None)?;
         db.start_ca(&key_id(inter.certificate())?)?;
         self.export(&mut db, &inter)?;
@@ -149,6 +169,14 @@ impl Folder {
                  offline. Make a two-level PKI with `pki init --intermediate`"
                     .into(),
             ));
+        }
+        if let Some(uri) = keys::recorded_store(&self.layout().ca_key())? {
+            return Err(KeyStoreError::NotExportable {
+                what: "root key",
+                token: uri.token_label().to_owned(),
+                record: keys::store_record(&self.layout().ca_key()),
+            }
+            .into());
         }
         // The root as a file: loaded (and checked against ca/ca.crt) to be copied, not to sign.
         self.root()?;
@@ -179,6 +207,12 @@ impl Folder {
     /// `pki root import FILE`: puts the root key back as `ca/ca.key`, after checking it is the
     /// key of `ca/ca.crt`.
     pub fn root_import(&self, from: &Path) -> Result<()> {
+        if keys::present(&self.layout().ca_key()) {
+            return Err(Error::Refused(format!(
+                "the root key is here already ({}): nothing to import",
+                keys::store_record(&self.layout().ca_key()).display()
+            )));
+        }
         let key = key::load("root key", from)?;
         let cert = load_cert("CA certificate", &self.layout().ca_cert())?;
         if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {

@@ -15,16 +15,16 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::pkey::{PKey, Private};
-
 use crate::constraints::NameConstraints;
 use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
 use crate::issuer::Issuer;
 use crate::key::{self, KeyAlgorithm};
+use crate::keys::{self, CaKey};
 use crate::leaf::Leaf;
 use crate::p12::P12Encryption;
+use crate::pkcs11::Pkcs11Uri;
 use crate::profile::{Profile, SubjectAltName};
 use crate::request::Subject;
 use crate::store::Claim;
@@ -50,6 +50,33 @@ pub struct InitOptions {
     pub intermediate_subject: Subject,
     /// What the issuing CA may sign for (critical nameConstraints); empty: anything.
     pub constraints: NameConstraints,
+    /// Make the CA keys inside this PKCS#11 token instead of files: its `object` labels the
+    /// key that signs leaves (default `ca`, or `issuing` with an intermediate); the root of
+    /// two levels gets `OBJECT-root`.
+    pub key_store: Option<Pkcs11Uri>,
+}
+
+impl InitOptions {
+    /// The token URIs of the root key and of the issuing key (`None`: key files). The key that
+    /// signs leaves keeps the URI's `id=` if it gives one; the root of two levels gets its own.
+    fn stores(&self) -> (Option<Pkcs11Uri>, Option<Pkcs11Uri>) {
+        let Some(uri) = &self.key_store else {
+            return (None, None);
+        };
+        let default = if self.intermediate { "issuing" } else { "ca" };
+        let object = uri.object.clone().unwrap_or_else(|| default.into());
+        let issuing = Pkcs11Uri {
+            object: Some(object.clone()),
+            ..uri.clone()
+        };
+        if !self.intermediate {
+            return (Some(issuing), None);
+        }
+        (
+            Some(uri.with_object(&format!("{object}-root"))),
+            Some(issuing),
+        )
+    }
 }
 
 impl Default for InitOptions {
@@ -63,6 +90,7 @@ impl Default for InitOptions {
             intermediate: false,
             intermediate_subject: default_intermediate_subject(None),
             constraints: NameConstraints::default(),
+            key_store: None,
         }
     }
 }
@@ -122,8 +150,9 @@ struct Pair<'a> {
     what: String,
     cert: PathBuf,
     key: PathBuf,
-    /// Makes the certificate, for the given key or a new one.
-    make: Box<dyn FnMut(Option<PKey<Private>>) -> Result<()> + 'a>,
+    /// Makes the certificate: for the key found at `key` (true: finishing an interrupted run)
+    /// or for a new one.
+    make: Box<dyn FnMut(bool) -> Result<()> + 'a>,
     /// Checks a pair found whole.
     check: Box<dyn FnMut() -> Result<()> + 'a>,
     /// What a refusal tells the user to run.
@@ -134,7 +163,7 @@ struct Pair<'a> {
 fn ensure_pair(pair: &mut Pair<'_>, force: bool, report: &mut InitReport) -> Result<bool> {
     match (found(&pair.cert, &pair.key), force) {
         (_, true) | (Found::Nothing, false) => {
-            (pair.make)(None)?;
+            (pair.make)(false)?;
             report.created.extend([pair.key.clone(), pair.cert.clone()]);
             Ok(true)
         }
@@ -145,8 +174,7 @@ fn ensure_pair(pair: &mut Pair<'_>, force: bool, report: &mut InitReport) -> Res
         }
         (Found::KeyOnly, false) => {
             // A run that stopped between the key and the certificate: finish it.
-            let key = key::load("private key", &pair.key)?;
-            (pair.make)(Some(key))?;
+            (pair.make)(true)?;
             report.kept.push(pair.key.clone());
             report.created.push(pair.cert.clone());
             Ok(true)
@@ -217,20 +245,36 @@ impl Folder {
         let offline = !opts.force
             && self.has_intermediate()
             && files::exists(&l.ca_cert())
-            && !files::exists(&l.ca_key());
+            && !keys::present(&l.ca_key());
         if offline {
             report.kept.push(l.ca_cert());
             return Ok((None, false));
+        }
+        let (root_store, _) = opts.stores();
+        if root_store.is_some() && !opts.force && files::exists(&l.ca_key()) {
+            return Err(Error::Refused(format!(
+                "this CA's key is the file {}: --key-store makes a new CA inside the token; add \
+                 --force to remake the whole PKI",
+                l.ca_key().display()
+            )));
         }
         let mut made = None;
         let mut pair = Pair {
             what: "the CA".into(),
             cert: l.ca_cert(),
-            key: l.ca_key(),
-            make: Box::new(|key| {
-                made = Some(match key {
-                    Some(k) => self.self_sign_ca(&opts.ca_subject, k, &spec, Overwrite::Never)?,
-                    None => self.create_root(&opts.ca_subject, opts.key, &spec, overwrite)?,
+            key: key_file_or_record(&l.ca_key(), root_store.is_some(), opts.force),
+            make: Box::new(|finish| {
+                made = Some(if finish {
+                    let key = CaKey::load("CA private key", &l.ca_key())?;
+                    self.self_sign_ca(&opts.ca_subject, key, &spec, None)?
+                } else {
+                    self.create_root_in(
+                        &opts.ca_subject,
+                        opts.key,
+                        root_store.as_ref(),
+                        &spec,
+                        overwrite,
+                    )?
                 });
                 Ok(())
             }),
@@ -261,26 +305,28 @@ impl Folder {
             Overwrite::Never
         };
         let root_cert = l.ca_cert();
+        let (_, store) = opts.stores();
         let mut pair = Pair {
             what: "the intermediate CA".into(),
             cert: l.intermediate_cert(),
-            key: l.intermediate_key(),
-            make: Box::new(|key| {
+            key: key_file_or_record(&l.intermediate_key(), store.is_some(), opts.force),
+            make: Box::new(|finish| {
                 let root = root.ok_or_else(|| {
                     Error::Refused(
                         "making an intermediate needs the root key: `pki root import`".into(),
                     )
                 })?;
-                let key = match key {
-                    Some(k) => k,
-                    None => key::generate(opts.key)?,
+                let key = if finish {
+                    CaKey::load("intermediate CA private key", &l.intermediate_key())?
+                } else {
+                    CaKey::generate(opts.key, store.as_ref(), opts.force)?
                 };
-                let ow = if files::exists(&l.intermediate_key()) {
+                let ow = if keys::present(&l.intermediate_key()) {
                     Overwrite::Replace
                 } else {
                     overwrite
                 };
-                self.create_intermediate(
+                self.create_intermediate_with(
                     root,
                     &opts.intermediate_subject,
                     key,
@@ -333,14 +379,15 @@ impl Folder {
             what: leaf.profile.to_string(),
             cert: cert.clone(),
             key: key_path.clone(),
-            make: Box::new(|key| {
+            make: Box::new(|finish| {
                 // Finishing an interrupted run takes the name over from a record whose
                 // certificate file is gone.
-                match key {
-                    Some(k) => {
+                match finish {
+                    true => {
+                        let k = key::load("private key", &key_path)?;
                         self.issue_with_key(ca, leaf, k, Overwrite::Never, Claim::Replace)?
                     }
-                    None => {
+                    false => {
                         let claim = if force { Claim::Replace } else { Claim::New };
                         self.issue_with_key(ca, leaf, key::generate(leaf.key)?, overwrite, claim)?
                     }
@@ -393,6 +440,17 @@ impl Folder {
         )?;
         report.created.push(p12);
         Ok(())
+    }
+}
+
+/// Where `init` looks for a CA key: the token's record when the key is to be made in a token,
+/// or is in one and is kept (no `--force`); else the key file.
+fn key_file_or_record(key_path: &Path, token: bool, force: bool) -> PathBuf {
+    let record = keys::store_record(key_path);
+    if token || (!force && files::exists(&record) && !files::exists(key_path)) {
+        record
+    } else {
+        key_path.to_owned()
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Revocation {
 }
 
 /// A certificate authority that signs: its certificate, and the key that matches it behind
-/// [`SigningKey`] (a key file today, a hardware token tomorrow). Cloning shares the key.
+/// [`SigningKey`] (a key file, or a PKCS#11 token's key). Cloning shares the key.
 #[derive(Clone)]
 pub struct Issuer {
     cert: X509,
@@ -82,6 +82,18 @@ impl Issuer {
         Ok(Issuer { cert, key })
     }
 
+    /// The self-signed root of a key that cannot sign a request (a token's): its self-signature
+    /// is the proof of possession.
+    pub fn self_sign_key(
+        subject: &X509NameRef,
+        key: Arc<dyn SigningKey>,
+        spec: &CertSpec,
+    ) -> Result<Issuer> {
+        let public = key.public_key()?;
+        let cert = build(subject, &public, spec, None, key.as_ref())?;
+        Ok(Issuer { cert, key })
+    }
+
     /// An issuer from a loaded certificate and key file, refusing a key that is not the
     /// certificate's (`paths` name the files in the error).
     pub fn from_parts(
@@ -99,6 +111,24 @@ impl Issuer {
                 cert: cert_path.to_owned(),
             }),
         }
+    }
+
+    /// An issuer from a loaded certificate and a key that signs where it lives, refusing a key
+    /// that is not the certificate's (`paths` name the certificate and where the key is
+    /// recorded in the error).
+    pub fn from_signer(
+        cert: X509,
+        key: Arc<dyn SigningKey>,
+        paths: (&std::path::Path, &std::path::Path),
+    ) -> Result<Issuer> {
+        let public = cert.public_key().step("x509 -pubkey")?;
+        if !public.public_eq(&*key.public_key()?) {
+            return Err(Error::KeyMismatch {
+                key: paths.1.to_owned(),
+                cert: paths.0.to_owned(),
+            });
+        }
+        Ok(Issuer { cert, key })
     }
 
     /// An issuer of `cert` whose key signs where it lives; refused when the key is not the
@@ -194,8 +224,7 @@ impl Issuer {
             crl.add_revoked(crl_entry(r)?).step(step)?;
         }
         crl.sort().step(step)?;
-        self.key.sign_crl(&mut crl)?;
-        crl.build().step(step)
+        self.key.sign_crl(crl)
     }
 }
 
@@ -286,8 +315,7 @@ fn build(
         b.append_extension(crate::distribution::extension(url)?)
             .step(step)?;
     }
-    key.sign_certificate(&mut b)?;
-    Ok(b.build())
+    key.sign_certificate(b)
 }
 
 /// 127 random bits with the top one set: positive, always 16 bytes, 126 bits of entropy

@@ -13,7 +13,10 @@
 //! Which extensions a certificate gets is decided by its [`Profile`] (CA, server, client).
 //! [`Folder`] does the same on disk, in the seed's layout, atomically and never overwriting
 //! without being told to, with its records in a database ([`store`]: SQLite by default,
-//! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]).
+//! PostgreSQL for several hosts). Names that become files pass one rule ([`name`]). The CA's key
+//! signs behind [`SigningKey`]: a [`KeyFile`], or a [`TokenKey`] inside a PKCS#11 token
+//! ([`pkcs11`], `pki init --key-store pkcs11:…`), which the folder records in
+//! `ca/ca.key-store` ([`keys`]).
 //!
 //! ```
 //! use pki::{key, request, Issuer, CertSpec, KeyAlgorithm, Profile, Subject, SubjectAltName, Validity};
@@ -48,23 +51,26 @@ pub mod hierarchy;
 pub mod index;
 pub mod init;
 pub mod issuer;
+pub mod keys;
 pub mod leaf;
 pub mod lifecycle;
 mod mirror;
 pub mod p12;
+pub mod pkcs11;
 pub mod records;
 pub mod rotation;
 pub mod signer;
 pub mod store;
 
 pub use authority::{Authority, Enrolled, Enrollment};
-pub use error::{EabRefusal, Error, Result, TokenRefusal};
+pub use error::{EabRefusal, Error, KeyStoreError, Result, TokenRefusal};
 pub use folder::{Folder, Issued};
 pub use init::{InitOptions, InitReport};
 pub use issuer::Issuer;
 pub use leaf::Leaf;
 pub use p12::P12Encryption;
+pub use pkcs11::{Pkcs11Uri, TokenKey};
 pub use records::Records;
-pub use signer::{KeyFile, SigningKey};
+pub use signer::{KeyFile, KeyLocation, SigningKey};
 pub use store::{DbUrl, Filter, Record};
 pub use x509::{CertSpec, KeyAlgorithm, Name, Profile, Subject, SubjectAltName, Validity};

@@ -15,7 +15,6 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 use crate::constraints::NameConstraints;
@@ -23,9 +22,11 @@ use crate::error::{CryptoContext, Error, Result};
 use crate::files::{self, Overwrite, Secrecy};
 use crate::folder::Folder;
 use crate::issuer::Issuer;
-use crate::key;
+use crate::keys::{self, CaKey, KeyReport};
+use crate::pkcs11::Pkcs11Uri;
 use crate::profile::Profile;
 use crate::request;
+use crate::signer::KeyLocation;
 use common::Role;
 use x509::cert::{key_id, load_cert, load_certs};
 use x509::time::{now, unix_time};
@@ -68,6 +69,10 @@ pub struct CaStatus {
     pub in_force: i64,
     /// nextUpdate of its newest CRL.
     pub crl_next_update: Option<i64>,
+    /// Where its signing key lives, and how well it is kept.
+    pub key: KeyReport,
+    /// Where the key of its root lives, for two levels (the root's own key otherwise is `key`).
+    pub root_key: Option<KeyReport>,
 }
 
 impl Folder {
@@ -141,21 +146,33 @@ impl Folder {
         } else {
             spec.constraints = constraints.clone();
         }
-        let root_key = key::generate(alg)?;
-        let req = request::build(&root_key, &root_subject)?;
-        let root = Issuer::self_sign_spec(&req, root_key.clone(), &spec)?;
+        // A CA whose key is in a token rotates to keys made in the same token.
+        let (root_store, issuing_store) = match ca.signing_key().location() {
+            KeyLocation::Pkcs11(uri) => next_stores(&uri, two_levels)?,
+            _ => (None, None),
+        };
+        let root_key = CaKey::generate(alg, root_store.as_ref(), false)?;
+        let root = match &root_key {
+            CaKey::File(k) => {
+                let req = request::build(k, &root_subject)?;
+                Issuer::self_sign_spec(&req, k.clone(), &spec)?
+            }
+            CaKey::Token(_) => {
+                Issuer::self_sign_key(&*root_subject.to_x509_name()?, root_key.signer()?, &spec)?
+            }
+        };
         write_pair(&next, "ca", &root, &root_key)?;
         let issuing = if two_levels {
-            let key = key::generate(alg)?;
+            let key = CaKey::generate(alg, issuing_store.as_ref(), false)?;
             let subject = crate::init::default_intermediate_subject(who);
             let mut ispec = CertSpec::new(Profile::Intermediate)
                 .validity(Validity::days(Profile::Intermediate.default_days()));
             ispec.constraints = constraints;
-            let public = x509::key::public_of(&key)?;
+            let public = key.public()?;
             let name = subject.to_x509_name()?;
             let cert = root.sign_key(&name, &public, &ispec)?;
             let inter =
-                Issuer::from_parts(cert, key.clone(), (Path::new("next"), Path::new("next")))?;
+                Issuer::from_signer(cert, key.signer()?, (Path::new("next"), Path::new("next")))?;
             write_pair(&next, "intermediate", &inter, &key)?;
             inter
         } else {
@@ -201,10 +218,10 @@ impl Folder {
             Secrecy::Public,
             Overwrite::Replace,
         )?;
-        for f in ["ca.key", "intermediate.crt", "intermediate.key"] {
+        for f in MOVED {
             move_if_there(&l.dir(Role::Ca).join(f), &previous.join(f))?;
         }
-        for f in ["ca.key", "intermediate.crt", "intermediate.key"] {
+        for f in MOVED {
             move_if_there(&next.join(f), &l.dir(Role::Ca).join(f))?;
         }
         self.write_bundle(&[new_root, old_root])?;
@@ -275,18 +292,23 @@ impl Folder {
         let mut db = self.open_db_to_read(Some(&ca))?;
         let at = now();
         let mut cas = Vec::new();
-        let mut entries = vec![("current", ca.certificate().to_owned())];
+        let ca_dir = self.layout().dir(Role::Ca);
+        let mut entries = vec![("current", ca.certificate().to_owned(), ca_dir)];
         if let Some((role, dir)) = self.other_generation() {
-            entries.push((role, issuing_cert(&dir)?));
+            entries.push((role, issuing_cert(&dir)?, dir));
         }
-        for (role, cert) in entries {
+        for (role, cert, dir) in entries {
             let aki = key_id(&cert)?;
+            let (_, key_path) = issuing_paths(&dir);
+            let two_levels = files::exists(&dir.join("intermediate.crt"));
             cas.push(CaStatus {
                 role,
                 subject: x509::cert::one_line(cert.subject_name()),
                 not_after: unix_time(cert.not_after())?,
                 in_force: db.in_force(&aki, at)?,
                 crl_next_update: db.latest_crl(&aki)?.map(|c| c.next_update),
+                key: keys::key_report(&key_path),
+                root_key: two_levels.then(|| keys::key_report(&dir.join("ca.key"))),
             });
         }
         let phase = self.phase();
@@ -360,27 +382,61 @@ fn issuing_cert(dir: &Path) -> Result<X509> {
     }
 }
 
-/// The issuing CA of a generation's folder, with its key.
+/// The files of a generation that move between `ca/`, `ca/next/` and `ca/previous/` (a key
+/// file or its token's record, whichever is there).
+const MOVED: [&str; 5] = [
+    "ca.key",
+    "ca.key-store",
+    "intermediate.crt",
+    "intermediate.key",
+    "intermediate.key-store",
+];
+
+/// The issuing CA of a generation's folder, with its key (a file, or a token's).
 fn issuing_authority(dir: &Path) -> Result<Issuer> {
-    let (cert, key) = if files::exists(&dir.join("intermediate.crt")) {
+    let (cert, key) = issuing_paths(dir);
+    keys::load_issuer("CA certificate", &cert, "CA private key", &key)
+}
+
+/// The certificate and key paths of a generation's issuing CA.
+fn issuing_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    if files::exists(&dir.join("intermediate.crt")) {
         (dir.join("intermediate.crt"), dir.join("intermediate.key"))
     } else {
         (dir.join("ca.crt"), dir.join("ca.key"))
-    };
-    Issuer::from_parts(
-        load_cert("CA certificate", &cert)?,
-        key::load("CA private key", &key)?,
-        (&cert, &key),
-    )
+    }
 }
 
-/// A new CA's files: its key (made here, never read back from the issuer) and certificate.
-fn write_pair(dir: &Path, stem: &str, ca: &Issuer, key: &PKey<Private>) -> Result<()> {
-    files::write(
+/// The token objects of a new generation beside `current` (the issuing key's URI): labels of
+/// their own (`OBJECT-TAG`, `OBJECT-root-TAG`), so that the old keys stay until retired.
+fn next_stores(
+    current: &Pkcs11Uri,
+    two_levels: bool,
+) -> Result<(Option<Pkcs11Uri>, Option<Pkcs11Uri>)> {
+    let mut raw = [0u8; 4];
+    openssl::rand::rand_bytes(&mut raw).step("rand")?;
+    let tag: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let object = current.object.as_deref().unwrap_or("ca");
+    // A label of an earlier rotation loses its tag: issuing-1a2b3c4d → issuing.
+    let base = match object.rsplit_once('-') {
+        Some((base, t)) if t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()) => base,
+        _ => object,
+    };
+    let issuing = current.with_object(&format!("{base}-{tag}"));
+    if two_levels {
+        let root = current.with_object(&format!("{base}-root-{tag}"));
+        Ok((Some(root), Some(issuing)))
+    } else {
+        Ok((Some(issuing), None))
+    }
+}
+
+/// A new CA's files: its key (a file made here, never read back from the issuer, or its
+/// token's record) and certificate.
+fn write_pair(dir: &Path, stem: &str, ca: &Issuer, key: &CaKey) -> Result<()> {
+    key.write(
         "CA private key",
         &dir.join(format!("{stem}.key")),
-        &key::to_pem(key)?,
-        Secrecy::Secret,
         Overwrite::Never,
     )?;
     files::write(

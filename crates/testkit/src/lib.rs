@@ -201,8 +201,8 @@ impl TestPki {
         .expect("ku");
         b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku"))
             .expect("eku");
-        ca.signing_key().sign_certificate(&mut b).expect("sign");
-        write_pair(&self.layout().root().join("extra"), name, &b.build(), &key)
+        let cert = ca.signing_key().sign_certificate(b).expect("sign");
+        write_pair(&self.layout().root().join("extra"), name, &cert, &key)
     }
 
     /// A client certificate two levels below the root (root → intermediate → leaf), with the

@@ -74,6 +74,7 @@ pub(crate) fn init(folder: &Folder, args: InitArgs) -> Result<ExitCode> {
         ca_subject: pki::init::ca_subject(who.as_deref()),
         intermediate_subject: pki::init::default_intermediate_subject(who.as_deref()),
         constraints: constraints(args.permit_dns, &args.permit_ip)?,
+        key_store: args.key_store,
         ..InitOptions::default()
     };
     if let Some(cn) = args.ca_name {
@@ -161,6 +162,27 @@ pub(crate) fn ca_command(folder: &Folder, action: CaAction) -> Result<ExitCode> 
                         c.crl_next_update
                             .map_or_else(|| "-".into(), x509::time::date)
                     );
+                    let keys = c.root_key.iter().map(|k| ("root key", k));
+                    for (what, k) in std::iter::once(("key", &c.key)).chain(keys) {
+                        println!("          {what}: {} {}", k.store, k.location);
+                        if let Some(t) = &k.token {
+                            println!(
+                                "            object {:?} in token {:?} ({} {}): extractable {}, \
+                                 never extractable {}, sensitive {}, always sensitive {}, \
+                                 hardware slot {}",
+                                t.object,
+                                t.token,
+                                t.manufacturer,
+                                t.model,
+                                t.extractable,
+                                t.never_extractable,
+                                t.sensitive,
+                                t.always_sensitive,
+                                t.hardware_slot
+                            );
+                        }
+                        println!("            {}", k.protection);
+                    }
                 }
                 println!("next: {}", status.next_step);
             }
