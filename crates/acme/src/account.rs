@@ -131,6 +131,25 @@ impl Acme {
         Ok(account_reply(urls, &updated))
     }
 
+    /// `account/{id}/orders` (RFC 8555 §7.1.2.1): the account's pending, ready and valid
+    /// orders, newest first (the last 1,000 of each).
+    pub(crate) fn orders(&self, urls: &Urls, a: &Authed, id: &str) -> Result<Reply, Problem> {
+        let account = a.account()?;
+        if account.id != id {
+            return Err(Problem::unauthorized("these are another account's orders"));
+        }
+        let mut ids = Vec::new();
+        for status in ["pending", "ready", "processing", "valid"] {
+            ids.extend(
+                self.authority
+                    .records()
+                    .with(|db| db.acme_list(id, "order", status, 1000))?,
+            );
+        }
+        let list: Vec<String> = ids.iter().map(|o| urls.order(o)).collect();
+        Ok(Reply::json(json!({ "orders": list })))
+    }
+
     /// `key-change`: the account moves to the key that signed the inner JWS.
     pub(crate) fn key_change(&self, urls: &Urls, a: &Authed) -> Result<Reply, Problem> {
         let account = a.account()?;

@@ -11,6 +11,9 @@ use crate::problem::{Kind, Problem};
 use crate::service::{Acme, Authed, Job, Reply};
 use crate::urls::Urls;
 
+/// A validation takes at most its attempts × (timeout + delay): past this, its replica is gone.
+const STALE_VALIDATION_SECS: i64 = 120;
+
 impl Acme {
     fn load_authz(&self, a: &Authed, id: &str) -> Result<(AcmeObject, Authz), Problem> {
         let account = a.account()?;
@@ -84,7 +87,13 @@ impl Acme {
             Reply::json(challenge_json(&authz.challenges[idx], &url))
                 .link(&urls.authz(&row.id), "up")
         };
-        if a.is_get() || row.status != "pending" {
+        let now = x509::time::now();
+        // A validation whose replica died (or restarted) mid-way may be started again.
+        let stale = row.status == "processing"
+            && authz
+                .processing_since
+                .is_none_or(|t| now - t > STALE_VALIDATION_SECS);
+        if a.is_get() || (row.status != "pending" && !stale) {
             return Ok(reply(&row, &authz));
         }
         if row.expires_at <= x509::time::now() {
@@ -92,7 +101,6 @@ impl Acme {
                 "the authorization expired: make a new order",
             ));
         }
-        let now = x509::time::now();
         let (_, failed) = self
             .authority
             .records()
@@ -104,13 +112,14 @@ impl Acme {
             ));
         }
         authz.challenges[idx].status = "processing".into();
+        authz.processing_since = Some(now);
         let mut next = row.clone();
         next.status = "processing".into();
         next.body = to_body(&authz)?;
         if !self
             .authority
             .records()
-            .with(|db| db.acme_swap(&next, "pending"))?
+            .with(|db| db.acme_swap(&next, &row.status))?
         {
             // Another request started it first; that one validates.
             let (row, authz) = self.load_authz(a, id)?;
@@ -156,6 +165,7 @@ impl Acme {
                 }
             }
         }
+        authz.processing_since = None;
         next.status = if result.is_ok() { "valid" } else { "invalid" }.into();
         if result.is_ok() {
             next.expires_at = now + self.config.order_secs;

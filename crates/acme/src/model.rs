@@ -143,6 +143,9 @@ pub struct Authz {
     pub identifier: Identifier,
     /// Its challenges (none when it was pre-authorized).
     pub challenges: Vec<Challenge>,
+    /// When a replica began validating it (a claim that goes stale if that replica died).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_since: Option<i64>,
 }
 
 /// An order's body.

@@ -105,6 +105,7 @@ impl Acme {
         let authz = Authz {
             identifier: id.clone(),
             challenges,
+            processing_since: None,
         };
         AcmeObject {
             id: random_id(12),

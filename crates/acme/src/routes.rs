@@ -32,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/new-nonce", web::head().to(new_nonce))
             .route("/new-account", post(|_| Route::NewAccount))
             .route("/account/{id}", post(|r| Route::Account(param(r, "id"))))
+            .route(
+                "/account/{id}/orders",
+                post(|r| Route::Orders(param(r, "id"))),
+            )
             .route("/key-change", post(|_| Route::KeyChange))
             .route("/new-order", post(|_| Route::NewOrder))
             .route("/order/{id}", post(|r| Route::Order(param(r, "id"))))

@@ -42,6 +42,8 @@ pub enum Route {
     NewAccount,
     /// `account/{id}`.
     Account(String),
+    /// `account/{id}/orders`.
+    Orders(String),
     /// `key-change`.
     KeyChange,
     /// `new-order`.
@@ -366,6 +368,7 @@ impl Acme {
         match route {
             Route::NewAccount => self.new_account(urls, a),
             Route::Account(id) => self.account(urls, a, id),
+            Route::Orders(id) => self.orders(urls, a, id),
             Route::KeyChange => self.key_change(urls, a),
             Route::NewOrder => self.new_order(urls, a),
             Route::Order(id) => self.order(urls, a, id),

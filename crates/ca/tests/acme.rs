@@ -616,6 +616,65 @@ mod raw {
         assert_eq!(kind(&r), (400, "badPublicKey".into()), "{}", r.text());
     }
 
+    /// A JWS by the account `kid` (POST-as-GET when `payload` is None).
+    fn signed_kid(
+        key: &Jwk,
+        kid: &str,
+        nonce: &str,
+        url: &str,
+        payload: Option<&Value>,
+    ) -> Vec<u8> {
+        let mut h = JwsHeaderSet::new();
+        h.set_algorithm("ES256", true);
+        h.set_claim("nonce", Some(json!(nonce)), true)
+            .expect("nonce");
+        h.set_url(url, true);
+        h.set_key_id(kid, true);
+        let signer = jws::ES256.signer_from_jwk(key).expect("signer");
+        let body = payload.map(Value::to_string).unwrap_or_default();
+        jws::serialize_flattened_json(body.as_bytes(), &h, &signer)
+            .expect("sign")
+            .into_bytes()
+    }
+
+    #[test]
+    fn an_account_lists_its_orders() {
+        let s = Acme::start(&["--acme-without-eab"]);
+        let (addr, root) = (s.replicas[0].addr, s.root());
+        let key = Jwk::generate_ec_key(EcCurve::P256).expect("key");
+        let made = post(
+            addr,
+            &root,
+            "/acme/new-account",
+            &signed(
+                &key,
+                "ES256",
+                &nonce(addr, &root),
+                "https://localhost/acme/new-account",
+                &json!({}),
+            ),
+        );
+        let kid = made.header("location").expect("account URL").to_owned();
+        let order = json!({"identifiers": [{"type": "dns", "value": "listed.test"}]});
+        let body = signed_kid(
+            &key,
+            &kid,
+            &nonce(addr, &root),
+            "https://localhost/acme/new-order",
+            Some(&order),
+        );
+        let created = post(addr, &root, "/acme/new-order", &body);
+        assert_eq!(created.status, 201, "{}", created.text());
+        let order_url = created.header("location").expect("order URL").to_owned();
+        let orders_url = format!("{kid}/orders");
+        let path = orders_url.trim_start_matches("https://localhost");
+        let body = signed_kid(&key, &kid, &nonce(addr, &root), &orders_url, None);
+        let listed = post(addr, &root, path, &body);
+        assert_eq!(listed.status, 200, "{}", listed.text());
+        let v: Value = serde_json::from_slice(&listed.body).expect("json");
+        assert_eq!(v["orders"], json!([order_url]), "{v}");
+    }
+
     #[test]
     fn a_replayed_nonce_another_url_a_bad_alg_a_forged_signature_and_a_big_body_are_refused() {
         let s = Acme::start(&["--max-body", "4096"]);

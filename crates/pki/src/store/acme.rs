@@ -385,6 +385,24 @@ impl Db {
         })
     }
 
+    /// The ids of the account's objects of `kind` with `status`, newest first, at most `limit`.
+    pub fn acme_list(
+        &mut self,
+        account: &str,
+        kind: &str,
+        status: &str,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT id FROM acme_objects WHERE account = $1 AND kind = $2 AND status = $3 \
+                 ORDER BY created_at DESC LIMIT $4",
+                &[account.into(), kind.into(), status.into(), limit.into()],
+            )?;
+            Ok(rows.iter().map(|r| r[0].text()).collect())
+        })
+    }
+
     /// How many objects of `kind` the account made since `since`, and how many of them are
     /// `status` (the limits on orders and failed validations).
     pub fn acme_count(
