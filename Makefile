@@ -14,7 +14,7 @@ SHELL := bash
 # Each recipe runs in one shell, so `make demo` can start and stop its server.
 .ONESHELL:
 
-.PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored bench-pki bench-est bench-hsm soak fuzz clean
+.PHONY: help certs demo test browser-deps lint bench bench-quick bench-vendored bench-pki bench-est bench-hsm bench-acme soak fuzz clean
 help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
@@ -111,11 +111,20 @@ bench-est: ## EST enrollments per second on an empty CA and at 100,000 on record
 	$(CARGO) build --quiet --release -p pki -p ca
 	bench/est-scale.sh $${CARGO_TARGET_DIR:-target}/release
 
+bench-acme: ## ACME certificates/s to certbot over http-01: one ca on SQLite, one and two on PostgreSQL (N, C)
+	$(CARGO) build --quiet --release -p pki -p ca
+	bench/acme-rate.sh $${CARGO_TARGET_DIR:-target}/release
+
 bench-hsm: ## the CA key in a SoftHSM token vs a key file: signatures/s per algorithm, certificates/s of a batch (N), EST enrollments/s (E)
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p pki -p ca
 	test=$$($(CARGO) test --profile $(BENCH_PROFILE) -p pki --test hsm --no-run --message-format=json 2>/dev/null \
 	  | grep '"name":"hsm"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 	bench/hsm.sh $(BENCH_BIN) "$$test"
+
+.PHONY: bench-fleet
+bench-fleet: ## the ca's admin fleet page at 100,000 certificates: /fleet, page 50, a search, /fleet.json, each vs 200 ms (N, R; ~5 min)
+	$(CARGO) build --quiet --release -p pki -p ca
+	bench/fleet-scale.sh $${CARGO_TARGET_DIR:-target}/release
 
 soak: ## mixed load on our server for SOAK_SECS (default 120): no errors, no RSS growth, no fd leak
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench -p pki

@@ -455,3 +455,325 @@ fn nss_imports_modern_and_legacy_bundles() {
         assert!(!ok, "{encryption:?}: a wrong password must fail: {out}");
     }
 }
+
+/// This workspace's binaries `names`, as cargo builds them now, in the profile and target
+/// folder this test was built in (instant when they are up to date). A test of the root package
+/// has no `CARGO_BIN_EXE_*` for another package's binaries, and a dev-dependency builds only a
+/// package's library, not its binaries: so the test asks cargo, and runs the paths it reports
+/// (never a stale binary left in target/).
+fn workspace_bins<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/PROFILE/deps/e2e-HASH: cargo calls the `debug` folder's profile `dev`.
+    let profile = match exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut cmd = testkit::command(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--profile",
+        ])
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(target_dir);
+    for n in names {
+        cmd.args(["-p", n, "--bin", n]);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "cargo build {names:?} failed (above)");
+    names.map(|name| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| panic!("cargo reported no executable for {name}"))
+    })
+}
+
+/// `pki --dir DIR args`, which must succeed; its stdout.
+fn pki_cli(pki: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = testkit::command(pki)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run pki");
+    assert!(
+        out.status.success(),
+        "pki {args:?}: {}",
+        testkit::text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `ca` binary on an ephemeral loopback port; killed on drop.
+struct CaProcess {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl CaProcess {
+    fn start(ca: &Path, dir: &Path, args: &[&str]) -> CaProcess {
+        use std::io::{BufRead, BufReader};
+        let log = dir.join("ca.stderr");
+        let mut child = testkit::command(ca)
+            .arg("--pki-dir")
+            .arg(dir)
+            .args(["--bind", "127.0.0.1:0", "--workers", "1"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start ca");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads `listening on https://127.0.0.1:PORT …`, then keeps draining stdout.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .strip_prefix("listening on https://127.0.0.1:")
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "ca did not say it was listening within 60 s: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        CaProcess { child, port, log }
+    }
+}
+
+impl Drop for CaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where test artifacts a person looks at go: `TARGET/test-artifacts/NAME`.
+fn artifact(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("mkdir test-artifacts");
+    dir.join(name)
+}
+
+/// The `ca` binary's fleet page in Chromium: an admin's certificate (CN on `--admin-allow-cn`)
+/// sees the counts `pki list` gives, the chart, and a search by name prefix; another device's
+/// certificate, and no certificate, hear 403 and why.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Chromium: `make browser-deps`, then `make test`"]
+async fn browser_fleet_page_for_admins_only() {
+    let [pki, ca] = workspace_bins(["pki", "ca"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("pki");
+    let run_pki = |args: &[&str]| pki_cli(&pki, &dir, args, &[]);
+    run_pki(&["init"]);
+    run_pki(&["issue", "client", "--name", "ops"]);
+    run_pki(&["issue", "client", "--name", "eve"]);
+    run_pki(&["issue", "client", "--count", "5", "--prefix", "sensor-"]);
+    // Two ending soon: one within 7 days, one within 30 (the list, the tiles and the chart).
+    run_pki(&["issue", "client", "--name", "meter-1", "--days", "5"]);
+    run_pki(&["issue", "client", "--name", "meter-2", "--days", "20"]);
+    run_pki(&["revoke", "sensor-3", "--reason", "keyCompromise"]);
+    for name in ["ops", "eve"] {
+        pki_cli(
+            &pki,
+            &dir,
+            &["export-p12", "--name", name],
+            &[("PKI_P12_PASSWORD", P12_PASSWORD)],
+        );
+    }
+    let srv = CaProcess::start(&ca, &dir, &["--admin-allow-cn", "ops"]);
+    // After the start: the ca records its own TLS certificate (server/est.crt) at the first one.
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&run_pki(&["list", "--json"])).expect("pki list --json");
+    let with_status = |s: &str| listed.iter().filter(|c| c["status"] == s).count();
+    let (valid, revoked) = (with_status("valid"), with_status("revoked"));
+    let ending_7d: Vec<serde_json::Value> =
+        serde_json::from_str(&run_pki(&["list", "--json", "--expiring-within", "7d"]))
+            .expect("pki list --json --expiring-within 7d");
+    assert!(valid >= 10 && revoked == 1, "pki list: {listed:?}");
+
+    let ca_cert = dir.join("ca/ca.crt");
+    let issuer = x509::cert::common_name(
+        x509::cert::load_cert("ca", &ca_cert)
+            .expect("ca.crt")
+            .subject_name(),
+    )
+    .expect("CA CN");
+    let _policy = AutoSelectPolicy::install(srv.port, &issuer);
+    let origin = format!("https://localhost:{}", srv.port);
+    let fleet = format!("{origin}/fleet");
+    within("browser session as the admin", async {
+        let b = Browser::launch(&ca_cert, Some(&dir.join("client/ops.p12"))).await;
+        b.client().goto(&fleet).await.expect("open /fleet");
+        let who = b.text(".who").await;
+        assert!(who.starts_with("Signed in as ops"), "{who}");
+        assert_eq!(b.text("#valid").await, valid.to_string(), "#valid");
+        assert_eq!(b.text("#revoked").await, revoked.to_string(), "#revoked");
+        assert_eq!(b.text("#expired").await, with_status("expired").to_string());
+        assert_eq!(b.text("#ending-7d").await, ending_7d.len().to_string());
+        let chart = b
+            .client()
+            .find(Locator::Css("svg#chart"))
+            .await
+            .expect("#chart on the page");
+        let bars = chart
+            .find_all(Locator::Css("rect.bar"))
+            .await
+            .expect("bars");
+        assert_eq!(bars.len(), 13, "one bar a week for 13 weeks");
+        // The page's one inline style ran under its CSP (hash-listed): the tiles are a grid.
+        let tiles = b
+            .client()
+            .find(Locator::Css(".tiles"))
+            .await
+            .expect("tiles");
+        assert_eq!(tiles.css_value("display").await.expect("css"), "grid");
+        let soon = b.text("#list").await;
+        assert!(
+            soon.contains("meter-1") && soon.contains("meter-2") && !soon.contains("sensor-1"),
+            "ending within 30 days: {soon}"
+        );
+        // The whole page in one picture: a viewport as tall as the page (a few tries: the
+        // browser's own frame takes some of the window, and the scrollbar some width).
+        b.client().set_window_size(1100, 800).await.expect("resize");
+        for _ in 0..3 {
+            let sizes = b
+                .client()
+                .execute(
+                    "return [document.documentElement.scrollHeight, window.innerHeight, \
+                     window.outerHeight]",
+                    vec![],
+                )
+                .await
+                .expect("page height");
+            let px = |i: usize| sizes[i].as_u64().unwrap_or(0);
+            let (page, inner, outer) = (px(0), px(1), px(2));
+            if inner >= page {
+                break;
+            }
+            let want = u32::try_from(outer + page - inner).unwrap_or(4000);
+            b.client()
+                .set_window_size(1100, want)
+                .await
+                .expect("resize");
+        }
+        let png = artifact("fleet.png");
+        std::fs::write(&png, b.client().screenshot().await.expect("screenshot"))
+            .expect("write fleet.png");
+        eprintln!("screenshot: {}", png.display());
+
+        // Search by name prefix, through the page's own GET form.
+        let q = b
+            .client()
+            .find(Locator::Css("input[name=q]"))
+            .await
+            .expect("search box");
+        q.send_keys("sensor-").await.expect("type");
+        b.client()
+            .find(Locator::Css("form button[type=submit]"))
+            .await
+            .expect("search button")
+            .click()
+            .await
+            .expect("search");
+        assert_eq!(b.text("#list-title").await, "Search: sensor-");
+        let url = b.client().current_url().await.expect("url");
+        assert_eq!(url.path(), "/fleet");
+        assert!(url.query().unwrap_or("").contains("q=sensor-"), "{url}");
+        let found = b.text("#list").await;
+        for i in 1..=5 {
+            assert!(
+                found.contains(&format!("sensor-{i}")),
+                "sensor-{i}: {found}"
+            );
+        }
+        assert!(
+            !found.contains("ops") && !found.contains("meter-"),
+            "only the prefix: {found}"
+        );
+        assert!(
+            found.contains("revoked"),
+            "sensor-3 is listed revoked: {found}"
+        );
+        let png = artifact("fleet-search.png");
+        std::fs::write(&png, b.client().screenshot().await.expect("screenshot"))
+            .expect("write fleet-search.png");
+        eprintln!("screenshot: {}", png.display());
+        b.quit().await;
+    })
+    .await;
+
+    // A device of the same CA, not on the allow-list: 403, and why.
+    within("browser session as a device", async {
+        let b = Browser::launch(&ca_cert, Some(&dir.join("client/eve.p12"))).await;
+        b.client().goto(&fleet).await.expect("open /fleet");
+        let said = b.text("body").await;
+        assert!(
+            said.contains("eve is not on the admin allow-list"),
+            "expected the ca's refusal, got: {said}"
+        );
+        b.screenshot("fleet-not-admin").await;
+        b.quit().await;
+    })
+    .await;
+    // No certificate at all: 403 too (the ca asks for one but does not require it).
+    within("browser session without a certificate", async {
+        let b = Browser::launch(&ca_cert, None).await;
+        b.client().goto(&fleet).await.expect("open /fleet");
+        let said = b.text("body").await;
+        assert!(
+            said.contains("present an admin client certificate"),
+            "expected the ca's refusal, got: {said}"
+        );
+        b.quit().await;
+    })
+    .await;
+    // WebDriver does not tell a page's status: the same two asked over TLS are 403s.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], srv.port));
+    let eve = (dir.join("client/eve.crt"), dir.join("client/eve.key"));
+    let ops = (dir.join("client/ops.crt"), dir.join("client/ops.key"));
+    let anonymous = crate::tls_client::Opts {
+        ca: Some(&ca_cert),
+        ..Default::default()
+    };
+    for (who, opts, status) in [
+        ("ops", crate::tls_client::Opts::mutual(&ca_cert, &ops), 200),
+        ("eve", crate::tls_client::Opts::mutual(&ca_cert, &eve), 403),
+        ("nobody", anonymous, 403),
+    ] {
+        let r = crate::tls_client::get(addr, &opts, "/fleet").expect("answer");
+        assert_eq!(r.status, status, "{who}: {}", r.body);
+    }
+    let log = std::fs::read_to_string(&srv.log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "ca's log: {log}");
+}

@@ -109,7 +109,8 @@ impl FleetView {
     /// Reads the view (blocking: the records' client may block).
     pub fn read(ca: &Ca, q: &FleetQuery) -> pki::Result<FleetView> {
         let at = x509::time::now();
-        let page = q.page.max(0);
+        // A page past any fleet is an empty one, never an overflow.
+        let page = q.page.clamp(0, 1_000_000);
         let records = ca.authority.records();
         let counts = records.with(|db| db.fleet_counts(at))?;
         let query = q.q.trim();
@@ -214,7 +215,8 @@ fn bars(counts: &FleetCounts, at: i64) -> Vec<Bar> {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let height = n * (CHART_H - 20) / max;
+            // Room above the tallest bar for its count.
+            let height = n * (CHART_H - 36) / max;
             Bar {
                 x: i as i64 * slot + 4,
                 y: CHART_H - 20 - height,
@@ -234,6 +236,7 @@ fn bars(counts: &FleetCounts, at: i64) -> Vec<Bar> {
 struct Page<'a> {
     style: &'static str,
     admin: &'a str,
+    read_at: String,
     view: &'a FleetView,
     bars: Vec<Bar>,
     slot: i64,
@@ -296,6 +299,7 @@ pub async fn page(
     let page = Page {
         style: STYLE,
         admin: &admin,
+        read_at: x509::time::date(view.at),
         bars: bars(&view.counts, view.at),
         slot: CHART_W / WEEKS_AHEAD as i64,
         chart_w: CHART_W,
@@ -375,7 +379,7 @@ mod tests {
         };
         let b = bars(&counts, 0);
         assert_eq!(b.len(), 13);
-        assert_eq!(b[12].height, CHART_H - 20);
+        assert_eq!(b[12].height, CHART_H - 36);
         assert_eq!(b[0].height, 0);
         assert!(b.windows(2).all(|w| w[0].x < w[1].x));
     }

@@ -41,21 +41,38 @@ impl FleetCounts {
     }
 }
 
-const STATUS: &str = "CASE WHEN state = 'revoked' THEN 'revoked' \
-                      WHEN not_after <= $1 THEN 'expired' ELSE 'valid' END";
-
 impl Db {
     /// Every count of [`FleetCounts`], judged at `at`, in one read transaction.
     pub fn fleet_counts(&mut self, at: i64) -> Result<FleetCounts> {
-        let by_status = format!(
-            "SELECT role, {STATUS} AS status, count(*) FROM certificates GROUP BY role, status"
-        );
         self.read(|tx| {
-            let by_role_status = tx
-                .query(&by_status, &[at.into()])?
-                .iter()
-                .map(|r| (r[0].text(), r[1].text(), r[2].int()))
-                .collect();
+            // Grouped by the stored state (an index of role, state, notAfter answers it alone);
+            // valid and expired are told apart by notAfter in the same pass.
+            let rows = tx.query(
+                "SELECT role, CASE WHEN state = 'revoked' THEN 1 ELSE 0 END AS revoked, count(*), \
+                 coalesce(sum(CASE WHEN not_after <= $1 THEN 1 ELSE 0 END), 0) \
+                 FROM certificates GROUP BY role, revoked",
+                &[at.into()],
+            )?;
+            let mut by_role_status: Vec<(String, String, i64)> = Vec::new();
+            let mut add = |role: String, status: &str, n: i64| match by_role_status
+                .iter_mut()
+                .find(|(r, s, _)| *r == role && s == status)
+            {
+                Some(entry) => entry.2 += n,
+                None => by_role_status.push((role, status.to_owned(), n)),
+            };
+            for r in &rows {
+                let (role, revoked, all, expired) =
+                    (r[0].text(), r[1].int() != 0, r[2].int(), r[3].int());
+                if revoked {
+                    add(role, "revoked", all);
+                } else {
+                    add(role.clone(), "valid", all - expired);
+                    add(role, "expired", expired);
+                }
+            }
+            by_role_status.retain(|(_, _, n)| *n > 0);
+            by_role_status.sort();
             let soon = tx.query(
                 "SELECT (not_after - $1) / $2, count(*) FROM certificates \
                  WHERE state <> 'revoked' AND not_after > $1 AND not_after <= $1 + $2 * $3 \
@@ -91,7 +108,7 @@ impl Db {
                 .map_or(0, |r| r[0].int());
             let per_ca = tx
                 .query(
-                    "SELECT aki, count(*) FROM certificates WHERE state <> 'revoked' \
+                    "SELECT aki, count(*) FROM certificates WHERE state IN ('issued', 'issuing') \
                      AND not_after > $1 GROUP BY aki ORDER BY aki",
                     &[at.into()],
                 )?
@@ -160,34 +177,46 @@ impl Db {
         })
     }
 
-    /// Certificates whose name starts with `query` (case-insensitive) or whose serial is
-    /// `query` (hex), newest first: `limit` from `offset`.
+    /// Certificates whose name starts with `query` (case-insensitive), newest first, `limit`
+    /// from `offset`; on the first page, the one whose serial is `query` (hex) before them.
     pub fn fleet_search(&mut self, query: &str, offset: i64, limit: i64) -> Result<Vec<Record>> {
         let prefix: String = query
             .to_ascii_lowercase()
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .collect();
-        // `_` is LIKE's own wildcard: escaped, the prefix matches as typed.
-        let pattern = format!("{}%", prefix.replace('_', "\\_"));
-        let sql = format!(
-            "SELECT {COLUMNS} WHERE c.name_key LIKE $1 ESCAPE '\\' OR c.serial = $2 \
+        // A range on the name index: every name the rule allows sorts below `~`.
+        let upper = format!("{prefix}~");
+        let by_name = format!(
+            "SELECT {COLUMNS} WHERE c.name_key >= $1 AND c.name_key < $2 \
              ORDER BY c.issued_at DESC, c.serial LIMIT $3 OFFSET $4"
         );
+        let by_serial = format!("SELECT {COLUMNS} WHERE c.serial = $1");
+        let serial = query.trim().to_ascii_uppercase();
         self.read(|tx| {
-            Ok(tx
-                .query(
-                    &sql,
-                    &[
-                        pattern.as_str().into(),
-                        query.trim().to_ascii_uppercase().into(),
-                        limit.into(),
-                        offset.into(),
-                    ],
-                )?
-                .iter()
-                .map(|r| row(r))
-                .collect())
+            let mut out: Vec<Record> = Vec::new();
+            if offset == 0 && !serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit()) {
+                out.extend(
+                    tx.query(&by_serial, &[serial.as_str().into()])?
+                        .iter()
+                        .map(|r| row(r)),
+                );
+            }
+            let named = tx.query(
+                &by_name,
+                &[
+                    prefix.as_str().into(),
+                    upper.as_str().into(),
+                    limit.into(),
+                    offset.into(),
+                ],
+            )?;
+            for r in named.iter().map(|r| row(r)) {
+                if !out.iter().any(|o| o.aki == r.aki && o.serial == r.serial) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
         })
     }
 }

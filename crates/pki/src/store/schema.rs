@@ -110,6 +110,13 @@ const MIGRATIONS: &[&str] = &[
     // 7: the fleet page's latest enrollments and revocations, newest first, from an index.
     "CREATE INDEX certificates_issued_at ON certificates (issued_at);
     CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE state = 'revoked';",
+    // 8: the fleet's counts from indexes alone at 100,000 certificates (per CA, per role and
+    // state, overdue), and a certificate found by its serial.
+    "CREATE INDEX certificates_fleet_ca ON certificates (aki, state, not_after);
+    CREATE INDEX certificates_fleet_role ON certificates (role, state, not_after);
+    CREATE INDEX certificates_fleet_overdue ON certificates (not_after, not_before)
+        WHERE current = 1 AND state <> 'revoked';
+    CREATE INDEX certificates_serial ON certificates (serial);",
 ];
 
 /// The newest schema version this build knows.
