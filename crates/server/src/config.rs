@@ -183,8 +183,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What a deployed server uses: listening on `bind`, the PKI at `pki_dir`, a worker per
+    /// core, the certificate, key, CA and CRL files watched for changes (every 2 s), and every
+    /// other field at its default. [`Config::for_pki`] is the tests' counterpart.
+    ///
+    /// ```
+    /// use server::{ClientAuth, Config};
+    /// let config = Config::new(([0, 0, 0, 0], 8443).into(), "certs", ClientAuth::Required);
+    /// assert_eq!((config.workers, config.watch_secs), (None, 2));
+    /// ```
+    pub fn new(bind: SocketAddr, pki_dir: impl Into<PathBuf>, client_auth: ClientAuth) -> Config {
+        Config {
+            bind,
+            pki_dir: pki_dir.into(),
+            client_auth,
+            ..Config::default()
+        }
+    }
+
     /// A config for the PKI at `pki_dir`, listening on an ephemeral loopback port with one
-    /// worker and no file watch (for tests and examples).
+    /// worker and no file watch: for tests (a production server takes [`Config::new`]).
     pub fn for_pki(pki_dir: impl Into<PathBuf>, client_auth: ClientAuth) -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
