@@ -22,7 +22,11 @@ pub struct Report {
     pub name_check: Result<(), String>,
     /// CA names the server accepts for client certificates (from a TLS 1.2 probe).
     pub accepted_ca_names: Vec<String>,
-    /// Whether the server demands a client certificate (None = could not tell).
+    /// Whether the server asks for a client certificate (None = could not tell: a TLS
+    /// 1.3-only server encrypts its request).
+    pub client_cert_requested: Option<bool>,
+    /// Whether the server demands a client certificate (None = not tried: only a handshake
+    /// without one tells, and diagnose makes none that the server would count as refused).
     pub client_cert_required: Option<bool>,
     /// Our own files.
     pub local: Vec<String>,
@@ -75,10 +79,16 @@ impl fmt::Display for Report {
         };
         writeln!(f, "  chains to CA {}", yes(&self.chain_check))?;
         writeln!(f, "  name matches {}", yes(&self.name_check))?;
-        let policy = match self.client_cert_required {
-            Some(true) => "the server requires one",
-            Some(false) => "the server does not require one",
-            None => "could not tell whether the server wants one",
+        let policy = match (self.client_cert_requested, self.client_cert_required) {
+            (_, Some(true)) => "the server requires one",
+            (Some(false), _) => "the server does not ask for one",
+            (Some(true), Some(false)) => "the server asks for one but does not require it",
+            (Some(true), None) => {
+                "the server asks for one (whether it requires one was not tried: a handshake \
+                 without one would count as refused on the server)"
+            }
+            (None, Some(false)) => "the server does not require one",
+            (None, None) => "could not tell whether the server wants one",
         };
         writeln!(f, "  client cert  {policy}")?;
         if !self.accepted_ca_names.is_empty() {

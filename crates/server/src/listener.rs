@@ -345,17 +345,30 @@ fn count_tls_failure(
     let Some(reason) = Reason::of_tls_error(e) else {
         return;
     };
-    if reason == Reason::NoCertificate {
-        tracing::warn!(
-            reason = "no client certificate",
-            label = reason.label(),
-            "client certificate refused"
-        );
-    } else {
-        tracing::debug!(label = reason.label(), error = %e, "TLS handshake failed");
-    }
+    let result = match reason {
+        Reason::NoCertificate => {
+            tracing::warn!(
+                reason = "no client certificate",
+                label = reason.label(),
+                "client certificate refused"
+            );
+            HandshakeResult::Refused
+        }
+        // A probe that read what it came for (our `client diagnose`): nothing was refused.
+        Reason::UserCanceled => {
+            tracing::debug!(
+                label = reason.label(),
+                "TLS handshake canceled by the client"
+            );
+            HandshakeResult::Canceled
+        }
+        _ => {
+            tracing::debug!(label = reason.label(), error = %e, "TLS handshake failed");
+            HandshakeResult::Refused
+        }
+    };
     if let Some(m) = metrics {
-        m.handshake(HandshakeResult::Refused, reason, false);
+        m.handshake(result, reason, false);
     }
 }
 

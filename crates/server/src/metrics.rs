@@ -53,6 +53,9 @@ pub enum HandshakeResult {
     Anonymous,
     /// Refused (the reason says why).
     Refused,
+    /// Ended by the client on purpose before it was judged (reason `user_canceled`): a probe
+    /// such as `client diagnose`, neither accepted nor refused.
+    Canceled,
 }
 
 impl HandshakeResult {
@@ -61,6 +64,7 @@ impl HandshakeResult {
             HandshakeResult::Accepted => "accepted",
             HandshakeResult::Anonymous => "anonymous",
             HandshakeResult::Refused => "refused",
+            HandshakeResult::Canceled => "canceled",
         }
     }
 }
@@ -163,8 +167,8 @@ impl Metrics {
             trust: TrustFigures::register(&r)?,
             handshakes: counter(
                 "https_tls_handshakes_total",
-                "TLS handshakes by result (accepted, anonymous, refused), reason and session \
-                 (full, resumed).",
+                "TLS handshakes by result (accepted, anonymous, refused, canceled), reason and \
+                 session (full, resumed).",
                 &["result", "reason", "session"],
             )?,
             requests: counter(
