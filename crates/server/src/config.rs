@@ -131,7 +131,12 @@ pub struct Config {
     /// The upstream's login route: a `POST` to it is held to the login brakes (a `false` or
     /// 401 answer counts as a failure, `true` resets). `None`: no brakes. Default `/login1`.
     pub upstream_login_path: Option<String>,
-    /// Serve `/metrics` (plain HTTP, nothing else) on this address too. Default none.
+    /// The server's own health route, answered by the server whatever the app (the seed's
+    /// routes, an upstream behind the front door, or an app of yours) and on the metrics port:
+    /// `ok`, the CRL's state and, with `crl_url`, the feed's. `None`: the app's own, if any.
+    /// Default `/healthz`.
+    pub healthz_path: Option<String>,
+    /// Serve `/metrics` (and the health route) on this plain-HTTP address too. Default none.
     pub metrics_bind: Option<SocketAddr>,
     /// Serve `/metrics` on the TLS port to clients with one of these certificate CNs (or
     /// `metrics_allow_san`); every other client gets 403. Default none: not on the TLS port.
@@ -175,6 +180,7 @@ impl Default for Config {
             upstream_timeout_secs: 30,
             identity_header_prefix: "X-Client-Cert-".into(),
             upstream_login_path: Some("/login1".into()),
+            healthz_path: Some("/healthz".into()),
             metrics_bind: None,
             metrics_allow_cn: Vec::new(),
             metrics_allow_san: Vec::new(),
