@@ -402,7 +402,10 @@ async fn diagnose(url: &str, tls: TlsOptions, json: bool) -> Result<u8, Failure>
         .await
         .map_err(|e| Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string()))??;
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string(&report.json()).unwrap_or_default()
+        );
     } else {
         print!("{report}");
     }

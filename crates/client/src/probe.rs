@@ -37,8 +37,11 @@ pub struct Handshake {
     /// The server's chain as presented (even when it did not verify).
     pub chain: Vec<CertSummary>,
     /// Whether the server asked for a client certificate (known for TLS 1.2, or from its alert).
+    /// Not in the JSON: a report says it once, in its `client_certificate`.
+    #[serde(skip)]
     pub client_cert_requested: Option<bool>,
     /// CA names the server listed in its certificate request (TLS 1.2 only; encrypted in 1.3).
+    #[serde(skip)]
     pub accepted_ca_names: Vec<String>,
     /// Connect + handshake time in milliseconds.
     pub millis: f64,

@@ -402,6 +402,47 @@ fn diagnose_reports_chain_names_and_client_policy() {
     expect(&o, 16, &["the server requires one"]);
 }
 
+#[test]
+fn diagnose_json_is_one_schema_with_an_overall_result() {
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
+    let u = url(srv.addr.port());
+    let o = client(pki.dir(), &["diagnose", &u, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["handshake"]["failure"], serde_json::Value::Null);
+    assert_eq!(v["server_certificate"]["chain"]["ok"], true);
+    assert_eq!(
+        v["server_certificate"]["name"]["why"],
+        serde_json::Value::Null
+    );
+    assert_eq!(v["client_certificate"]["requested"], true);
+    assert_eq!(v["client_certificate"]["required"], serde_json::Value::Null);
+    let raw = String::from_utf8_lossy(&o.stdout);
+    for debug in ["\"Ok\"", "\"Err\"", "client_cert_requested"] {
+        assert!(!raw.contains(debug), "{debug} in {raw}");
+    }
+
+    let o = client(pki.dir(), &["diagnose", &u, "--json", "--no-client-cert"]);
+    assert_eq!(o.status.code(), Some(16), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["result"], "failed");
+    assert_eq!(v["exit_code"], 16);
+    assert_eq!(v["handshake"]["failure"]["class"], "client-cert-required");
+    assert_eq!(v["client_certificate"]["requested"], true);
+    assert_eq!(v["client_certificate"]["required"], true);
+    let named = v["client_certificate"]["accepted_ca_names"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        named.starts_with("/O=https Project Certificate Authority/CN="),
+        "{v}"
+    );
+}
+
 /// The sum of `https_tls_handshakes_total` with `result`, as the server counts it now.
 fn handshakes(srv: &Background, result: &str) -> u64 {
     let text =

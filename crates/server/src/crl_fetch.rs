@@ -160,10 +160,13 @@ pub(crate) fn prepare(
     .and_then(|new| new.map_or(Ok(()), |f| feed.keep(f)));
     match (fetched, kept) {
         (Ok(()), _) => feed.log_in_use("CRL fetched"),
-        (Err(e), Ok(())) => tracing::warn!(
-            url = %feed.url, error = %e, reason = e.reason.label(), age = %feed.age(),
-            "cannot fetch the CRL at start-up; serving with the last one fetched"
-        ),
+        (Err(e), Ok(())) => {
+            let (crl_number, crl_age_secs) = feed.in_use();
+            tracing::warn!(
+                url = %feed.url, error = %e, reason = e.reason.label(), crl_number, crl_age_secs,
+                "cannot fetch the CRL at start-up; serving with the last one fetched"
+            );
+        }
         (Err(e), Err(why)) => {
             return Err(ServerError::Invalid {
                 what: "CRL",
@@ -203,11 +206,17 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
             tokio::time::sleep(x509::time::jittered(feed.every)).await;
             match feed.poll().await {
                 Ok(Some(fetched)) => feed.swap_in(&tls, fetched),
-                Ok(None) => tracing::debug!(age = %feed.age(), "CRL unchanged"),
-                Err(e) => tracing::warn!(
-                    url = %feed.url, error = %e, reason = e.reason.label(), age = %feed.age(),
-                    "CRL poll failed; keeping the CRL in use"
-                ),
+                Ok(None) => {
+                    let (crl_number, crl_age_secs) = feed.in_use();
+                    tracing::debug!(crl_number, crl_age_secs, "CRL unchanged");
+                }
+                Err(e) => {
+                    let (crl_number, crl_age_secs) = feed.in_use();
+                    tracing::warn!(
+                        url = %feed.url, error = %e, reason = e.reason.label(), crl_number,
+                        crl_age_secs, "CRL poll failed; keeping the CRL in use"
+                    );
+                }
             }
         }
     });
@@ -251,25 +260,21 @@ impl CrlFeed {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// "CRL number 7, issued 12 s ago".
-    fn age(&self) -> String {
+    /// The CRL in use as two log fields: its number and its age in seconds (`None`: no CRL).
+    fn in_use(&self) -> (Option<u64>, Option<i64>) {
         let s = self.snapshot();
-        match s.number {
-            Some(n) => format!(
-                "CRL number {n}, issued {} s ago",
-                x509::time::now() - s.this_update
-            ),
-            None => "no CRL".into(),
-        }
+        let age = s.number.map(|_| x509::time::now() - s.this_update);
+        (s.number, age)
     }
 
     fn log_in_use(&self, what: &str) {
         let s = self.snapshot();
+        let (crl_number, crl_age_secs) = self.in_use();
         tracing::info!(
             url = %self.url,
-            number = s.number.unwrap_or_default(),
+            crl_number,
             revoked = s.revoked,
-            age = %self.age(),
+            crl_age_secs,
             file = %self.path.display(),
             "{what}"
         );
@@ -392,8 +397,9 @@ impl CrlFeed {
                 self.log_in_use("new CRL in use");
             }
             Err(e) => {
+                let (crl_number, crl_age_secs) = self.in_use();
                 tracing::error!(
-                    error = %e, age = %self.age(),
+                    error = %e, crl_number, crl_age_secs,
                     "the new CRL did not load; keeping the previous one"
                 );
                 self.failed(
