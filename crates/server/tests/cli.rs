@@ -323,7 +323,10 @@ fn the_front_door_streams_a_large_answer_to_a_slow_reader_in_bounded_memory() {
 fn a_failing_crl_feed_is_logged_as_fields_not_a_sentence() {
     let (pki, folder) = make_pki();
     // A copy from an earlier run, and a CA that is not there (a port bound, then closed).
-    let copy = folder.layout().dir(common::Role::Server).join("fetched.crl");
+    let copy = folder
+        .layout()
+        .dir(common::Role::Server)
+        .join("fetched.crl");
     std::fs::copy(folder.layout().ca_crl(), &copy).expect("copy");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
