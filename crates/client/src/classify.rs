@@ -15,7 +15,7 @@ use x509::verify::Problem;
 
 use crate::error::{Failure, FailureClass};
 use crate::facts::{Cause, CertSummary, Endpoint};
-use crate::own::{Dates, OwnCert};
+use crate::own::{Dates, Issuance, OwnCert};
 
 /// What the probe knows besides the cause.
 #[derive(Debug, Clone)]
@@ -219,7 +219,7 @@ fn received(alert: SslAlert, ctx: &Context<'_>, detail: &str) -> Failure {
         ),
         a if ours && OWN_CERT_ALERTS.contains(&a) => match ctx.own {
             Some(own) => weighed(alert, own, ctx.now, detail),
-            None => unweighed(alert, detail),
+            None => unweighed(alert, Issuance::Files, detail),
         },
         SslAlert::UNSUPPORTED_CERTIFICATE => refused(
             "it is not meant for TLS clients (extendedKeyUsage lacks clientAuth)",
@@ -250,7 +250,10 @@ fn weighed(alert: SslAlert, own: &OwnCert, now: i64, detail: &str) -> Failure {
     match (alert, own.dates(now), own.chain) {
         (SslAlert::CERTIFICATE_EXPIRED, Dates::Expired, _) => refused(
             &format!("it expired on {until}"),
-            "renew it (`pki renew NAME`, or `client renew --est URL` on a device)",
+            match own.issuance {
+                Issuance::Est => ENROLL_AGAIN,
+                Issuance::Files => "issue a new one: `pki renew NAME` where the CA is",
+            },
             detail,
         ),
         (SslAlert::CERTIFICATE_EXPIRED, Dates::NotYetValid, _) => contradicted(
@@ -292,16 +295,24 @@ fn weighed(alert: SslAlert, own: &OwnCert, now: i64, detail: &str) -> Failure {
             "inspect it with `pki inspect`",
             detail,
         ),
-        _ => unweighed(alert, detail),
+        _ => unweighed(alert, own.issuance, detail),
     }
 }
 
-/// An alert about our certificate, in the server's words alone (what it says, as it says it).
-fn unweighed(alert: SslAlert, detail: &str) -> Failure {
+/// What a device whose EST certificate was revoked or has expired does: it cannot renew it.
+const ENROLL_AGAIN: &str = "it cannot renew itself: enroll again with a new token from the \
+    CA's operator (`client enroll --est URL --token TOKEN --name NAME --force`)";
+
+/// An alert about our certificate, in the server's words alone (what it says, as it says it),
+/// with the advice for how it was issued.
+fn unweighed(alert: SslAlert, issuance: Issuance, detail: &str) -> Failure {
     let (why, hint) = match alert {
         SslAlert::CERTIFICATE_REVOKED => (
             "it has been revoked by the CA",
-            "ask for a new one: `pki issue client --name NAME --force`",
+            match issuance {
+                Issuance::Est => ENROLL_AGAIN,
+                Issuance::Files => "ask for a new one: `pki issue client --name NAME --force`",
+            },
         ),
         SslAlert::CERTIFICATE_EXPIRED => (
             "the server says it has expired (OpenSSL sends the same alert when the server's CRL is past its nextUpdate)",

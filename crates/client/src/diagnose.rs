@@ -1,7 +1,6 @@
 //! `diagnose URL`: probes a server the way a careful person would with `openssl s_client`, and
 //! puts what it saw, what it checked and our own files in one [`Report`].
 
-use openssl::ssl::SslVersion;
 use openssl::x509::X509;
 
 use crate::error::{Failure, FailureClass};
@@ -11,8 +10,8 @@ use crate::probe::{self, Handshake};
 use crate::report::{self, Report};
 use crate::tls::{self, Identity, TlsOptions};
 
-/// Probes `ep` three times at most: our settings; TLS 1.2 without a certificate (to read the
-/// server's certificate request); and, for a TLS 1.3-only server, TLS 1.3 without one.
+/// Probes `ep` twice at most: our settings; then TLS 1.2 without a certificate, ended by us once
+/// the server's certificate request is read ([`probe::certificate_request_probe`]).
 pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> {
     let cas = x509::cert::load_certs("CA certificate", &options.ca)
         .map_err(|e| tls::local_file(e, "run `make certs` or pass --ca"))?;
@@ -24,6 +23,7 @@ pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> 
         chain_check: Err("no TLS handshake".into()),
         name_check: Err("no TLS handshake".into()),
         accepted_ca_names: vec![],
+        client_cert_requested: hs.client_cert_requested,
         client_cert_required: None,
         local: report::local_lines(&options.ca, cas.len(), own.as_ref()),
         handshake: hs,
@@ -43,6 +43,7 @@ pub fn diagnose(ep: &Endpoint, options: &TlsOptions) -> Result<Report, Failure> 
     report.accepted_ca_names = report.handshake.accepted_ca_names.clone();
     if failed_as(&report.handshake, &[FailureClass::ClientCertRequired]) {
         report.client_cert_required = Some(true);
+        report.client_cert_requested = Some(true);
     }
     // Chain problems make every further probe fail the same way: skip them.
     if report.chain_check.is_ok() {
@@ -92,31 +93,30 @@ fn server_checks(
     (chain.map_err(|e| format!("{e} (CA file {ca})")), name)
 }
 
-/// Whether the server requires a client certificate, and which CAs it names: anonymous
-/// probes, TLS 1.2 first (its request is in cleartext), then TLS 1.3 if 1.2 is refused.
+/// Whether the server asks for a client certificate, which CAs it names, and whether it
+/// requires one. Diagnosing never makes a server refuse a handshake for its own sake: the
+/// request is read from a TLS 1.2 probe that ends itself with `user_canceled` before the server
+/// judges anything (counted by our server as canceled, not refused), and "required" is known
+/// only from our own handshake when it went without a certificate.
 fn client_policy(report: &mut Report, ep: &Endpoint, options: &TlsOptions) {
-    let anonymous = TlsOptions {
-        identity: Identity::None,
-        ..options.clone()
-    };
-    let Ok(h12) = probe::handshake(ep, &anonymous, Some(SslVersion::TLS1_2)) else {
+    if options.identity == Identity::None {
+        report.client_cert_required = match report.handshake.failure.as_ref().map(|f| f.class) {
+            None => Some(false),
+            Some(FailureClass::ClientCertRequired) => Some(true),
+            Some(_) => report.client_cert_required,
+        };
+    }
+    let Ok(h12) = probe::certificate_request_probe(ep, options) else {
         return;
     };
-    if h12.client_cert_requested == Some(true) {
-        report.accepted_ca_names.clone_from(&h12.accepted_ca_names);
+    // A TLS 1.3-only server refuses TLS 1.2: its request stays unknown (it is encrypted).
+    if h12.failure.is_some() {
+        return;
     }
-    let class = h12.failure.as_ref().map(|f| f.class);
-    report.client_cert_required = match class {
-        // An anonymous handshake went through: no certificate is required.
-        None => Some(false),
-        Some(FailureClass::ClientCertRequired) => Some(true),
-        Some(FailureClass::NoCommonProtocol) => {
-            match probe::handshake(ep, &anonymous, Some(SslVersion::TLS1_3)) {
-                Ok(h13) if h13.failure.is_none() => Some(false),
-                Ok(h13) if failed_as(&h13, &[FailureClass::ClientCertRequired]) => Some(true),
-                _ => report.client_cert_required,
-            }
-        }
-        Some(_) => report.client_cert_required,
-    };
+    report.client_cert_requested = h12.client_cert_requested;
+    match h12.client_cert_requested {
+        Some(true) => report.accepted_ca_names.clone_from(&h12.accepted_ca_names),
+        Some(false) => report.client_cert_required = Some(false),
+        None => {}
+    }
 }

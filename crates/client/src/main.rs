@@ -329,10 +329,18 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
     };
     match outcome {
         Ok((o, Some(e))) => {
+            let superseded = e.superseded.as_ref().map(|old| {
+                serde_json::json!({
+                    "serial": old.serial,
+                    "not_after": x509::time::date(old.not_after),
+                    "revoked": false,
+                })
+            });
             let shown = serde_json::json!({
                 "serial": e.serial, "subject": e.subject,
                 "not_after": x509::time::date(e.window.not_after),
                 "cert": o.pair.cert, "key": o.pair.key,
+                "superseded": superseded,
             });
             if args.json {
                 println!("{shown}");
@@ -345,6 +353,9 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
                     o.pair.cert.display(),
                     o.pair.key.display()
                 );
+                if let Some(old) = &e.superseded {
+                    println!("  {}", old.plain());
+                }
             }
             0
         }
@@ -391,7 +402,10 @@ async fn diagnose(url: &str, tls: TlsOptions, json: bool) -> Result<u8, Failure>
         .await
         .map_err(|e| Failure::new(FailureClass::Other, "diagnose crashed", "", e.to_string()))??;
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string(&report.json()).unwrap_or_default()
+        );
     } else {
         print!("{report}");
     }

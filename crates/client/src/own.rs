@@ -27,6 +27,18 @@ pub enum Dates {
     Expired,
 }
 
+/// How our certificate reached us: what decides the advice for a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Issuance {
+    /// Files from `pki issue` (or a PKCS#12 bundle, or anything `client` did not write): a new
+    /// one comes from `pki`.
+    #[default]
+    Files,
+    /// Written by `client enroll`/`client renew` over EST (the pair's symlinks say so): a new
+    /// one comes from the online CA, with a new token once this one cannot renew itself.
+    Est,
+}
+
 /// Our client certificate, checked locally.
 #[derive(Debug, Clone)]
 pub struct OwnCert {
@@ -42,6 +54,8 @@ pub struct OwnCert {
     pub ca_file: PathBuf,
     /// Whether it verifies, as a client certificate, against that CA file.
     pub chain: Result<(), Problem>,
+    /// How it reached us.
+    pub issuance: Issuance,
 }
 
 impl OwnCert {
@@ -64,6 +78,7 @@ impl OwnCert {
             client_auth: has_client_auth(leaf),
             ca_file: ca_file.to_owned(),
             chain,
+            issuance: Issuance::Files,
         }
     }
 
@@ -77,6 +92,12 @@ impl OwnCert {
             .map_err(|e| tls::local_file(e, "pass the CA's ca.crt with --ca"))?;
         let mut own = OwnCert::check(&id.chain[0], &id.chain[1..], &cas, &options.ca);
         own.source = id.source;
+        if let tls::Identity::Pem { cert, key } = &options.identity {
+            let pair = crate::est::pair::Pair::new(cert.clone(), key.clone());
+            if pair.is_ok_and(|p| p.written_by_est()) {
+                own.issuance = Issuance::Est;
+            }
+        }
         Ok(Some(own))
     }
 

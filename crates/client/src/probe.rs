@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,8 +37,11 @@ pub struct Handshake {
     /// The server's chain as presented (even when it did not verify).
     pub chain: Vec<CertSummary>,
     /// Whether the server asked for a client certificate (known for TLS 1.2, or from its alert).
+    /// Not in the JSON: a report says it once, in its `client_certificate`.
+    #[serde(skip)]
     pub client_cert_requested: Option<bool>,
     /// CA names the server listed in its certificate request (TLS 1.2 only; encrypted in 1.3).
+    #[serde(skip)]
     pub accepted_ca_names: Vec<String>,
     /// Connect + handshake time in milliseconds.
     pub millis: f64,
@@ -90,6 +94,30 @@ fn ca_name(der: &[u8]) -> String {
 struct Tee {
     inner: TcpStream,
     seen: Arc<Mutex<Vec<u8>>>,
+    /// Set for a probe that ends once the server's TLS 1.2 flight is read: instead of our
+    /// answer, the server gets a `user_canceled` alert, and this turns true.
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Tee {
+    /// Ends the handshake with `user_canceled` if this is a probe whose server flight is in.
+    fn cancel_now(&mut self) -> std::io::Result<bool> {
+        let Some(canceled) = &self.cancel else {
+            return Ok(false);
+        };
+        let done = self
+            .seen
+            .lock()
+            .map(|s| wire::server_flight_done(&s))
+            .unwrap_or(false);
+        if !done {
+            return Ok(false);
+        }
+        self.inner.write_all(&wire::USER_CANCELED_ALERT)?;
+        self.inner.flush()?;
+        canceled.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
 }
 
 impl Read for Tee {
@@ -106,6 +134,12 @@ impl Read for Tee {
 
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.cancel_now()? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "probe ended on purpose (user_canceled)",
+            ));
+        }
         self.inner.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -149,12 +183,39 @@ pub fn handshake(
     options: &TlsOptions,
     version: Option<SslVersion>,
 ) -> Result<Handshake, Failure> {
+    run(ep, options, version, false)
+}
+
+/// A TLS 1.2 handshake without a client certificate that reads the server's cleartext flight
+/// (its CertificateRequest and the CA names in it) and then ends on purpose with a
+/// `user_canceled` alert, before the server would judge a certificate: the server counts it as
+/// a canceled handshake, never as a refusal. `failure` is `None` when it ended so; the
+/// handshake's own failure otherwise (a TLS 1.3-only server refuses TLS 1.2).
+pub fn certificate_request_probe(
+    ep: &Endpoint,
+    options: &TlsOptions,
+) -> Result<Handshake, Failure> {
+    let anonymous = TlsOptions {
+        identity: Identity::None,
+        ..options.clone()
+    };
+    run(ep, &anonymous, Some(SslVersion::TLS1_2), true)
+}
+
+fn run(
+    ep: &Endpoint,
+    options: &TlsOptions,
+    version: Option<SslVersion>,
+    cancel: bool,
+) -> Result<Handshake, Failure> {
     let start = Instant::now();
     let connector = connector(options, version)?;
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let canceled = Arc::new(AtomicBool::new(false));
     let tee = Tee {
         inner: connect(ep, options.timeout)?,
         seen: Arc::clone(&seen),
+        cancel: cancel.then(|| Arc::clone(&canceled)),
     };
     let flight = || seen.lock().map(|s| s.clone()).unwrap_or_default();
     let mut hs = Handshake::default();
@@ -169,6 +230,8 @@ pub fn handshake(
         }
         Err(HandshakeError::SetupFailure(e)) => return Err(setup(e)),
     };
+    // Ended by us, on purpose, once the server's flight was read: not a failure.
+    let ended = ended.filter(|_| !canceled.load(Ordering::Relaxed));
     hs.note_request(wire::certificate_request(&flight()));
     if let Some(ended) = ended {
         let failure = judge(&ended, &hs, ep, options);

@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::own::OwnCert;
 use crate::probe::Handshake;
 
-/// A full `diagnose URL` report.
-#[derive(Debug, Clone, Serialize)]
+/// A full `diagnose URL` report; [`Report::json`] is what `--json` prints.
+#[derive(Debug, Clone)]
 pub struct Report {
     /// What was checked.
     pub endpoint: String,
@@ -22,10 +22,130 @@ pub struct Report {
     pub name_check: Result<(), String>,
     /// CA names the server accepts for client certificates (from a TLS 1.2 probe).
     pub accepted_ca_names: Vec<String>,
-    /// Whether the server demands a client certificate (None = could not tell).
+    /// Whether the server asks for a client certificate (None = could not tell: a TLS
+    /// 1.3-only server encrypts its request).
+    pub client_cert_requested: Option<bool>,
+    /// Whether the server demands a client certificate (None = not tried: only a handshake
+    /// without one tells, and diagnose makes none that the server would count as refused).
     pub client_cert_required: Option<bool>,
     /// Our own files.
     pub local: Vec<String>,
+}
+
+/// `client diagnose --json`: one object, this schema (version 1); every field is always there.
+///
+/// ```text
+/// {
+///   "schema": 1,
+///   "result": "ok" | "failed",          the handshake with our settings
+///   "exit_code": 0,                     the process's exit code (the README's table)
+///   "endpoint": "127.0.0.1:8091",
+///   "name": "localhost",                the name verified
+///   "handshake": {
+///     "protocol": "TLSv1.3", "cipher": "…", "alpn": "h2" | null, "millis": 3.2,
+///     "chain": [{"subject", "issuer", "names", "not_before", "not_after", "days_left", "key"}],
+///     "failure": null | {"class": "client-cert-required", "message", "hint", "detail"}
+///   },
+///   "server_certificate": {
+///     "chain": {"ok": true, "why": null},   against --ca; "why" says what failed
+///     "name":  {"ok": false, "why": "…"}
+///   },
+///   "client_certificate": {
+///     "requested": true | false | null,   null: not known (a TLS 1.3-only server)
+///     "required": true | false | null,    null: not tried (it would cost the server a refusal)
+///     "accepted_ca_names": ["/O=…/CN=…"]
+///   },
+///   "local": ["CA file certs/ca/ca.crt: 1 certificate(s)", "…"]
+/// }
+/// ```
+/// `required: true` always comes with `requested: true`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Json<'a> {
+    /// The schema's version: 1.
+    pub schema: u32,
+    /// `ok` or `failed`: whether the handshake with our settings went through.
+    pub result: &'static str,
+    /// The exit code `client diagnose` ends with.
+    pub exit_code: u8,
+    /// What was checked.
+    pub endpoint: &'a str,
+    /// The name verified.
+    pub name: &'a str,
+    /// The handshake with our settings.
+    pub handshake: &'a Handshake,
+    /// Our checks of the server's certificate.
+    pub server_certificate: ServerChecks,
+    /// What the server wants of ours.
+    pub client_certificate: ClientPolicy<'a>,
+    /// Our own files.
+    pub local: &'a [String],
+}
+
+/// One check: passed, or why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Whether it passed.
+    pub ok: bool,
+    /// Why not (`null` when it passed).
+    pub why: Option<String>,
+}
+
+impl From<&Result<(), String>> for Check {
+    fn from(r: &Result<(), String>) -> Check {
+        Check {
+            ok: r.is_ok(),
+            why: r.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// Our checks of the server's certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerChecks {
+    /// It chains to our CA file.
+    pub chain: Check,
+    /// It names the host we asked for.
+    pub name: Check,
+}
+
+/// What the server wants of a client certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientPolicy<'a> {
+    /// Whether it asks for one.
+    pub requested: Option<bool>,
+    /// Whether it refuses a handshake without one.
+    pub required: Option<bool>,
+    /// The CA names its request lists.
+    pub accepted_ca_names: &'a [String],
+}
+
+impl Report {
+    /// The `--json` form ([`Json`]).
+    pub fn json(&self) -> Json<'_> {
+        let failure = self.handshake.failure.as_ref();
+        let required = self.client_cert_required;
+        Json {
+            schema: 1,
+            result: if failure.is_none() { "ok" } else { "failed" },
+            exit_code: failure.map_or(0, |f| f.class.exit_code()),
+            endpoint: &self.endpoint,
+            name: &self.name,
+            handshake: &self.handshake,
+            server_certificate: ServerChecks {
+                chain: (&self.chain_check).into(),
+                name: (&self.name_check).into(),
+            },
+            client_certificate: ClientPolicy {
+                requested: match required {
+                    Some(true) => Some(true),
+                    _ => self.client_cert_requested,
+                },
+                required,
+                accepted_ca_names: &self.accepted_ca_names,
+            },
+            local: &self.local,
+        }
+    }
 }
 
 /// The `local` lines for our CA file (holding `cas` certificates) and our certificate.
@@ -75,10 +195,16 @@ impl fmt::Display for Report {
         };
         writeln!(f, "  chains to CA {}", yes(&self.chain_check))?;
         writeln!(f, "  name matches {}", yes(&self.name_check))?;
-        let policy = match self.client_cert_required {
-            Some(true) => "the server requires one",
-            Some(false) => "the server does not require one",
-            None => "could not tell whether the server wants one",
+        let policy = match (self.client_cert_requested, self.client_cert_required) {
+            (_, Some(true)) => "the server requires one",
+            (Some(false), _) => "the server does not ask for one",
+            (Some(true), Some(false)) => "the server asks for one but does not require it",
+            (Some(true), None) => {
+                "the server asks for one (whether it requires one was not tried: a handshake \
+                 without one would count as refused on the server)"
+            }
+            (None, Some(false)) => "the server does not require one",
+            (None, None) => "could not tell whether the server wants one",
         };
         writeln!(f, "  client cert  {policy}")?;
         if !self.accepted_ca_names.is_empty() {

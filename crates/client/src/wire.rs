@@ -6,6 +6,14 @@
 const HANDSHAKE_RECORD: u8 = 22;
 /// Handshake message type `certificate_request`.
 const CERTIFICATE_REQUEST: u8 = 13;
+/// Handshake message type `server_hello_done`: the end of a TLS 1.2 server's flight.
+const SERVER_HELLO_DONE: u8 = 14;
+
+/// A fatal `user_canceled` alert (RFC 5246 §7.2.2, description 90) in a TLS 1.2 cleartext
+/// record: how `diagnose` ends, on purpose, a probe that has read what it came for. The server
+/// sees the alert as such (OpenSSL's `SSL_R_TLSV1_ALERT_USER_CANCELLED`) and counts the
+/// handshake as canceled, not as one it refused.
+pub const USER_CANCELED_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 90];
 
 /// A TLS 1.2 CertificateRequest, as far as the client uses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +42,20 @@ pub fn certificate_request(flight: &[u8]) -> Option<CertificateRequest> {
         messages = rest;
     }
     None
+}
+
+/// True when a server's cleartext flight has ended (its ServerHelloDone arrived whole): a
+/// TLS 1.2 server then waits for the client's certificate, if it asked for one.
+pub fn server_flight_done(flight: &[u8]) -> bool {
+    let handshake = handshake_bytes(flight);
+    let mut messages = handshake.as_slice();
+    while let Some((kind, _, rest)) = split_message(messages) {
+        if kind == SERVER_HELLO_DONE {
+            return true;
+        }
+        messages = rest;
+    }
+    false
 }
 
 /// The bodies of the leading handshake records, joined (a message may span records). Stops at
@@ -126,6 +148,12 @@ mod tests {
         let flight = record(22, &[hello, request, done].concat());
         let found = certificate_request(&flight).expect("a request");
         assert_eq!(found.ca_names, vec![b"name-one".to_vec(), b"two".to_vec()]);
+        assert!(server_flight_done(&flight));
+        let (part, _) = flight.split_at(flight.len() - 4);
+        assert!(
+            !server_flight_done(part),
+            "the ServerHelloDone is not whole"
+        );
     }
 
     #[test]

@@ -365,7 +365,7 @@ fn diagnose_reports_chain_names_and_client_policy() {
             "EC P-256",
             "chains to CA yes",
             "name matches yes",
-            "the server requires one",
+            "the server asks for one (whether it requires one was not tried",
             "it accepts   /O=https Project Certificate Authority/CN=https Project Root CA",
             "key matches",
             "extendedKeyUsage includes clientAuth",
@@ -392,8 +392,102 @@ fn diagnose_reports_chain_names_and_client_policy() {
     expect(
         &o,
         0,
-        &["the server does not require one", "result       OK"],
+        &["the server does not ask for one", "result       OK"],
     );
+    // Without a certificate, our own handshake tells whether one is required.
+    let o = client(
+        pki.dir(),
+        &["diagnose", &url(srv.addr.port()), "--no-client-cert"],
+    );
+    expect(&o, 16, &["the server requires one"]);
+}
+
+#[test]
+fn diagnose_json_is_one_schema_with_an_overall_result() {
+    let pki = new_pki();
+    let srv = serve(&pki, ClientAuth::Required);
+    let u = url(srv.addr.port());
+    let o = client(pki.dir(), &["diagnose", &u, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["handshake"]["failure"], serde_json::Value::Null);
+    assert_eq!(v["server_certificate"]["chain"]["ok"], true);
+    assert_eq!(
+        v["server_certificate"]["name"]["why"],
+        serde_json::Value::Null
+    );
+    assert_eq!(v["client_certificate"]["requested"], true);
+    assert_eq!(v["client_certificate"]["required"], serde_json::Value::Null);
+    let raw = String::from_utf8_lossy(&o.stdout);
+    for debug in ["\"Ok\"", "\"Err\"", "client_cert_requested"] {
+        assert!(!raw.contains(debug), "{debug} in {raw}");
+    }
+
+    let o = client(pki.dir(), &["diagnose", &u, "--json", "--no-client-cert"]);
+    assert_eq!(o.status.code(), Some(16), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["result"], "failed");
+    assert_eq!(v["exit_code"], 16);
+    assert_eq!(v["handshake"]["failure"]["class"], "client-cert-required");
+    assert_eq!(v["client_certificate"]["requested"], true);
+    assert_eq!(v["client_certificate"]["required"], true);
+    let named = v["client_certificate"]["accepted_ca_names"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        named.starts_with("/O=https Project Certificate Authority/CN="),
+        "{v}"
+    );
+}
+
+/// The sum of `https_tls_handshakes_total` with `result`, as the server counts it now.
+fn handshakes(srv: &Background, result: &str) -> u64 {
+    let text =
+        String::from_utf8(srv.metrics.as_ref().expect("metrics on").encode()).expect("utf-8");
+    let label = format!("result=\"{result}\"");
+    text.lines()
+        .filter(|l| l.starts_with("https_tls_handshakes_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits until `result`'s count reaches `want` (the server counts after the client is gone).
+fn wait_for(srv: &Background, result: &str, want: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while handshakes(srv, result) < want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(handshakes(srv, result), want, "{result}");
+}
+
+#[test]
+fn diagnose_leaves_the_refusal_count_of_a_healthy_server_unchanged() {
+    let pki = new_pki();
+    let mut config = Config::for_pki(pki.dir(), ClientAuth::Required);
+    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
+    let srv = Background::spawn(config).expect("server");
+    let u = url(srv.addr.port());
+    assert_eq!(handshakes(&srv, "refused"), 0);
+
+    let o = client(pki.dir(), &["diagnose", &u]);
+    expect(&o, 0, &["result       OK"]);
+    // Our handshake accepted; the certificate-request probe ended by us, counted as such.
+    wait_for(&srv, "canceled", 1);
+    wait_for(&srv, "accepted", 1);
+    assert_eq!(
+        handshakes(&srv, "refused"),
+        0,
+        "diagnose fed the refusal count"
+    );
+
+    // Without a certificate, the one refusal is our own handshake's, counted once.
+    let o = client(pki.dir(), &["diagnose", &u, "--no-client-cert"]);
+    expect(&o, 16, &["the server requires one"]);
+    wait_for(&srv, "canceled", 2);
+    wait_for(&srv, "refused", 1);
 }
 
 /// Python's `http.server` behind `ssl`: a TLS server we did not write.

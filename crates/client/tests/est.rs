@@ -111,10 +111,14 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
     let first = serial_of(&cert);
     let hook = pki.scratch().join("hook.txt");
     let exec = format!("echo $EST_SERIAL > {}", hook.display());
-    ok(&client(
+    let said = ok(&client(
         &dev,
         &["renew", "--est", &ca.url(), "--force", "--exec", &exec],
     ));
+    // It says what became of the old certificate, and how to end it.
+    let old_words = format!("the old certificate (serial {first}) was not revoked").to_lowercase();
+    assert!(said.to_lowercase().contains(&old_words), "{said}");
+    assert!(said.contains("--reason superseded"), "{said}");
     let second = serial_of(&cert);
     assert_ne!(first, second);
     assert_eq!(std::fs::read_to_string(&hook).expect("hook").trim(), second);
@@ -145,7 +149,11 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
         loop {
             let o = client(&dev, &["--url", u, "whoami"]);
             if o.status.code() == Some(17) {
-                assert!(text(&o).contains("revoked"), "{}", text(&o));
+                let t = text(&o);
+                assert!(t.contains("revoked"), "{t}");
+                // It enrolled over EST: the advice is a new token, not `pki issue`.
+                assert!(t.contains("enroll again with a new token"), "{t}");
+                assert!(!t.contains("pki issue"), "{t}");
                 refused_after.push(revoked_at.elapsed());
                 break;
             }

@@ -131,7 +131,12 @@ pub struct Config {
     /// The upstream's login route: a `POST` to it is held to the login brakes (a `false` or
     /// 401 answer counts as a failure, `true` resets). `None`: no brakes. Default `/login1`.
     pub upstream_login_path: Option<String>,
-    /// Serve `/metrics` (plain HTTP, nothing else) on this address too. Default none.
+    /// The server's own health route, answered by the server whatever the app (the seed's
+    /// routes, an upstream behind the front door, or an app of yours) and on the metrics port:
+    /// `ok`, the CRL's state and, with `crl_url`, the feed's. `None`: the app's own, if any.
+    /// Default `/healthz`.
+    pub healthz_path: Option<String>,
+    /// Serve `/metrics` (and the health route) on this plain-HTTP address too. Default none.
     pub metrics_bind: Option<SocketAddr>,
     /// Serve `/metrics` on the TLS port to clients with one of these certificate CNs (or
     /// `metrics_allow_san`); every other client gets 403. Default none: not on the TLS port.
@@ -175,6 +180,7 @@ impl Default for Config {
             upstream_timeout_secs: 30,
             identity_header_prefix: "X-Client-Cert-".into(),
             upstream_login_path: Some("/login1".into()),
+            healthz_path: Some("/healthz".into()),
             metrics_bind: None,
             metrics_allow_cn: Vec::new(),
             metrics_allow_san: Vec::new(),
@@ -183,8 +189,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What a deployed server uses: listening on `bind`, the PKI at `pki_dir`, a worker per
+    /// core, the certificate, key, CA and CRL files watched for changes (every 2 s), and every
+    /// other field at its default. [`Config::for_pki`] is the tests' counterpart.
+    ///
+    /// ```
+    /// use server::{ClientAuth, Config};
+    /// let config = Config::new(([0, 0, 0, 0], 8443).into(), "certs", ClientAuth::Required);
+    /// assert_eq!((config.workers, config.watch_secs), (None, 2));
+    /// ```
+    pub fn new(bind: SocketAddr, pki_dir: impl Into<PathBuf>, client_auth: ClientAuth) -> Config {
+        Config {
+            bind,
+            pki_dir: pki_dir.into(),
+            client_auth,
+            ..Config::default()
+        }
+    }
+
     /// A config for the PKI at `pki_dir`, listening on an ephemeral loopback port with one
-    /// worker and no file watch (for tests and examples).
+    /// worker and no file watch: for tests (a production server takes [`Config::new`]).
     pub fn for_pki(pki_dir: impl Into<PathBuf>, client_auth: ClientAuth) -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -18,7 +18,79 @@ use openssl::x509::{X509Crl, X509};
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::metrics::Shared;
 use crate::tls::TlsReloader;
+
+/// Why a CRL poll failed: the `reason` label of `https_crl_fetch_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchFailure {
+    /// No answer: the CA is down, unreachable, its TLS refused, or too slow.
+    Unreachable,
+    /// The CA answered with a status other than 200 or 304.
+    HttpStatus,
+    /// The body could not be read whole (cut, or over the size limit).
+    Body,
+    /// The answer is not a CRL (DER or PEM).
+    NotACrl,
+    /// A CRL not signed by our CA.
+    NotSignedByCa,
+    /// A CRL without a CRL number.
+    NoNumber,
+    /// A CRL older than the one in use (a lower CRL number).
+    Older,
+    /// A good CRL that could not be written to its file or loaded into the TLS context.
+    Load,
+}
+
+impl FetchFailure {
+    /// Every reason, in label order.
+    pub(crate) const ALL: [FetchFailure; 8] = [
+        FetchFailure::Unreachable,
+        FetchFailure::HttpStatus,
+        FetchFailure::Body,
+        FetchFailure::NotACrl,
+        FetchFailure::NotSignedByCa,
+        FetchFailure::NoNumber,
+        FetchFailure::Older,
+        FetchFailure::Load,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FetchFailure::Unreachable => "unreachable",
+            FetchFailure::HttpStatus => "http_status",
+            FetchFailure::Body => "body",
+            FetchFailure::NotACrl => "not_a_crl",
+            FetchFailure::NotSignedByCa => "not_signed_by_ca",
+            FetchFailure::NoNumber => "no_number",
+            FetchFailure::Older => "older",
+            FetchFailure::Load => "load",
+        }
+    }
+}
+
+/// A failed poll: why, as a label, and the words of the log and `/healthz`.
+#[derive(Debug, Clone)]
+struct Failed {
+    reason: FetchFailure,
+    detail: String,
+}
+
+impl Failed {
+    fn new(reason: FetchFailure, detail: impl Into<String>) -> Failed {
+        Failed {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
 
 /// The longest a fetch may take, whatever the poll interval.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +105,7 @@ pub(crate) struct CrlFeed {
     cas: Vec<X509>,
     every: Duration,
     state: Mutex<InUse>,
+    metrics: Shared,
 }
 
 /// The CRL in use, and the last poll.
@@ -47,13 +120,17 @@ struct InUse {
     /// When the CA last answered with this CRL or a 304 (Unix seconds).
     confirmed_at: Option<i64>,
     /// The last poll's failure, and when.
-    failure: Option<(i64, String)>,
+    failure: Option<(i64, Failed)>,
 }
 
 /// With `config.crl_url` set: points `config.crl` at the file the fetched CRL is kept in
 /// (`--crl`, else `PKI/server/fetched.crl`), fetches it once, and returns the feed to poll.
-/// Without any CRL (none fetched, no earlier copy on disk), the server does not start.
-pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, ServerError> {
+/// Without any CRL (none fetched, no earlier copy on disk), the server does not start. Polls
+/// are counted in `metrics`, the first one included.
+pub(crate) fn prepare(
+    config: &mut Config,
+    metrics: Shared,
+) -> Result<Option<Arc<CrlFeed>>, ServerError> {
     let Some(url) = config.crl_url.clone() else {
         return Ok(None);
     };
@@ -69,6 +146,7 @@ pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, Serve
         path,
         every: Duration::from_secs(config.crl_poll_secs.max(1)),
         state: Mutex::default(),
+        metrics,
     });
     let kept = feed.adopt_file();
     // start() may run inside a runtime, which must not block: the first fetch gets its own.
@@ -77,15 +155,18 @@ pub(crate) fn prepare(config: &mut Config) -> Result<Option<Arc<CrlFeed>>, Serve
         actix_web::rt::System::new().block_on(async move { first.poll().await })
     })
     .join()
-    .unwrap_or_else(|_| Err("the fetch crashed".into()))
+    .unwrap_or_else(|_| Err(Failed::new(FetchFailure::Unreachable, "the fetch crashed")))
     // At start-up the TLS context is built from the file: the new CRL goes there first.
     .and_then(|new| new.map_or(Ok(()), |f| feed.keep(f)));
     match (fetched, kept) {
         (Ok(()), _) => feed.log_in_use("CRL fetched"),
-        (Err(e), Ok(())) => tracing::warn!(
-            url = %feed.url, error = %e, age = %feed.age(),
-            "cannot fetch the CRL at start-up; serving with the last one fetched"
-        ),
+        (Err(e), Ok(())) => {
+            let (crl_number, crl_age_secs) = feed.in_use();
+            tracing::warn!(
+                url = %feed.url, error = %e, reason = e.reason.label(), crl_number, crl_age_secs,
+                "cannot fetch the CRL at start-up; serving with the last one fetched"
+            );
+        }
         (Err(e), Err(why)) => {
             return Err(ServerError::Invalid {
                 what: "CRL",
@@ -125,11 +206,17 @@ pub(crate) fn spawn(feed: Option<Arc<CrlFeed>>, tls: Arc<TlsReloader>) {
             tokio::time::sleep(x509::time::jittered(feed.every)).await;
             match feed.poll().await {
                 Ok(Some(fetched)) => feed.swap_in(&tls, fetched),
-                Ok(None) => tracing::debug!(age = %feed.age(), "CRL unchanged"),
-                Err(e) => tracing::warn!(
-                    url = %feed.url, error = %e, age = %feed.age(),
-                    "CRL poll failed; keeping the CRL in use"
-                ),
+                Ok(None) => {
+                    let (crl_number, crl_age_secs) = feed.in_use();
+                    tracing::debug!(crl_number, crl_age_secs, "CRL unchanged");
+                }
+                Err(e) => {
+                    let (crl_number, crl_age_secs) = feed.in_use();
+                    tracing::warn!(
+                        url = %feed.url, error = %e, reason = e.reason.label(), crl_number,
+                        crl_age_secs, "CRL poll failed; keeping the CRL in use"
+                    );
+                }
             }
         }
     });
@@ -153,8 +240,9 @@ pub(crate) fn health(req: &HttpRequest) -> Option<String> {
     );
     if let Some((at, why)) = &s.failure {
         text.push_str(&format!(
-            "crl feed: last poll failed {} s ago: {why}\n",
-            now - at
+            "crl feed: last poll failed {} s ago ({}): {why}\n",
+            now - at,
+            why.reason.label()
         ));
     }
     Some(text)
@@ -172,25 +260,21 @@ impl CrlFeed {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// "CRL number 7, issued 12 s ago".
-    fn age(&self) -> String {
+    /// The CRL in use as two log fields: its number and its age in seconds (`None`: no CRL).
+    fn in_use(&self) -> (Option<u64>, Option<i64>) {
         let s = self.snapshot();
-        match s.number {
-            Some(n) => format!(
-                "CRL number {n}, issued {} s ago",
-                x509::time::now() - s.this_update
-            ),
-            None => "no CRL".into(),
-        }
+        let age = s.number.map(|_| x509::time::now() - s.this_update);
+        (s.number, age)
     }
 
     fn log_in_use(&self, what: &str) {
         let s = self.snapshot();
+        let (crl_number, crl_age_secs) = self.in_use();
         tracing::info!(
             url = %self.url,
-            number = s.number.unwrap_or_default(),
+            crl_number,
             revoked = s.revoked,
-            age = %self.age(),
+            crl_age_secs,
             file = %self.path.display(),
             "{what}"
         );
@@ -199,27 +283,41 @@ impl CrlFeed {
     /// Takes the CRL file left by an earlier run as the one in use, if it checks out.
     fn adopt_file(&self) -> Result<(), String> {
         let pem = std::fs::read(&self.path).map_err(|e| e.to_string())?;
-        let crl = self.check(&pem)?;
+        let crl = self.check(&pem).map_err(|e| e.detail)?;
         self.update(|s| s.apply(&crl.state()));
         Ok(())
     }
 
     /// One conditional GET: the new CRL, checked; `None` when the CA has nothing newer.
-    async fn poll(&self) -> Result<Option<Fetched>, String> {
+    async fn poll(&self) -> Result<Option<Fetched>, Failed> {
         let outcome = self.fetch().await;
         let now = x509::time::now();
         match &outcome {
-            Ok(_) => self.update(|s| {
-                s.confirmed_at = Some(now);
-                s.failure = None;
-            }),
-            Err(e) => self.update(|s| s.failure = Some((now, e.clone()))),
+            Ok(_) => {
+                self.update(|s| {
+                    s.confirmed_at = Some(now);
+                    s.failure = None;
+                });
+                if let Some(m) = &self.metrics {
+                    m.crl_fetched(now);
+                }
+            }
+            Err(e) => self.failed(now, e.clone()),
         }
         outcome
     }
 
-    async fn fetch(&self) -> Result<Option<Fetched>, String> {
-        let client = self.client()?;
+    /// Keeps `e` for `/healthz` and counts it.
+    fn failed(&self, at: i64, e: Failed) {
+        if let Some(m) = &self.metrics {
+            m.crl_fetch_failed(e.reason);
+        }
+        self.update(|s| s.failure = Some((at, e)));
+    }
+
+    async fn fetch(&self) -> Result<Option<Fetched>, Failed> {
+        let unreachable = |e: String| Failed::new(FetchFailure::Unreachable, e);
+        let client = self.client().map_err(unreachable)?;
         let known = self.snapshot();
         let mut req = client.get(&self.url);
         if let Some(tag) = &known.etag {
@@ -228,12 +326,15 @@ impl CrlFeed {
         if let Some(date) = &known.last_modified {
             req = req.insert_header(("If-Modified-Since", date.as_str()));
         }
-        let mut res = req.send().await.map_err(|e| e.to_string())?;
+        let mut res = req.send().await.map_err(|e| unreachable(e.to_string()))?;
         if res.status() == StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
         if res.status() != StatusCode::OK {
-            return Err(format!("the CA answered HTTP {}", res.status().as_u16()));
+            return Err(Failed::new(
+                FetchFailure::HttpStatus,
+                format!("the CA answered HTTP {}", res.status().as_u16()),
+            ));
         }
         let header = |name| {
             res.headers()
@@ -246,13 +347,16 @@ impl CrlFeed {
             .body()
             .limit(MAX_CRL_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failed::new(FetchFailure::Body, e.to_string()))?;
         let crl = self.check(&body)?;
         if let Some(n) = known.number {
             if crl.number < n {
-                return Err(format!(
-                    "the CA served CRL number {}, older than the {n} in use: ignored",
-                    crl.number
+                return Err(Failed::new(
+                    FetchFailure::Older,
+                    format!(
+                        "the CA served CRL number {}, older than the {n} in use: ignored",
+                        crl.number
+                    ),
                 ));
             }
         }
@@ -264,7 +368,10 @@ impl CrlFeed {
             return Ok(None);
         }
         Ok(Some(Fetched {
-            pem: crl.crl.to_pem().map_err(|e| e.to_string())?,
+            pem: crl
+                .crl
+                .to_pem()
+                .map_err(|e| Failed::new(FetchFailure::NotACrl, e.to_string()))?,
             checked: crl,
             etag,
             last_modified,
@@ -289,16 +396,27 @@ impl CrlFeed {
                 });
                 self.log_in_use("new CRL in use");
             }
-            Err(e) => tracing::error!(
-                error = %e, age = %self.age(),
-                "the new CRL did not load; keeping the previous one"
-            ),
+            Err(e) => {
+                let (crl_number, crl_age_secs) = self.in_use();
+                tracing::error!(
+                    error = %e, crl_number, crl_age_secs,
+                    "the new CRL did not load; keeping the previous one"
+                );
+                self.failed(
+                    x509::time::now(),
+                    Failed::new(FetchFailure::Load, e.to_string()),
+                );
+            }
         }
     }
 
     /// A CRL fetched at start-up: written to the file the TLS context is built from.
-    fn keep(&self, f: Fetched) -> Result<(), String> {
-        write_atomically(&self.path, &f.pem)?;
+    fn keep(&self, f: Fetched) -> Result<(), Failed> {
+        if let Err(e) = write_atomically(&self.path, &f.pem) {
+            let e = Failed::new(FetchFailure::Load, e);
+            self.failed(x509::time::now(), e.clone());
+            return Err(e);
+        }
         self.update(|s| {
             s.apply(&f.checked.state());
             s.etag = f.etag;
@@ -308,10 +426,11 @@ impl CrlFeed {
     }
 
     /// A CRL (DER or PEM) signed by one of our CAs, with its number and dates.
-    fn check(&self, bytes: &[u8]) -> Result<Checked, String> {
+    fn check(&self, bytes: &[u8]) -> Result<Checked, Failed> {
+        let not_a_crl = |e: String| Failed::new(FetchFailure::NotACrl, e);
         let crl = X509Crl::from_der(bytes)
             .or_else(|_| X509Crl::from_pem(bytes))
-            .map_err(|_| "the answer is not a CRL (DER or PEM)".to_owned())?;
+            .map_err(|_| not_a_crl("the answer is not a CRL (DER or PEM)".to_owned()))?;
         let signer = self
             .cas
             .iter()
@@ -319,12 +438,19 @@ impl CrlFeed {
                 ca.public_key()
                     .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
             })
-            .ok_or("the CRL is not signed by our CA: ignored")?
+            .ok_or_else(|| {
+                Failed::new(
+                    FetchFailure::NotSignedByCa,
+                    "the CRL is not signed by our CA: ignored",
+                )
+            })?
             .clone();
-        let number = x509::cert::crl_number(&crl).ok_or("the CRL has no CRL number")?;
+        let number = x509::cert::crl_number(&crl)
+            .ok_or_else(|| Failed::new(FetchFailure::NoNumber, "the CRL has no CRL number"))?;
         Ok(Checked {
             number,
-            this_update: x509::time::unix_time(crl.last_update()).map_err(|e| e.to_string())?,
+            this_update: x509::time::unix_time(crl.last_update())
+                .map_err(|e| not_a_crl(e.to_string()))?,
             next_update: crl
                 .next_update()
                 .and_then(|t| x509::time::unix_time(t).ok()),
@@ -433,6 +559,7 @@ mod tests {
             cas: x509::cert::load_certs("CA", &pki.layout().ca_cert()).expect("ca"),
             every: Duration::from_secs(60),
             state: Mutex::default(),
+            metrics: None,
         }
     }
 
@@ -442,16 +569,12 @@ mod tests {
         let other = testkit::TestPki::new();
         let feed = feed_for(&ours, ours.scratch().join("x.crl"));
         let crl = std::fs::read(other.layout().ca_crl()).expect("crl");
-        assert!(feed
-            .check(&crl)
-            .err()
-            .expect("refused")
-            .contains("not signed by our CA"));
-        assert!(feed
-            .check(b"junk")
-            .err()
-            .expect("refused")
-            .contains("not a CRL"));
+        let e = feed.check(&crl).err().expect("refused");
+        assert!(e.detail.contains("not signed by our CA"), "{e}");
+        assert_eq!(e.reason, FetchFailure::NotSignedByCa);
+        let e = feed.check(b"junk").err().expect("refused");
+        assert!(e.detail.contains("not a CRL"), "{e}");
+        assert_eq!(e.reason, FetchFailure::NotACrl);
         let mine = std::fs::read(ours.layout().ca_crl()).expect("crl");
         assert!(feed.check(&mine).is_ok());
     }
@@ -466,7 +589,10 @@ mod tests {
             .expect("port")
             .port();
         config.crl_url = Some(format!("https://127.0.0.1:{port}/crl"));
-        let e = prepare(&mut config).err().expect("refused");
+        let metrics = Some(Arc::new(crate::metrics::Metrics::new().expect("metrics")));
+        let e = prepare(&mut config, metrics.clone())
+            .err()
+            .expect("refused");
         let text = e.to_string();
         assert!(text.contains("none could be fetched"), "{text}");
         assert_eq!(
@@ -475,8 +601,19 @@ mod tests {
         );
         // With a copy from an earlier run, it starts on that copy.
         std::fs::copy(pki.layout().ca_crl(), config.crl.as_ref().expect("path")).expect("copy");
-        let feed = prepare(&mut config).expect("starts").expect("feed");
+        let feed = prepare(&mut config, metrics.clone())
+            .expect("starts")
+            .expect("feed");
         assert_eq!(feed.snapshot().number, Some(1), "{:?}", feed.snapshot());
         assert!(feed.snapshot().failure.is_some());
+        // Each failed poll counted, under why it failed; never a success.
+        let text = String::from_utf8(metrics.as_ref().expect("on").encode()).expect("utf-8");
+        for line in [
+            "https_crl_fetch_failures_total{reason=\"unreachable\"} 2",
+            "https_crl_fetch_failures_total{reason=\"not_a_crl\"} 0",
+            "https_crl_fetch_last_success_timestamp_seconds 0",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 }

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// What can stop the server from starting, or a reload from taking effect.
-#[derive(Debug, thiserror::Error)]
+/// What can stop the server from starting, or a reload from taking effect. Its `Debug` is its
+/// sentence too, so that `main() -> Result<(), ServerError>` prints `Error: cannot listen on
+/// …`, not the enum's fields.
+#[derive(thiserror::Error)]
 pub enum ServerError {
     /// A PKI file is missing, unreadable or malformed (the message names it).
     #[error(transparent)]
@@ -65,4 +67,33 @@ pub enum InvalidUpstream {
     /// A path or query: every request goes to the same path on the upstream.
     #[error("the URL has a path or query; give only http://host:port (every request keeps its own path)")]
     HasPath,
+}
+
+impl std::fmt::Debug for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `main() -> Result<(), ServerError>` prints `Error: {:?}`: a sentence, not the fields.
+    #[test]
+    fn debug_is_the_sentence_a_person_reads() {
+        let e = ServerError::Bind {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8091)),
+            source: std::io::Error::from_raw_os_error(98),
+        };
+        let shown = format!("{e:?}");
+        assert!(
+            shown.starts_with("cannot listen on 127.0.0.1:8091: "),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("Bind {") && !shown.contains("Os {"),
+            "{shown}"
+        );
+    }
 }

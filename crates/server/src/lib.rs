@@ -1,7 +1,8 @@
 //! The seed's Flask server, done right: actix-web with an OpenSSL acceptor, one-way or mutual
 //! TLS, on `127.0.0.1:8091` by default.
 //!
-//! - [`Config`]: a plain struct with the binary's defaults ([`Config::for_pki`] for tests);
+//! - [`Config`]: a plain struct with the binary's defaults ([`Config::new`] for a deployed
+//!   server, [`Config::for_pki`] for tests);
 //!   it never reads argv or the environment (the binary's flags live in `main.rs`).
 //! - [`Server`]: the hardened listener (Mozilla profiles, client-certificate policy, CRL, hot
 //!   reload, lingering close, limits, access list) around the seed's routes or your own
@@ -51,6 +52,11 @@ mod tls;
 mod trust;
 
 pub use config::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
+
+/// The README's Rust blocks (the library section's `main.rs`), compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 pub use error::{InvalidUpstream, ServerError};
 pub use identity::{ClientIdentity, NoClientCertificate};
 pub use listener::{run, start, Background, Server, Started};

@@ -92,11 +92,11 @@ impl Server {
     /// ready to run. Every file problem is an error naming the file. Call it inside an actix
     /// (tokio) runtime.
     pub fn start(mut self) -> Result<Started, ServerError> {
-        let feed = crate::crl_fetch::prepare(&mut self.config)?;
         let metrics = match self.config.metrics_enabled() {
             true => Some(Arc::new(Metrics::new()?)),
             false => None,
         };
+        let feed = crate::crl_fetch::prepare(&mut self.config, metrics.clone())?;
         let app: AppFactory = match (self.app, &self.config.upstream) {
             (Some(app), _) => app,
             (None, Some(upstream)) => Arc::new(proxy::proxy_app(&self.config, upstream)?),
@@ -109,6 +109,7 @@ impl Server {
             &self.config,
             crate::crl_fetch::with_feed(app, feed.clone()),
             metrics,
+            feed.clone(),
         )?;
         crate::crl_fetch::spawn(feed, started.tls.clone());
         Ok(started)
@@ -139,7 +140,12 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     Server::new(config).run().await
 }
 
-fn bind(config: &Config, app: AppFactory, metrics: Shared) -> Result<Started, ServerError> {
+fn bind(
+    config: &Config,
+    app: AppFactory,
+    metrics: Shared,
+    feed: Option<Arc<crate::crl_fetch::CrlFeed>>,
+) -> Result<Started, ServerError> {
     let (tls, acceptor) = TlsReloader::new(config, metrics.clone())?;
     if let Some(m) = &metrics {
         m.loaded(&tls.current().info);
@@ -181,6 +187,7 @@ fn bind(config: &Config, app: AppFactory, metrics: Shared) -> Result<Started, Se
             tls: tls.clone(),
             crl_stale: config.crl_stale,
         },
+        healthz_path: config.healthz_path.clone(),
         tls_metrics,
         handshake: config.handshake_timeout(),
         request: Duration::from_secs(config.request_timeout_secs),
@@ -193,11 +200,17 @@ fn bind(config: &Config, app: AppFactory, metrics: Shared) -> Result<Started, Se
     if let (Some(m), Some(want)) = (&metrics, config.metrics_bind) {
         let listener = listen(want, BACKLOG).map_err(bind_error(want))?;
         let at = listener.local_addr().map_err(bind_error(want))?;
-        let registry = m.clone();
+        let plain = PlainMetrics {
+            metrics: m.clone(),
+            health: Health {
+                tls: tls.clone(),
+                crl_stale: config.crl_stale,
+            },
+            healthz_path: config.healthz_path.clone(),
+            feed,
+        };
         builder = builder
-            .listen("metrics", listener, move || {
-                plain_metrics(registry.clone(), at)
-            })
+            .listen("metrics", listener, move || plain.clone().service(at))
             .map_err(bind_error(want))?;
         metrics_addr = Some(at);
     }
@@ -230,28 +243,46 @@ async fn tls_metrics(req: HttpRequest, exposure: web::Data<TlsMetrics>) -> HttpR
         .body(exposure.metrics.encode())
 }
 
-/// The plain-HTTP listener of `metrics_bind`: `GET /metrics` and nothing else.
-fn plain_metrics(
-    m: Arc<Metrics>,
-    addr: SocketAddr,
-) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), InitError = ()> {
-    let app = App::new().route(
-        "/metrics",
-        web::get().to(move || {
-            let body = m.encode();
-            async move {
-                HttpResponse::Ok()
-                    .content_type(metrics::CONTENT_TYPE)
-                    .body(body)
-            }
-        }),
-    );
-    HttpService::build()
-        .client_request_timeout(Duration::from_secs(10))
-        .finish(map_config(app, move |_| {
-            AppConfig::__priv_test_new(false, addr.to_string(), addr)
-        }))
-        .tcp()
+/// What the plain-HTTP listener of `metrics_bind` serves: `GET /metrics` and the health route.
+#[derive(Clone)]
+struct PlainMetrics {
+    metrics: Arc<Metrics>,
+    health: Health,
+    healthz_path: Option<String>,
+    feed: Option<Arc<crate::crl_fetch::CrlFeed>>,
+}
+
+impl PlainMetrics {
+    fn service(
+        self,
+        addr: SocketAddr,
+    ) -> impl actix_service::ServiceFactory<TcpStream, Config = (), Response = (), InitError = ()>
+    {
+        let m = self.metrics;
+        let mut app = App::new().app_data(web::Data::new(self.health)).route(
+            "/metrics",
+            web::get().to(move || {
+                let body = m.encode();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type(metrics::CONTENT_TYPE)
+                        .body(body)
+                }
+            }),
+        );
+        if let Some(feed) = self.feed {
+            app = app.app_data(web::Data::from(feed));
+        }
+        if let Some(path) = &self.healthz_path {
+            app = app.route(path, web::get().to(routes::healthz));
+        }
+        HttpService::build()
+            .client_request_timeout(Duration::from_secs(10))
+            .finish(map_config(app, move |_| {
+                AppConfig::__priv_test_new(false, addr.to_string(), addr)
+            }))
+            .tcp()
+    }
 }
 
 /// What each worker thread builds its connection pipeline from.
@@ -263,6 +294,7 @@ struct Worker {
     app: AppFactory,
     gate: Gate,
     health: Health,
+    healthz_path: Option<String>,
     tls_metrics: Option<Arc<TlsMetrics>>,
     handshake: Duration,
     request: Duration,
@@ -282,10 +314,15 @@ impl Worker {
             addr,
             gate,
             health,
+            healthz_path,
             tls_metrics: exposure,
             ..
         } = self.clone();
         let mut base = App::new().app_data(web::Data::new(health));
+        // The server's own health, whatever the app behind (the front door forwards the rest).
+        if let Some(path) = &healthz_path {
+            base = base.route(path, web::get().to(routes::healthz));
+        }
         // Ours first: a route registered earlier wins, even over an app's default service.
         if let Some(exposure) = exposure {
             base = base
@@ -345,17 +382,30 @@ fn count_tls_failure(
     let Some(reason) = Reason::of_tls_error(e) else {
         return;
     };
-    if reason == Reason::NoCertificate {
-        tracing::warn!(
-            reason = "no client certificate",
-            label = reason.label(),
-            "client certificate refused"
-        );
-    } else {
-        tracing::debug!(label = reason.label(), error = %e, "TLS handshake failed");
-    }
+    let result = match reason {
+        Reason::NoCertificate => {
+            tracing::warn!(
+                reason = "no client certificate",
+                label = reason.label(),
+                "client certificate refused"
+            );
+            HandshakeResult::Refused
+        }
+        // A probe that read what it came for (our `client diagnose`): nothing was refused.
+        Reason::UserCanceled => {
+            tracing::debug!(
+                label = reason.label(),
+                "TLS handshake canceled by the client"
+            );
+            HandshakeResult::Canceled
+        }
+        _ => {
+            tracing::debug!(label = reason.label(), error = %e, "TLS handshake failed");
+            HandshakeResult::Refused
+        }
+    };
     if let Some(m) = metrics {
-        m.handshake(HandshakeResult::Refused, reason, false);
+        m.handshake(result, reason, false);
     }
 }
 

@@ -154,6 +154,12 @@ struct Args {
           default_value_t = defaults().upstream_login_path.unwrap_or_default())]
     upstream_login_path: String,
 
+    /// The server's own health route ("" for none): answered by the server itself, also in
+    /// front of an upstream, and on the --metrics-bind port.
+    #[arg(long, env = "SERVER_HEALTHZ_PATH",
+          default_value_t = defaults().healthz_path.unwrap_or_default())]
+    healthz_path: String,
+
     /// What a CRL past its nextUpdate does: refuse every client certificate (fail closed), or
     /// warn (keep refusing the serials it lists, accept the rest, log each such handshake).
     #[arg(long, env = "SERVER_CRL_STALE", value_enum,
@@ -328,6 +334,7 @@ impl Args {
         c.upstream_timeout_secs = self.upstream_timeout_secs;
         c.identity_header_prefix = self.identity_header_prefix;
         c.upstream_login_path = Some(self.upstream_login_path).filter(|p| !p.is_empty());
+        c.healthz_path = Some(self.healthz_path).filter(|p| !p.is_empty());
         c.crl_stale = self.crl_stale.into();
         c.metrics_bind = self.metrics_bind;
         c.metrics_allow_cn = self.metrics_allow_cn;

@@ -37,6 +37,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
+use crate::crl_fetch::FetchFailure;
 use crate::refusal::Reason;
 use crate::trust::CertInfo;
 
@@ -53,6 +54,9 @@ pub enum HandshakeResult {
     Anonymous,
     /// Refused (the reason says why).
     Refused,
+    /// Ended by the client on purpose before it was judged (reason `user_canceled`): a probe
+    /// such as `client diagnose`, neither accepted nor refused.
+    Canceled,
 }
 
 impl HandshakeResult {
@@ -61,6 +65,7 @@ impl HandshakeResult {
             HandshakeResult::Accepted => "accepted",
             HandshakeResult::Anonymous => "anonymous",
             HandshakeResult::Refused => "refused",
+            HandshakeResult::Canceled => "canceled",
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct Metrics {
     client_validity: Histogram,
     client_soonest: IntGaugeVec,
     soonest: Soonest,
+    crl_fetch_success: IntGauge,
+    crl_fetch_failures: IntCounterVec,
 }
 
 /// Buckets of the request latency, seconds: 100 µs to 10 s.
@@ -163,8 +170,8 @@ impl Metrics {
             trust: TrustFigures::register(&r)?,
             handshakes: counter(
                 "https_tls_handshakes_total",
-                "TLS handshakes by result (accepted, anonymous, refused), reason and session \
-                 (full, resumed).",
+                "TLS handshakes by result (accepted, anonymous, refused, canceled), reason and \
+                 session (full, resumed).",
                 &["result", "reason", "session"],
             )?,
             requests: counter(
@@ -217,6 +224,16 @@ impl Metrics {
                 &[],
             )?,
             soonest: Soonest::default(),
+            crl_fetch_success: gauge(
+                "https_crl_fetch_last_success_timestamp_seconds",
+                "When the CA last answered a CRL poll (--crl-url) with a CRL or 304; 0: never \
+                 (or no --crl-url).",
+            )?,
+            crl_fetch_failures: counter(
+                "https_crl_fetch_failures_total",
+                "Failed CRL polls (--crl-url) by reason (the CRL in use stays).",
+                &["reason"],
+            )?,
             registry: r,
         }
         .with_closed_sets_at_zero())
@@ -233,6 +250,9 @@ impl Metrics {
             LoginResult::Invalid,
         ] {
             self.logins.with_label_values(&[result.label()]);
+        }
+        for reason in FetchFailure::ALL {
+            self.crl_fetch_failures.with_label_values(&[reason.label()]);
         }
         self
     }
@@ -263,6 +283,18 @@ impl Metrics {
     /// One login's result.
     pub fn login(&self, result: LoginResult) {
         self.logins.with_label_values(&[result.label()]).inc();
+    }
+
+    /// The CA answered a CRL poll (a new CRL, or the same one) at `at`, Unix seconds.
+    pub(crate) fn crl_fetched(&self, at: i64) {
+        self.crl_fetch_success.set(at);
+    }
+
+    /// A CRL poll failed (the CRL in use stays).
+    pub(crate) fn crl_fetch_failed(&self, reason: FetchFailure) {
+        self.crl_fetch_failures
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// A client was just locked out.
@@ -433,6 +465,9 @@ mod tests {
             "https_tls_reloads_total{result=\"failure\"} 0",
             "https_login_attempts_total{result=\"locked\"} 0",
             "https_login_lockouts_total 0",
+            "https_crl_fetch_failures_total{reason=\"unreachable\"} 0",
+            "https_crl_fetch_failures_total{reason=\"not_signed_by_ca\"} 0",
+            "https_crl_fetch_last_success_timestamp_seconds 0",
         ] {
             assert!(t.contains(line), "{line} not in:\n{t}");
         }
@@ -491,6 +526,12 @@ mod tests {
         m.loaded(&info);
         let t = text(&m);
         assert!(!t.contains("old ca") && t.contains("new ca"), "{t}");
-        assert!(!t.contains("https_crl_"), "{t}");
+        for gone in [
+            "https_crl_number",
+            "https_crl_this_update",
+            "https_crl_next_update",
+        ] {
+            assert!(!t.contains(gone), "{gone} in {t}");
+        }
     }
 }

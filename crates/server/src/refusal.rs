@@ -13,6 +13,8 @@ mod ssl_r {
     pub const CERTIFICATE_VERIFY_FAILED: i32 = 134;
     pub const PEER_DID_NOT_RETURN_A_CERTIFICATE: i32 = 199;
     pub const UNEXPECTED_EOF_WHILE_READING: i32 = 294;
+    /// `SSL_R_TLSV1_ALERT_USER_CANCELLED`: the peer sent `user_canceled` (alert 90).
+    pub const TLSV1_ALERT_USER_CANCELLED: i32 = 1090;
     /// Reasons from this value up are alerts the peer sent (`SSL_AD_REASON_OFFSET`).
     pub const ALERT_OFFSET: i32 = 1000;
 }
@@ -50,6 +52,10 @@ pub enum Reason {
     Protocol,
     /// The client sent an alert (it refused our certificate, say).
     ClientAlert,
+    /// The client ended the handshake on purpose with a `user_canceled` alert before anything
+    /// was judged, as `client diagnose` does once it has read the server's certificate request:
+    /// counted under the result `canceled`, never `refused`.
+    UserCanceled,
     /// The client closed or reset the connection mid-handshake.
     Closed,
     /// The handshake took longer than the handshake timeout.
@@ -60,7 +66,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::None,
         Reason::NoCertificate,
         Reason::UnknownCa,
@@ -74,6 +80,7 @@ impl Reason {
         Reason::AccessList,
         Reason::Protocol,
         Reason::ClientAlert,
+        Reason::UserCanceled,
         Reason::Closed,
         Reason::Timeout,
         Reason::Other,
@@ -95,6 +102,7 @@ impl Reason {
             Reason::AccessList => "access_list",
             Reason::Protocol => "protocol",
             Reason::ClientAlert => "client_alert",
+            Reason::UserCanceled => "user_canceled",
             Reason::Closed => "closed",
             Reason::Timeout => "timeout",
             Reason::Other => "other",
@@ -141,6 +149,7 @@ impl Reason {
             Some(ssl_r::CERTIFICATE_VERIFY_FAILED) => return None,
             Some(ssl_r::PEER_DID_NOT_RETURN_A_CERTIFICATE) => Reason::NoCertificate,
             Some(ssl_r::UNEXPECTED_EOF_WHILE_READING) => Reason::Closed,
+            Some(ssl_r::TLSV1_ALERT_USER_CANCELLED) => Reason::UserCanceled,
             Some(r) if r >= ssl_r::ALERT_OFFSET => Reason::ClientAlert,
             Some(_) => Reason::Protocol,
             None if matches!(

@@ -265,7 +265,7 @@ async fn whoami(client: ClientIdentity) -> HttpResponse {
 /// `GET /healthz`: `ok` (liveness: a restart would not mend a stale CRL or an expiring
 /// certificate, so it stays 200), then a line for the CRL and for each certificate within two
 /// weeks of its end, and with `--crl-url` the feed's state.
-async fn healthz(req: HttpRequest, health: Option<web::Data<Health>>) -> HttpResponse {
+pub(crate) async fn healthz(req: HttpRequest, health: Option<web::Data<Health>>) -> HttpResponse {
     let mut body = String::from("ok\n");
     if let Some(h) = health {
         let info = &h.tls.current().info;

@@ -318,3 +318,39 @@ fn the_front_door_streams_a_large_answer_to_a_slow_reader_in_bounded_memory() {
         "peak {peak} KiB, {before} KiB before"
     );
 }
+
+#[test]
+fn a_failing_crl_feed_is_logged_as_fields_not_a_sentence() {
+    let (pki, folder) = make_pki();
+    // A copy from an earlier run, and a CA that is not there (a port bound, then closed).
+    let copy = folder
+        .layout()
+        .dir(common::Role::Server)
+        .join("fetched.crl");
+    std::fs::copy(folder.layout().ca_crl(), &copy).expect("copy");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("https://127.0.0.1:{port}/crl");
+    let mut child = spawn(&folder, &["--crl-url", &url, "--log-format", "json"]);
+    startup_line(&mut child);
+    signal(&child, "-TERM");
+    child.wait().expect("exit");
+    let log = stderr_text(&mut child);
+    let warning: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|e: &serde_json::Value| {
+            e["event"]
+                .as_str()
+                .is_some_and(|t| t.contains("cannot fetch the CRL at start-up"))
+        })
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    let fields = &warning["fields"];
+    assert_eq!(fields["crl_number"], 1, "{warning}");
+    assert!(fields["crl_age_secs"].is_i64(), "{warning}");
+    assert_eq!(fields["reason"], "unreachable", "{warning}");
+    assert!(fields.get("age").is_none(), "{warning}");
+    drop(pki);
+}

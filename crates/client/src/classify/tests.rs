@@ -353,9 +353,34 @@ fn revoked_cannot_be_checked_here_and_is_said_as_the_server_says() {
         refusal(
             SslAlert::CERTIFICATE_REVOKED,
             checked,
-            &["revoked by the CA"],
+            &["revoked by the CA", "pki issue client --name NAME --force"],
         );
     }
+}
+
+#[test]
+fn a_device_that_enrolled_over_est_is_told_to_enroll_again_not_to_run_pki() {
+    let ours = ca("ours");
+    let mut revoked = own(&ours, &ours, -1, 30);
+    revoked.issuance = Issuance::Est;
+    let f = refusal(
+        SslAlert::CERTIFICATE_REVOKED,
+        Some(&revoked),
+        &[
+            "revoked by the CA",
+            "enroll again with a new token",
+            "client enroll --est",
+        ],
+    );
+    assert!(!f.to_string().contains("pki issue"), "{f}");
+    let mut expired = own(&ours, &ours, -30, -1);
+    expired.issuance = Issuance::Est;
+    let f = refusal(
+        SslAlert::CERTIFICATE_EXPIRED,
+        Some(&expired),
+        &["it expired on", "enroll again with a new token"],
+    );
+    assert!(!f.to_string().contains("pki renew"), "{f}");
 }
 
 #[test]

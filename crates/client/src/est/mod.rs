@@ -153,6 +153,31 @@ pub struct Enrolled {
     pub subject: String,
     /// Its validity.
     pub window: Window,
+    /// After a renewal, the certificate it replaced: still valid until its notAfter, since the
+    /// CA's EST routes have no revocation (RFC 7030 defines none).
+    pub superseded: Option<Superseded>,
+}
+
+/// The certificate a renewal replaced on disk, which the CA still holds as valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    /// Its serial (hex).
+    pub serial: String,
+    /// Its notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+impl Superseded {
+    /// What became of it, and how to end it early, in one sentence.
+    pub fn plain(&self) -> String {
+        format!(
+            "the old certificate (serial {}) was not revoked: it stays valid until {}; to end it \
+             now, the CA's operator runs `pki revoke {} --reason superseded`",
+            self.serial,
+            x509::time::date(self.not_after),
+            self.serial
+        )
+    }
 }
 
 /// `client enroll`: a new key, a request for `name`, the token as Basic credentials.
@@ -203,7 +228,12 @@ pub async fn renew(o: &EstOptions) -> Result<Enrolled, EstError> {
     };
     let client = est_client(o, identity)?;
     let cert = exchange(&client, o, "simplereenroll", &csr, None).await?;
-    store(&client, o, &cert, &key).await
+    let mut new = store(&client, o, &cert, &key).await?;
+    new.superseded = Some(Superseded {
+        serial: x509::cert::serial_hex(&current).unwrap_or_default(),
+        not_after: window.not_after,
+    });
+    Ok(new)
 }
 
 /// Where the current certificate stands now: the next step, its window, when it is due.
@@ -244,9 +274,12 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                 Ok(new) => {
                     backoff.reset();
                     say(&format!(
-                        "renewed: serial {} valid until {}",
+                        "renewed: serial {} valid until {}{}",
                         new.serial,
-                        x509::time::date(new.window.not_after)
+                        x509::time::date(new.window.not_after),
+                        new.superseded
+                            .as_ref()
+                            .map_or(String::new(), |old| format!("; {}", old.plain()))
                     ));
                     run_hook(d.exec.as_deref(), o, &new).await;
                     pause_if_due_at_once(&new, backoff.max()).await;
@@ -514,6 +547,7 @@ async fn store(
         serial,
         subject: x509::cert::one_line(cert.subject_name()),
         window: window_of(cert)?,
+        superseded: None,
     })
 }
 

@@ -82,6 +82,13 @@ impl Pair {
         PathBuf::from(format!(".{}.versions", self.stem()))
     }
 
+    /// True when the certificate in force was written by `client enroll` or `client renew`
+    /// (EST): both paths are this pair's symlinks. Files from `pki issue` are plain files until
+    /// an EST write adopts them, and that write puts its own version in force.
+    pub fn written_by_est(&self) -> bool {
+        self.is_linked()
+    }
+
     /// Whether there is a certificate at all.
     pub fn exists(&self) -> bool {
         self.cert.exists() && self.key.exists()
@@ -252,11 +259,13 @@ mod tests {
         let p = pair(dir.path());
         fs::write(&p.cert, "old-cert").expect("write");
         fs::write(&p.key, "old-key").expect("write");
+        assert!(!p.written_by_est(), "plain files are pki's");
         p.adopt_plain_files().expect("adopt");
         // Half-way (as if the process died here): the paths still read the old pair.
         assert_eq!(read(&p), ("old-cert".into(), "old-key".into()));
         p.write(b"new-cert", b"new-key", "S9").expect("write");
         assert_eq!(read(&p), ("new-cert".into(), "new-key".into()));
+        assert!(p.written_by_est(), "the EST write is in force");
         assert!(fs::symlink_metadata(&p.cert)
             .expect("meta")
             .file_type()
