@@ -47,9 +47,7 @@ impl Acme {
             Some("deactivated") if matches!(row.status.as_str(), "pending" | "valid") => {
                 let mut next = row.clone();
                 next.status = "deactivated".into();
-                self.authority
-                    .records()
-                    .with(|db| db.acme_swap(&next, &row.status))?;
+                self.swap(&next, &row.status)?;
                 next
             }
             Some(other) => {
@@ -116,11 +114,7 @@ impl Acme {
         let mut next = row.clone();
         next.status = "processing".into();
         next.body = to_body(&authz)?;
-        if !self
-            .authority
-            .records()
-            .with(|db| db.acme_swap(&next, &row.status))?
-        {
+        if !self.swap(&next, &row.status)? {
             // Another request started it first; that one validates.
             let (row, authz) = self.load_authz(a, id)?;
             return Ok(reply(&row, &authz));
@@ -171,9 +165,7 @@ impl Acme {
             next.expires_at = now + self.config.order_secs;
         }
         next.body = to_body(&authz)?;
-        self.authority
-            .records()
-            .with(|db| db.acme_swap(&next, "processing"))?;
+        self.swap(&next, "processing")?;
         let verdict = if result.is_ok() { "valid" } else { "invalid" };
         self.metrics
             .validations

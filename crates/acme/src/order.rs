@@ -279,11 +279,7 @@ impl Acme {
         let mut updated = row.clone();
         updated.status = status.into();
         updated.body = to_body(&order)?;
-        if self
-            .authority
-            .records()
-            .with(|db| db.acme_swap(&updated, &row.status))?
-        {
+        if self.swap(&updated, &row.status)? {
             return Ok((updated, order));
         }
         // Another replica moved it first: what it wrote stands.
@@ -340,11 +336,7 @@ impl Acme {
         working.processing_since = Some(now);
         claimed.status = "processing".into();
         claimed.body = to_body(&working)?;
-        if !self
-            .authority
-            .records()
-            .with(|db| db.acme_swap(&claimed, &row.status))?
-        {
+        if !self.swap(&claimed, &row.status)? {
             let (row, order) = self.load_order(a, id)?;
             return Ok(order_reply(urls, &row, &order));
         }
@@ -380,9 +372,7 @@ impl Acme {
         let mut finished = claimed.clone();
         finished.status = status.into();
         finished.body = to_body(&working)?;
-        self.authority
-            .records()
-            .with(|db| db.acme_swap(&finished, "processing"))?;
+        self.swap(&finished, "processing")?;
         done?;
         tracing::info!(order = %id, serial = %working.certificate.as_ref().map(|c| c.1.as_str()).unwrap_or("-"), "ACME certificate issued");
         Ok(order_reply(urls, &finished, &working))

@@ -110,7 +110,7 @@ async fn handle(
     route: Route,
 ) -> HttpResponse {
     let urls = urls_for(&req, &acme);
-    let url = urls_for(&req, &acme).at(req
+    let url = urls.at(req
         .path()
         .trim_start_matches(PREFIX)
         .trim_start_matches('/'));

@@ -206,6 +206,19 @@ impl Acme {
         self
     }
 
+    /// Moves `next` to its status when the record's status is still `from` (compare-and-set):
+    /// false when another request or replica moved it first.
+    pub(crate) fn swap(
+        &self,
+        next: &pki::store::acme::AcmeObject,
+        from: &str,
+    ) -> Result<bool, Problem> {
+        Ok(self
+            .authority
+            .records()
+            .with(|db| db.acme_swap(next, from))?)
+    }
+
     /// Its configuration.
     pub fn config(&self) -> &Config {
         &self.config
