@@ -182,7 +182,7 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
     assert!(text(&o).contains("was revoked on"), "{}", text(&o));
 }
 
-/// `client renew --daemon` under `faketime -f OFFSET`, its log in a file.
+/// `client renew --daemon` with its clock at OFFSET (libfaketime), its log in a file.
 struct Daemon {
     child: Child,
     log: PathBuf,
@@ -190,14 +190,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(dev: &Path, url: &str, offset: &str, extra: &[&str]) -> Daemon {
-        assert!(
-            Command::new("faketime").arg("--help").output().is_ok(),
-            "these tests need faketime (apt-get install faketime)"
-        );
+        let library = testkit::faketime::find()
+            .expect("these tests need libfaketime (apt-get install faketime)");
         let log = dev.join(format!("daemon{offset}.log"));
-        let mut c = testkit::command("faketime");
-        c.args(["-m", "-f", offset, env!("CARGO_BIN_EXE_client")])
-            .arg("--pki-dir")
+        let program = Path::new(env!("CARGO_BIN_EXE_client"));
+        let mut c = testkit::faketime::command_at(&library, offset, program);
+        c.arg("--pki-dir")
             .arg(dev)
             .args(["--timeout", "3", "renew", "--daemon", "--est", url])
             .args(extra)

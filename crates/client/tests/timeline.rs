@@ -1,4 +1,4 @@
-//! A year in the life of `make certs`, with the real binaries under Debian's `faketime`:
+//! A year in the life of `make certs`, with the real binaries with Debian's libfaketime:
 //! - day 25: the server warns that its CRL is due, and still serves;
 //! - day 31: the CRL is stale, the server (`--crl-stale refuse`, the default) refuses, and the
 //!   client says the truth: its own certificate is valid, the server's CRL is out of date;
@@ -7,7 +7,7 @@
 //! - day 366: the renewed client is accepted, the old certificate (expired) is refused.
 //!
 //! `server` and `pki` are the workspace's own binaries, found beside this test's (`cargo test
-//! --workspace` builds them). Without `faketime` the test prints SKIPPED, and fails when
+//! --workspace` builds them). Without libfaketime the test prints SKIPPED, and fails when
 //! `REQUIRE_FAKETIME=1`.
 
 use std::path::{Path, PathBuf};

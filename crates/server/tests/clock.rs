@@ -1,9 +1,9 @@
-//! The server binary under Debian's `faketime`: 25 days after `pki init` (the CRL is due in
+//! The server binary with Debian's libfaketime: 25 days after `pki init` (the CRL is due in
 //! 5 days: it warns, `/healthz` says so) and 31 days after (the CRL is stale: `--crl-stale
 //! refuse` refuses every client, `warn` accepts the ones it does not list and logs each).
 //! Logs are read as `--log-format json`, one object per line.
 //!
-//! Without `faketime` on PATH the tests print SKIPPED, and fail when `REQUIRE_FAKETIME=1`.
+//! Without libfaketime (package faketime) the tests print SKIPPED, and fail when `REQUIRE_FAKETIME=1`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,5 +1,10 @@
-//! Our binaries under Debian's `faketime`, the clock moved by whole days: day 31 and day 366
-//! tested with the real programs.
+//! Our binaries with their clock moved by Debian's libfaketime: day 31 and day 366 tested
+//! with the real programs.
+//!
+//! The library is preloaded directly rather than through the `faketime` wrapper: the wrapper
+//! makes a named semaphore and shared memory per process (`/dev/shm/faketime_*`), which a killed
+//! server leaves behind, and a later wrapper whose pid matches one left behind fails with
+//! `sem_open: File exists`. A plain offset such as `+31d` needs none of that.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -7,33 +12,48 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// `faketime` on PATH. Without it: prints SKIPPED and returns `None`, or fails when
+/// Where Debian's `libfaketime` package puts the multi-threaded library (our servers run
+/// several threads).
+const LIBRARY: &str = "faketime/libfaketimeMT.so.1";
+
+/// libfaketime's library. Without it: prints SKIPPED and returns `None`, or fails when
 /// `REQUIRE_FAKETIME` is set (CI sets it).
 pub fn find() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("faketime"))
-            .find(|p| p.is_file())
-    });
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+        "/usr/local/lib",
+    ];
+    let found = dirs
+        .iter()
+        .map(|d| Path::new(d).join(LIBRARY))
+        .find(|p| p.is_file());
     if found.is_none() {
         assert!(
             std::env::var_os("REQUIRE_FAKETIME").is_none(),
-            "REQUIRE_FAKETIME is set but faketime is not on PATH (apt-get install faketime)"
+            "REQUIRE_FAKETIME is set but libfaketime is not installed (apt-get install faketime)"
         );
-        eprintln!("SKIPPED: faketime is not on PATH (apt-get install faketime)");
+        eprintln!("SKIPPED: libfaketime is not installed (apt-get install faketime)");
     }
     found
 }
 
-/// `program` to be run by `faketime` at `days` after today, without our variables.
-pub fn command(faketime: &Path, days: u32, program: &Path) -> Command {
-    let mut cmd = crate::command(faketime);
-    cmd.args(["-f", &format!("+{days}d")]).arg(program);
+/// `program` to be run at `days` after today, without our variables.
+pub fn command(library: &Path, days: u32, program: &Path) -> Command {
+    command_at(library, &format!("+{days}d"), program)
+}
+
+/// `program` to be run with its clock at `offset` in libfaketime's syntax (`+20h`, `+2d`),
+/// without our variables.
+pub fn command_at(library: &Path, offset: &str, program: &Path) -> Command {
+    let mut cmd = crate::command(program);
+    cmd.env("LD_PRELOAD", library).env("FAKETIME", offset);
     cmd
 }
 
 /// The server binary at a shifted clock on an ephemeral port, its stderr collected as it comes;
-/// killed with faketime's whole process group on drop.
+/// killed with its process group on drop.
 pub struct ShiftedServer {
     child: Child,
     /// The TLS port.
@@ -46,13 +66,13 @@ pub struct ShiftedServer {
 impl ShiftedServer {
     /// `server --pki-dir DIR --bind 127.0.0.1:0 --workers 1 --watch-secs 0 EXTRA...` at `days`.
     pub fn start(
-        faketime: &Path,
+        library: &Path,
         days: u32,
         server: &Path,
         pki_dir: &Path,
         extra: &[&str],
     ) -> ShiftedServer {
-        let mut child = crate::server_flags(&mut command(faketime, days, server), pki_dir)
+        let mut child = crate::server_flags(&mut command(library, days, server), pki_dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -102,7 +122,7 @@ impl ShiftedServer {
 }
 
 impl Drop for ShiftedServer {
-    /// faketime runs the server as its own child: the whole process group goes.
+    /// The whole process group goes, so nothing the server started outlives the test.
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
