@@ -44,21 +44,37 @@ pub fn workspace_root() -> PathBuf {
         )
 }
 
-/// Reads the server's CPU time at the edges of the load's measured window.
+/// The server's CPU time and context switches at one edge of the load's measured window.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reading {
+    cpu_s: f64,
+    switches: u64,
+}
+
+impl Reading {
+    fn now(pid: u32) -> Reading {
+        Reading {
+            cpu_s: usage::tree_cpu_seconds(pid),
+            switches: usage::tree_context_switches(pid),
+        }
+    }
+}
+
+/// Reads the server at the edges of the load's measured window.
 struct Meter {
     pid: u32,
-    at: Mutex<(f64, f64)>,
+    at: Mutex<(Reading, Reading)>,
 }
 
 impl Hooks for Meter {
     fn started(&self) {
         if let Ok(mut at) = self.at.lock() {
-            at.0 = usage::tree_cpu_seconds(self.pid);
+            at.0 = Reading::now(self.pid);
         }
     }
     fn stopped(&self) {
         if let Ok(mut at) = self.at.lock() {
-            at.1 = usage::tree_cpu_seconds(self.pid);
+            at.1 = Reading::now(self.pid);
         }
     }
 }
@@ -207,7 +223,7 @@ impl Bench<'_> {
         });
         let meter = Meter {
             pid: running.pid(),
-            at: Mutex::new((0.0, 0.0)),
+            at: Mutex::new((Reading::default(), Reading::default())),
         };
         let load = load::run(&cfg, &meter)?;
         if let Some(bg) = background {
@@ -225,12 +241,13 @@ impl Bench<'_> {
                 running.log_tail()
             );
         }
-        let (cpu0, cpu1) = meter.at.into_inner().unwrap_or_default();
+        let (r0, r1) = meter.at.into_inner().unwrap_or_default();
         Ok(Sample {
             server,
             rep,
             load,
-            server_cpu_s: (cpu1 - cpu0).max(0.0),
+            server_cpu_s: (r1.cpu_s - r0.cpu_s).max(0.0),
+            server_switches: r1.switches.saturating_sub(r0.switches),
             peak_rss_kib,
         })
     }

@@ -39,6 +39,8 @@ pub struct Sample {
     pub load: LoadResult,
     /// Server CPU seconds in the measured window (every process and thread).
     pub server_cpu_s: f64,
+    /// Context switches of every server thread in the measured window.
+    pub server_switches: u64,
     /// Peak RSS (VmHWM) of the server, KiB; nginx: master and workers summed.
     pub peak_rss_kib: u64,
 }
@@ -56,6 +58,8 @@ pub enum Metric {
     P99,
     /// Share of resumed handshakes.
     Resumed,
+    /// Server context switches per handshake or request.
+    SwitchesPerOp,
     /// Server CPU in cores.
     ServerCores,
     /// Load generator CPU in cores.
@@ -79,6 +83,8 @@ impl Sample {
             Metric::Rate => ops / l.elapsed_s,
             Metric::CpuPerOp if ops > 0.0 => self.server_cpu_s * 1e6 / ops,
             Metric::CpuPerOp => return None,
+            Metric::SwitchesPerOp if ops > 0.0 => self.server_switches as f64 / ops,
+            Metric::SwitchesPerOp => return None,
             Metric::P50 => f64::from(l.latency?.p50_us),
             Metric::P99 => f64::from(l.latency?.p99_us),
             Metric::Resumed => l.resumed_ratio,

@@ -73,7 +73,7 @@ pub fn table(run: &Run) -> String {
 fn details(run: &Run) -> String {
     let mut s = String::from(
         "| figure | server | p50 | p99 | resumed | errors | server cores | load generator cores \
-         | other cores | peak RSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | other cores | switches/op | peak RSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in &run.figures {
         for server in [Server::Ours, Server::Nginx] {
@@ -83,7 +83,7 @@ fn details(run: &Run) -> String {
             let m = |metric| f.median(server, metric).unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} µs | {} µs | {:.0}% | {} | {:.2} | {:.2} | {:.2} | {:.1} MiB |",
+                "| {} | {} | {} µs | {} µs | {:.0}% | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} MiB |",
                 f.figure.id(),
                 server.name(),
                 num(m(Metric::P50).round()),
@@ -93,6 +93,7 @@ fn details(run: &Run) -> String {
                 m(Metric::ServerCores),
                 m(Metric::LoadgenCores),
                 m(Metric::OtherCores),
+                m(Metric::SwitchesPerOp),
                 m(Metric::PeakRss) / 1024.0,
             );
         }
@@ -185,6 +186,8 @@ pub fn markdown(run: &Run, svg_name: &str) -> String {
     s.push_str(
         "Latency includes connect and handshake in the handshake figures. *Other cores*: the \
          machine's busy time minus server and load generator; above ~0.15 the run was disturbed. \
+         *Switches/op*: context switches of every server thread (voluntary and not) in the \
+         measured window, per handshake or request. \
          Peak RSS: VmHWM, nginx's master and workers summed.\n\n",
     );
     if let Some(line) = flood(run) {

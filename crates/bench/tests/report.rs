@@ -45,6 +45,7 @@ fn sample(server: Server, figure: Figure, rate: f64, cpu_us: f64) -> Sample {
         rep: 0,
         load,
         server_cpu_s: ops as f64 * cpu_us * 1e-6,
+        server_switches: 2 * ops as u64,
         peak_rss_kib: 20480,
     }
 }
@@ -99,6 +100,7 @@ fn metrics_count_the_figures_unit() {
     assert_eq!(hs.get(Metric::Rate, Unit::Handshakes), Some(1000.0));
     let cpu = hs.get(Metric::CpuPerOp, Unit::Handshakes).expect("cpu");
     assert!((cpu - 1200.0).abs() < 1e-6, "{cpu}");
+    assert_eq!(hs.get(Metric::SwitchesPerOp, Unit::Handshakes), Some(2.0));
     // Other processes: 1.5 busy − 1.2 server − 0.7 load generator, not below zero.
     assert_eq!(hs.get(Metric::OtherCores, Unit::Handshakes), Some(0.0));
     let mut idle = hs.clone();
@@ -158,7 +160,7 @@ fn markdown_from_the_run_only() {
     assert!(md.contains("![keep-alive requests/s vs connections](x.svg)"));
     assert!(
         md.contains(
-            "| ka-256 | nginx | 900 µs | 3,000 µs | 0% | 0 | 0.60 | 0.70 | 0.20 | 20.0 MiB |"
+            "| ka-256 | nginx | 900 µs | 3,000 µs | 0% | 0 | 0.60 | 0.70 | 0.20 | 2.00 | 20.0 MiB |"
         ),
         "{md}"
     );

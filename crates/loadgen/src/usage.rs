@@ -1,4 +1,4 @@
-//! CPU time and peak memory of process trees, from `/proc` (Linux only), in seconds of one
+//! CPU time, context switches and peak memory of process trees, from `/proc` (Linux only), in seconds of one
 //! core and KiB. A process that is gone counts as zero: the figures are read around a run.
 //!
 //! A tree is a process and its live descendants, so nginx's master and workers count; its
@@ -56,6 +56,22 @@ pub fn tree_peak_rss_kib(pid: u32) -> u64 {
         .into_iter()
         .filter_map(|p| process(p)?.status().ok()?.vmhwm)
         .sum()
+}
+
+/// Context switches (voluntary and not) of every thread of `pid` and its live descendants:
+/// what a hand-off between threads costs shows here.
+pub fn tree_context_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for p in tree(pid) {
+        let Some(tasks) = process(p).and_then(|p| p.tasks().ok()) else {
+            continue;
+        };
+        for status in tasks.flatten().filter_map(|t| t.status().ok()) {
+            total += status.voluntary_ctxt_switches.unwrap_or(0)
+                + status.nonvoluntary_ctxt_switches.unwrap_or(0);
+        }
+    }
+    total
 }
 
 /// CPU seconds this process has used so far (every thread).
