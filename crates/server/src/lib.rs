@@ -50,6 +50,7 @@ mod revocation;
 mod routes;
 mod tls;
 mod trust;
+mod workers;
 
 pub use config::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
 
@@ -63,3 +64,4 @@ pub use listener::{run, start, Background, Server, Started};
 pub use refusal::{Reason, Refusal};
 pub use tls::{Loaded, TlsReloader};
 pub use trust::{CaInfo, CertInfo, CrlInfo, Freshness};
+pub use workers::{Handle, Serving};

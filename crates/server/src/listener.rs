@@ -26,6 +26,7 @@ use crate::refusal::Reason;
 use crate::routes::{self, Health};
 use crate::tls::TlsReloader;
 use crate::trust::Freshness;
+use crate::workers::{self, Handle, Serving, StopSignal};
 
 /// What a server mounts: a function that registers services, called once per worker.
 type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
@@ -34,8 +35,8 @@ type AppFactory = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 pub struct Started {
     /// The addresses it listens on (the real port when 0 was asked for).
     pub addrs: Vec<SocketAddr>,
-    /// The server future; await it to serve. Its handle stops it.
-    pub server: actix_web::dev::Server,
+    /// The workers; await them to serve. Their handle stops them.
+    pub server: Serving,
     /// The TLS state, for reloads.
     pub tls: Arc<TlsReloader>,
     /// The plain-HTTP metrics listener's address (`metrics_bind`).
@@ -151,15 +152,12 @@ fn bind(
         m.loaded(&tls.current().info);
     }
     let bind_error = |addr| move |source| ServerError::Bind { addr, source };
-    let listener = listen(config.bind, BACKLOG).map_err(bind_error(config.bind))?;
-    let addr = listener.local_addr().map_err(bind_error(config.bind))?;
-    let mut builder = actix_server::Server::build()
-        .backlog(BACKLOG)
-        .max_concurrent_connections(config.max_connections)
-        .shutdown_timeout(config.shutdown_timeout_secs);
-    if let Some(n) = config.workers {
-        builder = builder.workers(n);
-    }
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let (sockets, lock) =
+        workers::listen_shared(config.bind, workers, BACKLOG).map_err(bind_error(config.bind))?;
+    let addr = sockets[0].local_addr().map_err(bind_error(config.bind))?;
     let tls_metrics = match (&metrics, config.metrics_on_tls()) {
         (Some(m), true) => Some(Arc::new(TlsMetrics {
             acl: Acl {
@@ -170,8 +168,9 @@ fn bind(
         })),
         _ => None,
     };
+    let switch = workers::Switch::new();
     let worker = Worker {
-        shutdown: builder.graceful_shutdown_signal(),
+        shutdown: switch.signal(),
         acceptor,
         addr,
         app,
@@ -193,12 +192,14 @@ fn bind(
         request: Duration::from_secs(config.request_timeout_secs),
         keep_alive: Duration::from_secs(config.keep_alive_secs),
     };
-    let mut builder = builder
-        .listen("https", listener, move || worker.clone().service())
-        .map_err(bind_error(config.bind))?;
+    let mut ports = vec![workers::Port {
+        sockets,
+        make: Arc::new(move || workers::pipeline(worker.clone().service())),
+    }];
     let mut metrics_addr = None;
     if let (Some(m), Some(want)) = (&metrics, config.metrics_bind) {
-        let listener = listen(want, BACKLOG).map_err(bind_error(want))?;
+        // Scrapes are rare: one socket, served by the first worker.
+        let listener = workers::socket(want, BACKLOG, false).map_err(bind_error(want))?;
         let at = listener.local_addr().map_err(bind_error(want))?;
         let plain = PlainMetrics {
             metrics: m.clone(),
@@ -209,14 +210,21 @@ fn bind(
             healthz_path: config.healthz_path.clone(),
             feed,
         };
-        builder = builder
-            .listen("metrics", listener, move || plain.clone().service(at))
-            .map_err(bind_error(want))?;
+        ports.push(workers::Port {
+            sockets: vec![listener],
+            make: Arc::new(move || workers::pipeline(plain.clone().service(at))),
+        });
         metrics_addr = Some(at);
     }
+    let settings = workers::Settings {
+        workers,
+        max_connections: config.max_connections,
+        shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+    };
+    let server = workers::start(&settings, ports, lock, switch).map_err(bind_error(config.bind))?;
     Ok(Started {
         addrs: vec![addr],
-        server: builder.run(),
+        server,
         tls,
         metrics_addr,
         metrics,
@@ -288,7 +296,7 @@ impl PlainMetrics {
 /// What each worker thread builds its connection pipeline from.
 #[derive(Clone)]
 struct Worker {
-    shutdown: actix_server::GracefulShutdownSignal,
+    shutdown: StopSignal,
     acceptor: openssl::ssl::SslAcceptor,
     addr: SocketAddr,
     app: AppFactory,
@@ -334,10 +342,7 @@ impl Worker {
         let connections = gate.metrics.clone();
         let shutdown = self.shutdown;
         let http = HttpService::build()
-            .graceful_shutdown_signal(move || {
-                let signal = shutdown.clone();
-                async move { signal.notified().await }
-            })
+            .graceful_shutdown_signal(move || shutdown.clone().stopping())
             .keep_alive(self.keep_alive)
             .client_request_timeout(self.request)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
@@ -409,16 +414,6 @@ fn count_tls_failure(
     }
 }
 
-/// A listening socket with `SO_REUSEADDR` (a restart need not wait for TIME_WAIT to pass).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket.into())
-}
-
 /// A server running on its own thread (with its own actix runtime); stopped when dropped.
 /// For tests, examples and embedding.
 pub struct Background {
@@ -430,7 +425,7 @@ pub struct Background {
     pub metrics_addr: Option<SocketAddr>,
     /// The figures, when they are on.
     pub metrics: Shared,
-    handle: actix_web::dev::ServerHandle,
+    handle: Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -555,6 +550,31 @@ fn spawn_crl_watch(tls: Arc<TlsReloader>, mode: crate::config::CrlStale) {
     });
 }
 
+/// Stops gracefully on SIGTERM or SIGINT (in-flight requests finish, up to the shutdown
+/// timeout); a second signal stops at once.
+fn spawn_stop_on_signal(handle: Handle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    actix_web::rt::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for SIGTERM/SIGINT");
+            return;
+        };
+        let mut graceful = true;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!(graceful, "stopping");
+            drop(handle.stop(graceful));
+            graceful = false;
+        }
+    });
+}
+
 /// Prints the start-up line, warns of a certificate near its end, and serves.
 async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     let info = started.tls.current().info.clone();
@@ -587,6 +607,7 @@ async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     }
     spawn_reloader(started.tls.clone(), config.watch_secs);
     spawn_crl_watch(started.tls.clone(), config.crl_stale);
+    spawn_stop_on_signal(started.server.handle());
     started.server.await.map_err(|source| ServerError::Bind {
         addr: config.bind,
         source,

@@ -347,7 +347,7 @@ impl Args {
 async fn main() -> ExitCode {
     let openssl_on_mimalloc = openssl_alloc::install();
     let args = Args::parse();
-    server::log::init(args.log_format.into(), "info,actix_server=warn");
+    server::log::init(args.log_format.into(), "info");
     if openssl_on_mimalloc {
         tracing::debug!("OpenSSL allocates through mimalloc");
     } else {
