@@ -3,8 +3,9 @@
 //! - [`Brakes`]: failed logins counted per client identity (certificate fingerprint, else peer
 //!   IP); past the threshold the client gets 429 with `Retry-After` until the lockout ends, and a
 //!   success resets its count. Unknown users and wrong passwords count the same.
-//! - [`Hasher`]: a few dedicated threads that run the slow password hash, each reusing its
-//!   argon2 working memory, so a login flood costs bounded CPU and memory.
+//! - [`Hasher`]: a few dedicated threads that run the slow password hash, so a login flood
+//!   costs bounded CPU and memory (at most one working memory per thread, freed after each
+//!   check).
 //! - [`VerifiedCache`]: what Apache's mod_authn_socache does: a verified (user, keyed digest of
 //!   the password) is remembered for a short time, so repeated correct logins skip the slow hash.
 //!   A failure is never remembered and always costs the full hash.
@@ -40,19 +41,16 @@ impl Hasher {
             let (rx, users, cache) = (rx.clone(), users.clone(), cache.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("hash-{n}"))
-                .spawn(move || {
-                    let mut scratch = common::credentials::Scratch::default();
-                    loop {
-                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((user, password, reply)) = job else {
-                            return;
-                        };
-                        let ok = users.verify_with(&user, &password, &mut scratch);
-                        if ok {
-                            cache.remember(&user, &password);
-                        }
-                        let _ = reply.send(ok);
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((user, password, reply)) = job else {
+                        return;
+                    };
+                    let ok = users.verify(&user, &password);
+                    if ok {
+                        cache.remember(&user, &password);
                     }
+                    let _ = reply.send(ok);
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a password-hashing thread");
