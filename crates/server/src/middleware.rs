@@ -1,5 +1,5 @@
-//! What stands in front of every app the server mounts: the access log, the header limit, the
-//! access list and the cross-site guard (outermost first), and the one way to read a small body.
+//! What stands in front of every app the server mounts: the access log, then the header limit,
+//! the access list and the cross-site guard (one layer), and the one way to read a small body.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -46,12 +46,9 @@ where
     B: MessageBody + 'static,
 {
     let metrics = Rc::new(metrics.map(WorkerRequests::new));
-    app.wrap(from_fn(cross_site_guard))
-        .wrap(from_fn(access_list))
-        .wrap(from_fn(header_limit))
-        .wrap(from_fn(move |req, next| {
-            access_log(metrics.clone(), req, next)
-        }))
+    app.wrap(from_fn(guards)).wrap(from_fn(move |req, next| {
+        access_log(metrics.clone(), req, next)
+    }))
 }
 
 /// Why a small body was not read.
@@ -90,38 +87,6 @@ where
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
-}
-
-/// 431 for a request head larger than [`MAX_HEADER_BYTES`].
-async fn header_limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size <= MAX_HEADER_BYTES {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let res = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-        .json(json!({"error": format!("request headers larger than {MAX_HEADER_BYTES} bytes")}));
-    Ok(req.into_response(res).map_into_right_body())
-}
-
-/// 403 for a client not on the access list (judged once per connection, resumed sessions
-/// too, by `on_connect`).
-async fn access_list(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.conn_data::<Connection>().is_none_or(|c| c.allowed) {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let res = HttpResponse::Forbidden()
-        .json(json!({"error": "this client certificate is not on the server's access list"}));
-    Ok(req.into_response(res).map_into_right_body())
 }
 
 /// One line per request: method, path (never the query or body), status, latency, client; and
@@ -237,29 +202,77 @@ fn cross_site_refusal(req: &HttpRequest) -> Option<String> {
     ))
 }
 
-/// 403 for a cross-site post, as a page or JSON depending on what was asked for: a browser
-/// sends the client certificate along with any site's form, so only our own pages may post.
-async fn cross_site_guard(
-    mut req: ServiceRequest,
+/// Why a request is refused before it reaches the app.
+enum Refusal {
+    /// 431: the request head is larger than [`MAX_HEADER_BYTES`].
+    HeadTooLarge,
+    /// 403: the client is not on the access list (judged once per connection, resumed sessions
+    /// too, by `on_connect`).
+    NotOnAccessList,
+    /// 403: a cross-site post. A browser sends the client certificate along with any site's
+    /// form, so only our own pages may post.
+    CrossSite(String),
+}
+
+impl Refusal {
+    /// The first guard `req` fails, cheapest check first.
+    fn of(req: &ServiceRequest) -> Option<Refusal> {
+        let head: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if head > MAX_HEADER_BYTES {
+            return Some(Refusal::HeadTooLarge);
+        }
+        if req.conn_data::<Connection>().is_some_and(|c| !c.allowed) {
+            return Some(Refusal::NotOnAccessList);
+        }
+        cross_site_refusal(req.request()).map(Refusal::CrossSite)
+    }
+
+    /// The answer, as a page or JSON as asked for a cross-site post.
+    async fn respond(self, mut req: ServiceRequest) -> ServiceResponse {
+        let res = match self {
+            Refusal::HeadTooLarge => HttpResponse::build(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            )
+            .json(
+                json!({"error": format!("request headers larger than {MAX_HEADER_BYTES} bytes")}),
+            ),
+            Refusal::NotOnAccessList => HttpResponse::Forbidden().json(
+                json!({"error": "this client certificate is not on the server's access list"}),
+            ),
+            Refusal::CrossSite(why) => {
+                tracing::warn!("refused {} {}: {why}", req.method(), req.path());
+                let mut payload = req.take_payload();
+                // What is read or why not does not change the answer.
+                let _ = read_small_body(req.headers(), &mut payload, MAX_FORM_BYTES).await;
+                if pages::wants_html(req.request()) {
+                    pages::message(
+                        StatusCode::FORBIDDEN,
+                        "Refused",
+                        "This form was posted from another site. Open this server's own page and \
+                         sign in there.",
+                        false,
+                    )
+                } else {
+                    HttpResponse::Forbidden().json(json!({ "error": why }))
+                }
+            }
+        };
+        req.into_response(res)
+    }
+}
+
+/// The header limit, the access list and the cross-site guard, in one layer (each layer costs
+/// an allocation and a poll per request).
+async fn guards(
+    req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let Some(why) = cross_site_refusal(req.request()) else {
-        return Ok(next.call(req).await?.map_into_left_body());
-    };
-    tracing::warn!("refused {} {}: {why}", req.method(), req.path());
-    let mut payload = req.take_payload();
-    // What is read or why not does not change the answer.
-    let _ = read_small_body(req.headers(), &mut payload, MAX_FORM_BYTES).await;
-    let res = if pages::wants_html(req.request()) {
-        pages::message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was posted from another site. Open this server's own page and sign in \
-             there.",
-            false,
-        )
-    } else {
-        HttpResponse::Forbidden().json(json!({ "error": why }))
-    };
-    Ok(req.into_response(res).map_into_right_body())
+    match Refusal::of(&req) {
+        None => Ok(next.call(req).await?.map_into_left_body()),
+        Some(refusal) => Ok(refusal.respond(req).await.map_into_right_body()),
+    }
 }
