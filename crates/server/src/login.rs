@@ -6,63 +6,152 @@
 //! - [`Hasher`]: a few dedicated threads that run the slow password hash, so a login flood
 //!   costs bounded CPU and memory (at most one working memory per thread, freed after each
 //!   check).
+//!   The same (user, password) asked again while it is being hashed waits for that hash.
 //! - [`VerifiedCache`]: what Apache's mod_authn_socache does: a verified (user, keyed digest of
 //!   the password) is remembered for a short time, so repeated correct logins skip the slow hash.
 //!   A failure is never remembered and always costs the full hash.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::TrySendError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blake2::digest::{KeyInit, Mac};
 use openssl::memcmp;
+use tokio::sync::oneshot;
 
 use crate::limits::{HASH_QUEUE, MAX_TRACKED};
 
-type Job = (String, String, tokio::sync::oneshot::Sender<bool>);
+/// A password to check, with the keyed digest of (user, password) its answer is filed under.
+struct Job {
+    user: String,
+    password: String,
+    digest: Digest,
+}
+
+/// The keyed digest of a (user, password) pair ([`VerifiedCache::digest`]).
+pub type Digest = Vec<u8>;
+
+/// Checks in flight by digest, with everyone waiting for each: the same pair asked again while
+/// it is being hashed (64 connections logging in at once) waits for that answer instead of
+/// queueing a hash of its own.
+type Waiting = Arc<Mutex<HashMap<Digest, Vec<oneshot::Sender<bool>>>>>;
 
 /// Dedicated password-hashing threads (see the module docs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Hasher {
     jobs: std::sync::mpsc::SyncSender<Job>,
+    waiting: Waiting,
+    hashed: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Hasher {
+    /// Without the checks in flight: their digests are keyed by the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher")
+            .field("hashed", &self.hashes())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hasher {
     /// `threads` hashing threads checking against `users`; a verified pair goes into `cache`.
     /// The threads end when the last `Hasher` clone is dropped.
     pub fn new(
-        users: std::sync::Arc<common::Credentials>,
-        cache: std::sync::Arc<VerifiedCache>,
+        users: Arc<common::Credentials>,
+        cache: Arc<VerifiedCache>,
         threads: usize,
     ) -> Hasher {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(HASH_QUEUE);
-        let rx = std::sync::Arc::new(Mutex::new(rx));
+        let rx = Arc::new(Mutex::new(rx));
+        let waiting = Waiting::default();
+        let hashed = Arc::new(AtomicU64::new(0));
         for n in 0..threads.max(1) {
-            let (rx, users, cache) = (rx.clone(), users.clone(), cache.clone());
+            let (rx, users, cache, waiting, hashed) = (
+                rx.clone(),
+                users.clone(),
+                cache.clone(),
+                waiting.clone(),
+                hashed.clone(),
+            );
             let spawned = std::thread::Builder::new()
                 .name(format!("hash-{n}"))
                 .spawn(move || loop {
                     let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((user, password, reply)) = job else {
+                    let Ok(Job {
+                        user,
+                        password,
+                        digest,
+                    }) = job
+                    else {
                         return;
                     };
                     let ok = users.verify(&user, &password);
+                    hashed.fetch_add(1, Ordering::Relaxed);
                     if ok {
-                        cache.remember(&user, &password);
+                        cache.remember(&user, digest.clone());
                     }
-                    let _ = reply.send(ok);
+                    let waiters = waiting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&digest);
+                    for reply in waiters.unwrap_or_default() {
+                        let _ = reply.send(ok);
+                    }
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a password-hashing thread");
             }
         }
-        Hasher { jobs: tx }
+        Hasher {
+            jobs: tx,
+            waiting,
+            hashed,
+        }
     }
 
-    /// Checks a password on a hashing thread. `None` when the queue is full (answer 503).
-    pub async fn verify(&self, user: String, password: String) -> Option<bool> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs.try_send((user, password, tx)).ok()?;
+    /// Password hashes computed so far.
+    pub fn hashes(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
+    }
+
+    /// Checks a password on a hashing thread, or waits for the check of the same pair already
+    /// under way. `None` when the queue is full (answer 503).
+    pub async fn verify(&self, user: String, password: String, digest: Digest) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        let joined = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match waiting.get_mut(&digest) {
+                Some(others) => {
+                    others.push(tx);
+                    true
+                }
+                None => {
+                    waiting.insert(digest.clone(), vec![tx]);
+                    false
+                }
+            }
+        };
+        if joined {
+            return rx.await.ok();
+        }
+        let job = Job {
+            user,
+            password,
+            digest,
+        };
+        if let Err(refused) = self.jobs.try_send(job) {
+            // Nobody will answer: the waiters' senders go, and they answer 503 too.
+            let digest = match refused {
+                TrySendError::Full(j) | TrySendError::Disconnected(j) => j.digest,
+            };
+            self.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&digest);
+            return None;
+        }
         rx.await.ok()
     }
 }
@@ -183,7 +272,9 @@ impl VerifiedCache {
         })
     }
 
-    fn digest(&self, user: &str, password: &str) -> Option<Vec<u8>> {
+    /// The keyed digest of (user, password): what the cache and the checks in flight file a
+    /// pair under. `None` only if the MAC refused its key (it takes any up to 64 bytes).
+    pub fn digest(&self, user: &str, password: &str) -> Option<Digest> {
         let mut mac = <blake2::Blake2bMac512 as KeyInit>::new_from_slice(&self.key).ok()?;
         mac.update(user.as_bytes());
         mac.update(&[0]);
@@ -191,33 +282,29 @@ impl VerifiedCache {
         Some(mac.finalize().into_bytes().to_vec())
     }
 
-    /// True when this exact pair was verified within the TTL (constant-time comparison).
-    pub fn hit(&self, user: &str, password: &str) -> bool {
+    /// True when the pair of `digest` was verified for `user` within the TTL (constant-time
+    /// comparison).
+    pub fn hit(&self, user: &str, digest: &[u8]) -> bool {
         if self.ttl.is_zero() {
             return false;
         }
-        let Some(d) = self.digest(user, password) else {
-            return false;
-        };
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(user)
-            .is_some_and(|(stored, at)| at.elapsed() < self.ttl && memcmp::eq(stored, &d))
+            .is_some_and(|(stored, at)| at.elapsed() < self.ttl && memcmp::eq(stored, digest))
     }
 
-    /// Remembers a pair that the full hash just verified.
-    pub fn remember(&self, user: &str, password: &str) {
+    /// Remembers a pair (by its digest) that the full hash just verified.
+    pub fn remember(&self, user: &str, digest: Digest) {
         if self.ttl.is_zero() {
             return;
         }
-        if let Some(d) = self.digest(user, password) {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            if entries.len() >= MAX_TRACKED {
-                let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            }
-            entries.insert(user.to_owned(), (d, Instant::now()));
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_TRACKED {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
         }
+        entries.insert(user.to_owned(), (digest, Instant::now()));
     }
 }
 
@@ -251,15 +338,44 @@ mod tests {
     }
 
     #[test]
+    fn the_same_pair_asked_at_once_is_hashed_once() {
+        let users = Arc::new(common::Credentials::default());
+        let cache = Arc::new(VerifiedCache::new(Duration::ZERO).expect("cache"));
+        let hasher = Hasher::new(users, cache.clone(), 1);
+        let ask = |password: &str| {
+            let digest = cache.digest("name", password).expect("digest");
+            hasher.verify("name".into(), password.into(), digest)
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let answers = rt.block_on(async {
+            let same = futures_util::future::join_all((0..20).map(|_| ask("pwd1")));
+            let other = futures_util::future::join_all((0..3).map(|_| ask("wrong")));
+            futures_util::future::join(same, other).await
+        });
+        assert!(answers.0.iter().all(|a| *a == Some(true)), "{answers:?}");
+        assert!(answers.1.iter().all(|a| *a == Some(false)), "{answers:?}");
+        assert_eq!(hasher.hashes(), 2, "one hash per distinct pair in flight");
+        // Asked again once the answer is in (the cache is off here): hashed again.
+        assert_eq!(rt.block_on(ask("pwd1")), Some(true));
+        assert_eq!(hasher.hashes(), 3);
+    }
+
+    #[test]
     fn cache_hits_only_the_verified_pair() {
         let c = VerifiedCache::new(Duration::from_secs(60)).expect("cache");
-        assert!(!c.hit("name", "pwd1"));
-        c.remember("name", "pwd1");
-        assert!(c.hit("name", "pwd1"));
-        assert!(!c.hit("name", "pwd2"));
-        assert!(!c.hit("other", "pwd1"));
+        let d = |user, password| c.digest(user, password).expect("digest");
+        assert!(!c.hit("name", &d("name", "pwd1")));
+        c.remember("name", d("name", "pwd1"));
+        assert!(c.hit("name", &d("name", "pwd1")));
+        assert!(!c.hit("name", &d("name", "pwd2")));
+        assert!(!c.hit("other", &d("other", "pwd1")));
+        // The user is part of the digest: another user's digest of the same password differs.
+        assert_ne!(d("name", "pwd1"), d("other", "pwd1"));
         let off = VerifiedCache::new(Duration::ZERO).expect("cache");
-        off.remember("name", "pwd1");
-        assert!(!off.hit("name", "pwd1"));
+        let od = off.digest("name", "pwd1").expect("digest");
+        off.remember("name", od.clone());
+        assert!(!off.hit("name", &od));
     }
 }

@@ -235,10 +235,11 @@ async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState
 /// Checks a password: from the cache of verified logins, else on the hashing threads (slow on
 /// purpose, never here). None when their queue is full.
 async fn verify(state: &AppState, user: &str, password: String) -> Option<bool> {
-    if state.cache.hit(user, &password) {
+    let digest = state.cache.digest(user, &password)?;
+    if state.cache.hit(user, &digest) {
         return Some(true);
     }
-    state.hasher.verify(user.to_owned(), password).await
+    state.hasher.verify(user.to_owned(), password, digest).await
 }
 
 /// Whom failed logins are counted against: the client certificate, else the peer address.
@@ -294,8 +295,9 @@ mod tests {
     #[test]
     fn debug_output_holds_no_password_nor_digest() {
         let state = seed_app(&Config::default(), None).expect("state");
-        state.cache.remember("name", "pwd1");
-        assert!(state.cache.hit("name", "pwd1"));
+        let digest = state.cache.digest("name", "pwd1").expect("digest");
+        state.cache.remember("name", digest.clone());
+        assert!(state.cache.hit("name", &digest));
         let shown = format!("{state:?}");
         for secret in ["pwd1", "argon2", "entries", "key"] {
             assert!(!shown.contains(secret), "{secret:?} in {shown}");

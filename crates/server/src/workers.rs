@@ -322,6 +322,7 @@ async fn pause_after(e: &std::io::Error) {
 }
 
 /// Held while this process serves a port: another copy of the server binding it fails.
+#[derive(Debug)]
 pub(crate) struct PortLock(#[allow(dead_code)] std::os::unix::net::UnixListener);
 
 impl PortLock {
@@ -389,11 +390,11 @@ mod tests {
         let (sockets, _lock) = listen_shared(any, 2, 16).expect("first");
         let port = sockets[0].local_addr().expect("addr");
         assert_eq!(sockets[1].local_addr().expect("addr"), port);
-        let second = listen_shared(port, 2, 16).err().expect("the port is taken");
+        let second = listen_shared(port, 2, 16).expect_err("the port is taken");
         assert_eq!(second.kind(), std::io::ErrorKind::AddrInUse);
         assert!(second.to_string().contains("another copy"), "{second}");
         // A program that does not share ports is refused by the kernel, as before.
-        let plain = socket(port, 16, false).err().expect("the port is taken");
+        let plain = socket(port, 16, false).expect_err("the port is taken");
         assert_eq!(plain.kind(), std::io::ErrorKind::AddrInUse);
     }
 }
