@@ -343,11 +343,20 @@ impl Args {
     }
 }
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime, the arguments and OpenSSL allocate.
     let openssl_on_mimalloc = openssl_alloc::install();
+    let small_pages = openssl_alloc::huge_pages_off();
+    actix_web::rt::System::new().block_on(serve(openssl_on_mimalloc, small_pages))
+}
+
+/// Parses the arguments, starts logging, and runs the server until it is stopped.
+async fn serve(openssl_on_mimalloc: bool, small_pages: bool) -> ExitCode {
     let args = Args::parse();
     server::log::init(args.log_format.into(), "info");
+    if !small_pages {
+        tracing::debug!("the kernel kept transparent huge pages on");
+    }
     if openssl_on_mimalloc {
         tracing::debug!("OpenSSL allocates through mimalloc");
     } else {
