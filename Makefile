@@ -84,10 +84,12 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU, RSS (~6 min)
+bench: ## our server vs nginx, one-way and mutual TLS: handshakes, requests, CPU, switches, RSS; then wrk and h2load (~11 min)
 	bash bench/install-nginx.sh
 	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p server -p bench
 	$(BENCH_BIN)/bench compare --server-bin $(BENCH_BIN)/server
+	if command -v wrk >/dev/null && command -v h2load >/dev/null; then bash bench/crosscheck.sh; \
+	else echo "SKIPPED the wrk/h2load cross-check (apt-get install wrk nghttp2-client)"; fi
 
 bench-quick: ## the CI-sized benchmark (under a minute after the build)
 	bash bench/install-nginx.sh
