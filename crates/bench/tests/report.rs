@@ -45,7 +45,7 @@ fn sample(server: Server, figure: Figure, rate: f64, cpu_us: f64) -> Sample {
         rep: 0,
         load,
         server_cpu_s: ops as f64 * cpu_us * 1e-6,
-        server_switches: 2 * ops as u64,
+        server_switches: 2 * ops,
         peak_rss_kib: 20480,
     }
 }

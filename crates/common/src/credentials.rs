@@ -22,14 +22,16 @@ pub const SEED_USER: (&str, &str) = (
 /// `username` and `password` from a `/login1` form body. Repeated fields: the first one counts.
 /// `None` when either is missing or the body is not a form (a failed login, not an error).
 pub fn parse_login_form(body: &[u8]) -> Option<(String, String)> {
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    Some((field("username")?, field("password")?))
+    // Borrowed pieces, decoded only where escaped; only the two fields kept are copied.
+    let (mut user, mut password) = (None, None);
+    for (name, value) in form_urlencoded::parse(body) {
+        match &*name {
+            "username" if user.is_none() => user = Some(value),
+            "password" if password.is_none() => password = Some(value),
+            _ => {}
+        }
+    }
+    Some((user?.into_owned(), password?.into_owned()))
 }
 
 /// Why a credentials file was refused.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::config::{ClientAuth, Config, CrlStale};
@@ -162,7 +162,9 @@ impl LoginOutcome {
     /// The answer: the seed's bare `true`/`false` to API clients, a page to a browser.
     pub fn respond(&self, html: bool) -> HttpResponse {
         let mut res = match (self, html) {
-            (LoginOutcome::Checked { ok, .. }, false) => HttpResponse::Ok().json(ok),
+            (LoginOutcome::Checked { ok, .. }, false) => HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body(if *ok { "true" } else { "false" }),
             (LoginOutcome::Checked { ok, .. }, true) => {
                 let title = if *ok { "Signed in" } else { "Not signed in" };
                 pages::message(self.status(), title, &self.message(), *ok)
@@ -200,11 +202,16 @@ async fn check_login(req: &HttpRequest, mut body: web::Payload, state: &AppState
         Err(BodyRefusal::TooLarge) => return LoginOutcome::TooLarge,
         Err(BodyRefusal::Unreadable) => return LoginOutcome::Unreadable,
     };
+    // The media type before any parameter, compared as is (no MIME parser per login).
     let is_form = req
-        .mime_type()
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return LoginOutcome::NotAForm;
     }
@@ -244,18 +251,24 @@ async fn verify(state: &AppState, user: &str, password: String) -> Option<bool> 
 
 /// Whom failed logins are counted against: the client certificate, else the peer address.
 pub fn client_key(req: &HttpRequest) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(72);
     match req
         .conn_data::<Connection>()
         .and_then(|c| c.client.as_ref())
     {
-        Some(id) => format!("cert:{}", id.sha256),
-        None => format!(
-            "ip:{}",
-            req.peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default()
-        ),
+        Some(id) => {
+            key.push_str("cert:");
+            key.push_str(&id.sha256);
+        }
+        None => {
+            key.push_str("ip:");
+            if let Some(peer) = req.peer_addr() {
+                let _ = write!(key, "{}", peer.ip());
+            }
+        }
     }
+    key
 }
 
 /// `GET /whoami`: the verified client certificate (the extractor answers 401 without one).
