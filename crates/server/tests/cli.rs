@@ -205,6 +205,51 @@ fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
 }
 
 #[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once_on_every_worker() {
+    let (_dir, folder) = make_pki();
+    let mut child = server_command()
+        .arg("--pki-dir")
+        .arg(folder.layout().root())
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--watch-secs",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let (_, port) = startup_line(&mut child);
+    // Enough keep-alive connections that both workers hold some, each idle after one answer.
+    let mut idle: Vec<_> = (0..8).map(|_| connect(&folder, port)).collect();
+    for s in &mut idle {
+        s.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("request");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).expect("answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    }
+    let asked = std::time::Instant::now();
+    signal(&child, "-TERM");
+    let status = child.wait().expect("wait");
+    // The shutdown timeout is 30 s: only the workers' stop signal closes idle ones sooner.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the server waited {:?} for idle connections",
+        asked.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    for mut s in idle {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "nothing more after the close: {rest:?}");
+    }
+}
+
+#[test]
 fn server_variables_set_what_flags_do_and_a_bad_one_is_named() {
     let (_dir, folder) = make_pki();
     let mut child = spawn_with_env(&folder, &[], &[("SERVER_CLIENT_AUTH", "none")]);
