@@ -20,7 +20,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use server::{ClientAuth, Config};
 
-use crate::support::{run, s, server_log, TestPki, TestServer};
+use crate::support::{run, s, server_log, workspace_bins, TestPki, TestServer};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -454,55 +454,6 @@ fn nss_imports_modern_and_legacy_bundles() {
         let (ok, out) = run("pk12util", &["-i", s(&p12), "-d", &db, "-W", "wrong"]);
         assert!(!ok, "{encryption:?}: a wrong password must fail: {out}");
     }
-}
-
-/// This workspace's binaries `names`, as cargo builds them now, in the profile and target
-/// folder this test was built in (instant when they are up to date). A test of the root package
-/// has no `CARGO_BIN_EXE_*` for another package's binaries, and a dev-dependency builds only a
-/// package's library, not its binaries: so the test asks cargo, and runs the paths it reports
-/// (never a stale binary left in target/).
-fn workspace_bins<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
-    let exe = std::env::current_exe().expect("the test's path");
-    // target/PROFILE/deps/e2e-HASH: cargo calls the `debug` folder's profile `dev`.
-    let profile = match exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-    {
-        Some("debug") | None => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-    };
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target folder");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = testkit::command(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--profile",
-        ])
-        .arg(&profile)
-        .arg("--target-dir")
-        .arg(target_dir);
-    for n in names {
-        cmd.args(["-p", n, "--bin", n]);
-    }
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo build");
-    assert!(out.status.success(), "cargo build {names:?} failed (above)");
-    names.map(|name| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cargo reported no executable for {name}"))
-    })
 }
 
 /// `pki --dir DIR args`, which must succeed; its stdout.

@@ -11,6 +11,7 @@ mod pki_profiles;
 mod pki_rotation;
 mod pki_two_cas;
 mod prometheus;
+mod readme;
 mod reasons;
 mod server_interop;
 mod server_tls;

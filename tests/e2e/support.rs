@@ -1,8 +1,8 @@
 //! What the end-to-end tests share beyond the workspace's fixture (`testkit`): running outside
 //! tools, refusals, and the server's captured log.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 pub use testkit::TestPki;
 
@@ -79,4 +79,53 @@ impl std::io::Write for LogWriter {
 /// Starts capturing server logs (call before starting servers).
 pub fn capture_logs() {
     let _ = log_buffer();
+}
+
+/// This workspace's binaries `names`, as cargo builds them now, in the profile and target
+/// folder this test was built in (instant when they are up to date). A test of the root package
+/// has no `CARGO_BIN_EXE_*` for another package's binaries, and a dev-dependency builds only a
+/// package's library, not its binaries: so the test asks cargo, and runs the paths it reports
+/// (never a stale binary left in target/).
+pub fn workspace_bins<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/PROFILE/deps/e2e-HASH: cargo calls the `debug` folder's profile `dev`.
+    let profile = match exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut cmd = testkit::command(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--profile",
+        ])
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(target_dir);
+    for n in names {
+        cmd.args(["-p", n, "--bin", n]);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(out.status.success(), "cargo build {names:?} failed (above)");
+    names.map(|name| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| panic!("cargo reported no executable for {name}"))
+    })
 }

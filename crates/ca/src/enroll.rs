@@ -23,6 +23,15 @@ pub struct Peer {
     pub chain: Vec<X509>,
 }
 
+/// What `revoke-superseded` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The predecessor's serial.
+    pub serial: String,
+    /// Revoked by this request (false: it was revoked already).
+    pub now: bool,
+}
+
 /// What the CA decides with, shared by every request.
 #[derive(Debug)]
 pub struct Ca {
@@ -197,6 +206,66 @@ impl Ca {
             )));
         }
         Ok(record)
+    }
+
+    /// `POST /revoke-superseded`: revokes, as superseded, the certificate that the presented
+    /// one renewed. The presented certificate is the whole request: a device can end only its
+    /// own predecessor, and only once it holds (and shows) the successor, so a renewal whose
+    /// answer was lost never leaves the device with a revoked certificate. Asking again after
+    /// it is done answers the same.
+    pub fn revoke_superseded(&self, peer: Option<Peer>) -> Result<Ended, Refusal> {
+        let peer = peer.ok_or_else(|| {
+            Refusal::unauthorized(
+                "revoke-superseded needs the new certificate as the TLS client certificate",
+            )
+        })?;
+        let record = self.verify_peer(&peer)?;
+        let old = record.renews.clone().ok_or_else(|| {
+            Refusal::new(
+                actix_web::http::StatusCode::CONFLICT,
+                format!(
+                    "certificate {} renews no other certificate: there is nothing to revoke",
+                    record.serial
+                ),
+            )
+        })?;
+        let (aki, previous) = self.predecessor(&record, &old)?;
+        if previous.state == State::Revoked {
+            return Ok(Ended {
+                serial: old,
+                now: false,
+            });
+        }
+        let reason = Some(pki::index::Reason::Superseded);
+        let now = self
+            .authority
+            .revoke(&aki, &old, reason)
+            .map_err(Refusal::from_pki)?;
+        tracing::info!(name = %record.name, serial = %old, by = %record.serial, "revoked as superseded");
+        Ok(Ended { serial: old, now })
+    }
+
+    /// The record of `serial` (which `record` renews), under whichever CA in force issued it.
+    fn predecessor(&self, record: &Record, serial: &str) -> Result<(String, Record), Refusal> {
+        for aki in self.authority.akis() {
+            let found = self
+                .authority
+                .records()
+                .certificate(&aki, serial)
+                .map_err(Refusal::from_pki)?;
+            // The same device: a renewal keeps the name (a check, should records be edited).
+            if let Some(old) = found.filter(|o| o.name.eq_ignore_ascii_case(&record.name)) {
+                return Ok((aki, old));
+            }
+        }
+        Err(Refusal::new(
+            actix_web::http::StatusCode::CONFLICT,
+            format!(
+                "certificate {serial}, which {} renewed, was issued by a CA no longer in force: \
+                 nothing to revoke",
+                record.serial
+            ),
+        ))
     }
 
     /// The leaf a renewal issues: the record's name and names, the old certificate's subject.

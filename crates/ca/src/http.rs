@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/.well-known/est/simpleenroll").post(simpleenroll))
         .service(web::resource("/.well-known/est/simplereenroll").post(simplereenroll))
         .service(web::resource("/.well-known/est/csrattrs").get(csrattrs))
+        .service(web::resource("/revoke-superseded").post(revoke_superseded))
         .service(web::resource("/crl").get(crate::crl::serve))
         .service(web::resource("/crl.pem").get(crate::crl::serve))
         .service(web::resource("/healthz").get(healthz))
@@ -83,7 +84,8 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
         Refusal::new(
             StatusCode::NOT_FOUND,
             "no such route: EST is under /.well-known/est/ (cacerts, simpleenroll, \
-             simplereenroll, csrattrs), the CRL at /crl",
+             simplereenroll, csrattrs), the CRL at /crl, a renewed device's predecessor \
+             revoked at POST /revoke-superseded",
         ),
     )
 }
@@ -133,6 +135,28 @@ async fn simplereenroll(
         ca.reenroll(peer, der)
     })
     .await
+}
+
+/// `POST /revoke-superseded` (ours, not EST's: RFC 7030 has no revocation): the presented
+/// certificate's predecessor revoked as superseded. The body is not read: the certificate is
+/// the whole request.
+async fn revoke_superseded(req: HttpRequest, ca: web::Data<Ca>) -> HttpResponse {
+    let peer = req.conn_data::<Peer>().cloned();
+    let outcome = web::block(move || ca.revoke_superseded(peer))
+        .await
+        .unwrap_or_else(|e| Err(Refusal::internal(e)));
+    match outcome {
+        Ok(ended) => HttpResponse::Ok().content_type("text/plain").body(format!(
+            "{} {}\n",
+            if ended.now {
+                "revoked"
+            } else {
+                "already revoked"
+            },
+            ended.serial
+        )),
+        Err(r) => refuse(&req, r),
+    }
 }
 
 /// An EST POST: the request read, `decide` run off the event loop (it signs and writes the

@@ -138,6 +138,10 @@ enum Command {
         /// Renew now, due or not.
         #[arg(long, conflicts_with = "daemon")]
         force: bool,
+        /// Then have the CA revoke the old certificate as superseded (after --exec), with
+        /// the new certificate as the only credential.
+        #[arg(long)]
+        revoke_old: bool,
         /// Key type of the new key [default: the old key's].
         #[arg(long, value_enum)]
         key_type: Option<KeyAlgorithm>,
@@ -308,6 +312,7 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
             daemon,
             exec,
             force,
+            revoke_old,
             key_type,
             retry_min,
             retry_max,
@@ -317,10 +322,11 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
                     exec: exec.clone(),
                     retry_min: *retry_min,
                     retry_max: *retry_max,
+                    revoke_old: *revoke_old,
                 };
                 Err(est::daemon(&o, &d).await)
             }
-            Ok(o) => renew_once(&o, exec.as_deref(), *force)
+            Ok(o) => renew_once(&o, exec.as_deref(), *force, *revoke_old)
                 .await
                 .map(|e| (o, e)),
             Err(e) => Err(e),
@@ -333,7 +339,11 @@ async fn est(args: &Args, cmd: &Command) -> u8 {
                 serde_json::json!({
                     "serial": old.serial,
                     "not_after": x509::time::date(old.not_after),
-                    "revoked": false,
+                    "revoked": old.fate == est::Fate::Revoked,
+                    "revoke_error": match &old.fate {
+                        est::Fate::NotRevoked(why) => Some(why),
+                        _ => None,
+                    },
                 })
             });
             let shown = serde_json::json!({
@@ -372,6 +382,7 @@ async fn renew_once(
     o: &est::EstOptions,
     exec: Option<&str>,
     force: bool,
+    revoke_old: bool,
 ) -> Result<Option<est::Enrolled>, est::EstError> {
     match est::step_now(o)? {
         (Step::Expired, w, _) => Err(est::EstError::Expired {
@@ -388,8 +399,9 @@ async fn renew_once(
             Ok(None)
         }
         _ => {
-            let new = est::renew(o).await?;
+            let mut new = est::renew(o).await?;
             est::run_hook(exec, o, &new).await;
+            est::end_superseded(o, &mut new, revoke_old).await;
             Ok(Some(new))
         }
     }

@@ -182,6 +182,123 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
     assert!(text(&o).contains("was revoked on"), "{}", text(&o));
 }
 
+/// `POST /revoke-superseded` with `pair` as the client certificate: the CA's status and line.
+fn ask_revoke_superseded(pki: &TestPki, ca: &ca::Background, cert: &Path, key: &Path) -> String {
+    let o = client::est::EstOptions {
+        url: ca.url(),
+        ca: pki.layout().ca_cert(),
+        pair: client::est::pair::Pair::new(cert.to_owned(), key.to_owned()).expect("pair"),
+        server_name: None,
+        timeout: Duration::from_secs(5),
+        key_type: None,
+    };
+    let mut old = client::est::Superseded {
+        serial: String::new(),
+        not_after: 0,
+        fate: client::est::Fate::Kept,
+    };
+    actix_web::rt::System::new().block_on(client::est::revoke_superseded(&o, &mut old));
+    match old.fate {
+        client::est::Fate::Revoked => "revoked".into(),
+        client::est::Fate::NotRevoked(why) => why,
+        client::est::Fate::Kept => unreachable!("asked"),
+    }
+}
+
+#[test]
+fn renew_with_revoke_old_ends_the_predecessor_and_only_it() {
+    let pki = TestPki::new();
+    let ca = ca_service(&pki, None);
+    let replica = replica(&pki, &ca, 0);
+    let url = format!("https://127.0.0.1:{}", replica.addr.port());
+    let dev = device(&pki);
+    enroll(&pki, &ca, &dev, "dev-7");
+    let (cert, key) = (dev.join("client/client.crt"), dev.join("client/client.key"));
+
+    // A first certificate renews nothing: there is nothing it may revoke.
+    let said = ask_revoke_superseded(&pki, &ca, &cert, &key);
+    assert!(
+        said.contains("409") && said.contains("renews no other certificate"),
+        "{said}"
+    );
+
+    let old = pki.scratch().join("old");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    let (old_cert, old_key) = (old.join("dev-7.crt"), old.join("dev-7.key"));
+    std::fs::copy(&cert, &old_cert).expect("copy");
+    std::fs::copy(&key, &old_key).expect("copy");
+    let first = serial_of(&cert);
+    let hook = pki.scratch().join("hook.txt");
+    let exec = format!("echo $EST_SERIAL > {}", hook.display());
+    let out = client(
+        &dev,
+        &[
+            "--json",
+            "renew",
+            "--est",
+            &ca.url(),
+            "--force",
+            "--revoke-old",
+            "--exec",
+            &exec,
+        ],
+    );
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(shown["superseded"]["serial"], first.as_str(), "{json}");
+    assert_eq!(shown["superseded"]["revoked"], true, "{json}");
+    let second = serial_of(&cert);
+    assert_eq!(
+        std::fs::read_to_string(&hook).expect("hook").trim(),
+        second,
+        "the hook ran"
+    );
+
+    // The records say superseded, and the replica refuses the old pair after its next poll.
+    let records = pki.folder.list().expect("records");
+    let rec = records.into_iter().find(|r| r.serial == first);
+    let reason = rec.and_then(|r| r.revoked).and_then(|(_, reason)| reason);
+    assert_eq!(reason, Some(pki::index::Reason::Superseded));
+    let old_pair = [
+        "--cert",
+        old_cert.to_str().expect("utf-8"),
+        "--key",
+        old_key.to_str().expect("utf-8"),
+    ];
+    let started = Instant::now();
+    loop {
+        let o = client(&dev, &[&old_pair[..], &["--url", &url, "whoami"]].concat());
+        if o.status.code() == Some(17) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "old pair still accepted: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = ok(&client(&dev, &["--url", &url, "whoami"]));
+    assert!(t.contains(&second), "the new pair is served: {t}");
+
+    // Asked again (an answer lost): the same, nothing more revoked.
+    assert_eq!(ask_revoke_superseded(&pki, &ca, &cert, &key), "revoked");
+    let t = ok(&client(&dev, &["--url", &url, "whoami"]));
+    assert!(t.contains(&second), "{t}");
+    // The old certificate cannot ask for anything: it is revoked.
+    let said = ask_revoke_superseded(&pki, &ca, &old_cert, &old_key);
+    assert!(said.contains("403") && said.contains("revoked"), "{said}");
+
+    // Without --revoke-old the old one is kept, and the client says how to end it.
+    let said = ok(&client(&dev, &["renew", "--est", &ca.url(), "--force"]));
+    assert!(
+        said.contains(&format!("serial {second}) was not revoked")),
+        "{said}"
+    );
+    assert!(said.contains("--revoke-old"), "{said}");
+}
+
 /// `client renew --daemon` with its clock at OFFSET (libfaketime), its log in a file.
 struct Daemon {
     child: Child,

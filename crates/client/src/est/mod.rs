@@ -142,6 +142,8 @@ pub struct DaemonOptions {
     /// Longest wait after failures, and the pause after a renewal that left a certificate
     /// due at once.
     pub retry_max: Duration,
+    /// Have the CA revoke each superseded certificate, after the hook ran.
+    pub revoke_old: bool,
 }
 
 /// A certificate just written.
@@ -153,31 +155,83 @@ pub struct Enrolled {
     pub subject: String,
     /// Its validity.
     pub window: Window,
-    /// After a renewal, the certificate it replaced: still valid until its notAfter, since the
-    /// CA's EST routes have no revocation (RFC 7030 defines none).
+    /// After a renewal, the certificate it replaced, and what became of it.
     pub superseded: Option<Superseded>,
 }
 
-/// The certificate a renewal replaced on disk, which the CA still holds as valid.
+/// The certificate a renewal replaced on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superseded {
     /// Its serial (hex).
     pub serial: String,
     /// Its notAfter, Unix seconds.
     pub not_after: i64,
+    /// Whether the CA has revoked it.
+    pub fate: Fate,
+}
+
+/// What became of a superseded certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Not asked to revoke it: valid until its notAfter (RFC 7030 has no revocation).
+    Kept,
+    /// Revoked as superseded (`--revoke-old`), now or by an earlier request.
+    Revoked,
+    /// `--revoke-old` was asked and the CA could not do it: why.
+    NotRevoked(String),
 }
 
 impl Superseded {
     /// What became of it, and how to end it early, in one sentence.
     pub fn plain(&self) -> String {
-        format!(
-            "the old certificate (serial {}) was not revoked: it stays valid until {}; to end it \
-             now, the CA's operator runs `pki revoke {} --reason superseded`",
-            self.serial,
-            x509::time::date(self.not_after),
-            self.serial
-        )
+        let valid = |why: &str| {
+            format!(
+                "the old certificate (serial {}) was not revoked{why}: it stays valid until {}; \
+                 to end it now, run `client renew --revoke-old` at the next renewal, or the \
+                 CA's operator runs `pki revoke {} --reason superseded`",
+                self.serial,
+                x509::time::date(self.not_after),
+                self.serial
+            )
+        };
+        match &self.fate {
+            Fate::Kept => valid(""),
+            Fate::Revoked => format!(
+                "the old certificate (serial {}) is revoked (superseded): the CA's CRL lists it",
+                self.serial
+            ),
+            Fate::NotRevoked(why) => valid(&format!(" ({why})")),
+        }
     }
+}
+
+/// Asks the CA to revoke, as superseded, the certificate the pair on disk (just renewed)
+/// replaced: the new certificate authenticates the request and is all it says.
+pub async fn revoke_superseded(o: &EstOptions, old: &mut Superseded) {
+    let identity = Identity::Pem {
+        cert: o.pair.cert.clone(),
+        key: o.pair.key.clone(),
+    };
+    let asked = async {
+        let client = est_client(o, identity)?;
+        let answer = client
+            .est(Method::POST, "/revoke-superseded", None, None)
+            .await
+            .map_err(EstError::Unreachable)?;
+        if answer.status == 200 {
+            return Ok(());
+        }
+        let reason = String::from_utf8_lossy(&answer.body);
+        Err(EstError::Refused {
+            status: answer.status,
+            reason: reason.lines().next().unwrap_or("").trim().to_owned(),
+            retry_after: answer.retry_after,
+        })
+    };
+    old.fate = match asked.await {
+        Ok(()) => Fate::Revoked,
+        Err(e) => Fate::NotRevoked(e.to_string()),
+    };
 }
 
 /// `client enroll`: a new key, a request for `name`, the token as Basic credentials.
@@ -232,6 +286,7 @@ pub async fn renew(o: &EstOptions) -> Result<Enrolled, EstError> {
     new.superseded = Some(Superseded {
         serial: x509::cert::serial_hex(&current).unwrap_or_default(),
         not_after: window.not_after,
+        fate: Fate::Kept,
     });
     Ok(new)
 }
@@ -271,17 +326,18 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                 tokio::time::sleep(wait).await;
             }
             Step::Renew => match renew(o).await {
-                Ok(new) => {
+                Ok(mut new) => {
                     backoff.reset();
                     say(&format!(
-                        "renewed: serial {} valid until {}{}",
+                        "renewed: serial {} valid until {}",
                         new.serial,
                         x509::time::date(new.window.not_after),
-                        new.superseded
-                            .as_ref()
-                            .map_or(String::new(), |old| format!("; {}", old.plain()))
                     ));
                     run_hook(d.exec.as_deref(), o, &new).await;
+                    end_superseded(o, &mut new, d.revoke_old).await;
+                    if let Some(old) = &new.superseded {
+                        say(&old.plain());
+                    }
                     pause_if_due_at_once(&new, backoff.max()).await;
                 }
                 Err(e) if e.permanent() => return e,
@@ -301,6 +357,14 @@ pub async fn daemon(o: &EstOptions, d: &DaemonOptions) -> EstError {
                 }
             },
         }
+    }
+}
+
+/// After the hook (so whatever serves the pair has moved to the new certificate): the old
+/// one revoked, when asked.
+pub async fn end_superseded(o: &EstOptions, new: &mut Enrolled, revoke_old: bool) {
+    if let (true, Some(old)) = (revoke_old, new.superseded.as_mut()) {
+        revoke_superseded(o, old).await;
     }
 }
 
