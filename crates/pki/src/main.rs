@@ -12,6 +12,9 @@ use clap::Parser;
 use pki::{DbUrl, Folder};
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `pki list | head` would panic on the closed pipe. Every write of
+    // ours is atomic or in a transaction, so being ended by it loses nothing.
+    sigpipe::reset();
     let cli = Cli::parse();
     let folder = Folder::new(common::Layout::new(&cli.dir))
         .with_db(cli.db.as_deref().map_or(DbUrl::Default, DbUrl::parse))

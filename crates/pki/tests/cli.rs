@@ -524,3 +524,44 @@ fn p12_export_uses_the_env_password_and_refuses_an_empty_one() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("password is wrong"), "{}", text(&o));
 }
+
+/// `pki list | head`: the closed pipe ends the command as it ends `ls` (SIGPIPE), without a
+/// panic on stderr.
+#[test]
+fn a_closed_pipe_ends_list_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    assert!(pki(&dir, &["init"]).status.success());
+    let o = pki(
+        &dir,
+        &["issue", "client", "--count", "400", "--prefix", "d-"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mut child = testkit::command(env!("CARGO_BIN_EXE_pki"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pki list");
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("a first line");
+    // The read end is closed here (dropped), long before 400 records are printed.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "SIGPIPE: {:?} {err}",
+        out.status
+    );
+}
