@@ -25,6 +25,13 @@ pub enum Error {
     #[error("cannot sign this request: {0}")]
     Refused(String),
 
+    /// A command refused before anything changed, for a reason other than the request to sign:
+    /// the folder's state does not allow it (its CA is of another shape, a key is missing or
+    /// offline, a rotation stands elsewhere) or an option cannot work. The message says what is
+    /// there and what to run instead.
+    #[error("{0}")]
+    Declined(String),
+
     /// `revoke` found nothing to revoke, or more than one certificate.
     #[error("{0}")]
     NotInIndex(String),

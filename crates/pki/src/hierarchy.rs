@@ -46,7 +46,7 @@ impl Folder {
         let (cert_path, key_path) = (l.ca_cert(), l.ca_key());
         let cert = load_cert("CA certificate", &cert_path)?;
         if self.has_intermediate() && !keys::present(&key_path) {
-            return Err(Error::Refused(format!(
+            return Err(Error::Declined(format!(
                 "the root key {} is offline (moved with `pki root export`): bring it back with \
                  `pki root import FILE` for this one command, then export it again",
                 key_path.display()
@@ -161,12 +161,14 @@ impl Folder {
 
     /// `pki root export --to FILE`: copies the root key to `to` (0600, never over a file) and,
     /// once the copy reads back as the same key, removes `ca/ca.key`. Everything but making a
-    /// new intermediate goes on working without it.
+    /// new intermediate goes on working without it. `to`'s folder must exist: it is the
+    /// mounted medium, never made here.
     pub fn root_export(&self, to: &Path) -> Result<()> {
         if !self.has_intermediate() {
-            return Err(Error::Refused(
+            return Err(Error::Declined(
                 "a single-level CA signs every certificate with its root key: it cannot go \
-                 offline. Make a two-level PKI with `pki init --intermediate`"
+                 offline. A two-level PKI can: `pki init --force --intermediate` makes one (a \
+                 new CA; every certificate is reissued); nothing was changed"
                     .into(),
             ));
         }
@@ -178,6 +180,7 @@ impl Folder {
             }
             .into());
         }
+        check_medium(to)?;
         // The root as a file: loaded (and checked against ca/ca.crt) to be copied, not to sign.
         self.root()?;
         let root_key = key::load("CA private key", &self.layout().ca_key())?;
@@ -191,7 +194,7 @@ impl Folder {
         )?;
         let back = key::load("exported root key", to)?;
         if !back.public_eq(&root_key) {
-            return Err(Error::Refused(format!(
+            return Err(Error::Declined(format!(
                 "{} does not read back as the root key: ca/ca.key was kept",
                 to.display()
             )));
@@ -208,7 +211,7 @@ impl Folder {
     /// key of `ca/ca.crt`.
     pub fn root_import(&self, from: &Path) -> Result<()> {
         if keys::present(&self.layout().ca_key()) {
-            return Err(Error::Refused(format!(
+            return Err(Error::Declined(format!(
                 "the root key is here already ({}): nothing to import",
                 keys::store_record(&self.layout().ca_key()).display()
             )));
@@ -230,6 +233,29 @@ impl Folder {
         )
         .map_err(Into::into)
     }
+}
+
+/// Refuses an export whose folder is not there: making it would put the "offline" root key on
+/// this host's own disk (an unmounted `/media/usb`), and then remove `ca/ca.key` as if it were
+/// safe elsewhere.
+fn check_medium(to: &Path) -> Result<()> {
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let what = if files::exists(dir) {
+        "is not a folder"
+    } else {
+        "does not exist"
+    };
+    Err(Error::Declined(format!(
+        "{} {what}: mount the medium first (the root key is never written to a folder made \
+         here); nothing was changed",
+        dir.display()
+    )))
 }
 
 /// A CA name of its own for every PKI (clients choose the certificate to send by the CA names

@@ -11,7 +11,12 @@
 //! | missing     | present | an interrupted run: sign a certificate for the key |
 //! | present     | missing | refuse: the key is lost, only `--force` remakes it |
 //!
-//! With `--force`, everything is made anew.
+//! With `--force`, everything is made anew (one level drops a former intermediate).
+//!
+//! Without it, a run that asks for another CA than the one there (an intermediate under a
+//! single-level CA, other name constraints, another CA name) is refused before anything is
+//! written ([`Folder::check_init_shape`]); one that asks for nothing of the kind keeps the CA,
+//! one level or two.
 
 use std::path::{Path, PathBuf};
 
@@ -124,6 +129,8 @@ pub struct InitReport {
     pub kept: Vec<PathBuf>,
     /// Temporary files of an interrupted run, removed.
     pub removed: Vec<PathBuf>,
+    /// Files of the intermediate CA that a `--force` to one level replaced, removed.
+    pub retired: Vec<PathBuf>,
 }
 
 /// What [`ensure_pair`] found on disk.
@@ -179,7 +186,7 @@ fn ensure_pair(pair: &mut Pair<'_>, force: bool, report: &mut InitReport) -> Res
             report.created.push(pair.cert.clone());
             Ok(true)
         }
-        (Found::CertOnly, false) => Err(Error::Refused(format!(
+        (Found::CertOnly, false) => Err(Error::Declined(format!(
             "{} ({}) exists but its key {} is missing: restore the key, or {}",
             pair.cert.display(),
             pair.what,
@@ -192,11 +199,16 @@ fn ensure_pair(pair: &mut Pair<'_>, force: bool, report: &mut InitReport) -> Res
 impl Folder {
     /// `pki init`: see the [module](self) documentation.
     pub fn init(&self, opts: &InitOptions) -> Result<InitReport> {
+        self.check_init_shape(opts, None)?;
         let mut report = InitReport {
             removed: self.remove_stale_temps(),
             ..InitReport::default()
         };
         let (root, fresh_root) = self.init_ca(opts, &mut report)?;
+        if opts.force && !opts.intermediate {
+            // The new root issues; a left-over intermediate would still be taken as the issuer.
+            report.retired = self.remove_intermediate()?;
+        }
         let (ca, fresh_ca) = if opts.intermediate || (self.has_intermediate() && !opts.force) {
             let (inter, fresh) =
                 self.init_intermediate(opts, root.as_ref(), fresh_root, &mut report)?;
@@ -222,6 +234,92 @@ impl Folder {
         }
         self.init_p12(&ca, opts, client_changed || opts.force, &mut report)?;
         Ok(report)
+    }
+
+    /// Refuses, before anything is written, an `init` without `--force` that asks for another
+    /// CA than the one the folder has: an intermediate under a single-level CA, other name
+    /// constraints, another CA name (`ca_name`, when one was asked for), or a key in a token
+    /// for a CA whose key is a file. Keeping the CA
+    /// would ignore what was asked, and making a new one unasked would invalidate every
+    /// certificate issued. An `init` that asks for nothing of the kind keeps any CA, one level
+    /// or two.
+    pub fn check_init_shape(&self, opts: &InitOptions, ca_name: Option<&str>) -> Result<()> {
+        let root_path = self.layout().ca_cert();
+        let key_file = self.layout().ca_key();
+        if opts.key_store.is_some() && !opts.force && files::exists(&key_file) {
+            return Err(Error::Declined(format!(
+                "this CA's key is the file {}: --key-store makes a new CA inside the token; add \
+                 --force to remake the whole PKI; nothing was changed",
+                key_file.display()
+            )));
+        }
+        if opts.force || !files::exists(&root_path) {
+            return Ok(());
+        }
+        let redo = "add --force to make a new CA and reissue every certificate (peers then \
+                    need the new ca/ca.crt); nothing was changed";
+        if opts.intermediate && !self.has_intermediate() {
+            return Err(Error::Declined(format!(
+                "{} is a single-level CA (it signs the leaves itself) and cannot take an \
+                 intermediate: keep it by running init without --intermediate, or {redo}",
+                root_path.display()
+            )));
+        }
+        let issuing_path = if self.has_intermediate() {
+            self.layout().intermediate_cert()
+        } else {
+            root_path.clone()
+        };
+        let has = NameConstraints::of(&*load_cert("issuing CA certificate", &issuing_path)?)?;
+        if !opts.constraints.is_empty() && !same_constraints(&has, &opts.constraints) {
+            return Err(Error::Declined(format!(
+                "the CA {} permits {}, not {}: keep it by running init without \
+                 --permit-dns/--permit-ip, or {redo}",
+                issuing_path.display(),
+                if has.is_empty() {
+                    "any name".to_owned()
+                } else {
+                    has.to_string()
+                },
+                opts.constraints
+            )));
+        }
+        let root = load_cert("CA certificate", &root_path)?;
+        let cn = x509::cert::common_name(root.subject_name()).unwrap_or_default();
+        match ca_name {
+            Some(wanted) if wanted != cn => Err(Error::Declined(format!(
+                "the CA {} is named {cn:?}, not {wanted:?}: keep it by running init without \
+                 --ca-name, or {redo}",
+                root_path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the intermediate CA's files (certificate first: without it the folder is one
+    /// level at once) and the root's CRL of intermediates. Returns the files removed.
+    fn remove_intermediate(&self) -> Result<Vec<PathBuf>> {
+        let l = self.layout();
+        let key = l.intermediate_key();
+        let mut removed = Vec::new();
+        for path in [
+            l.intermediate_cert(),
+            keys::store_record(&key),
+            key,
+            l.root_crl(),
+        ] {
+            if !files::exists(&path) {
+                continue;
+            }
+            std::fs::remove_file(&path).map_err(|source| x509::Error::Write {
+                what: "old intermediate CA file",
+                path: path.clone(),
+                source,
+            })?;
+            files::sync_dir("old intermediate CA file", &path)?;
+            removed.push(path);
+        }
+        Ok(removed)
     }
 
     /// The root. `None` when its key is offline and an intermediate does the signing.
@@ -251,13 +349,6 @@ impl Folder {
             return Ok((None, false));
         }
         let (root_store, _) = opts.stores();
-        if root_store.is_some() && !opts.force && files::exists(&l.ca_key()) {
-            return Err(Error::Refused(format!(
-                "this CA's key is the file {}: --key-store makes a new CA inside the token; add \
-                 --force to remake the whole PKI",
-                l.ca_key().display()
-            )));
-        }
         let mut made = None;
         let mut pair = Pair {
             what: "the CA".into(),
@@ -312,7 +403,7 @@ impl Folder {
             key: key_file_or_record(&l.intermediate_key(), store.is_some(), opts.force),
             make: Box::new(|finish| {
                 let root = root.ok_or_else(|| {
-                    Error::Refused(
+                    Error::Declined(
                         "making an intermediate needs the root key: `pki root import`".into(),
                     )
                 })?;
@@ -345,7 +436,7 @@ impl Folder {
                 if signed {
                     Ok(())
                 } else {
-                    Err(Error::Refused(format!(
+                    Err(Error::Declined(format!(
                         "{} was not issued by {}: rerun with --force to remake the PKI",
                         l.intermediate_cert().display(),
                         root_cert.display()
@@ -466,7 +557,7 @@ fn check_leaf(
     let cert = load_cert("certificate", cert_path)?;
     let key = key::load("private key", key_path)?;
     if !key::matches(&key, &*cert.public_key().step("x509 -pubkey")?) {
-        return Err(Error::Refused(format!(
+        return Err(Error::Declined(format!(
             "{} does not match {} (an interrupted `issue --force`?): reissue with \
              `pki issue {profile} --force`",
             key_path.display(),
@@ -477,7 +568,7 @@ fn check_leaf(
         .verify(&*ca.certificate().public_key().step("x509 -pubkey")?)
         .unwrap_or(false);
     if !signed {
-        return Err(Error::Refused(format!(
+        return Err(Error::Declined(format!(
             "{} was not issued by {}{}: rerun with --force to reissue everything",
             cert_path.display(),
             ca_path.display(),
@@ -489,6 +580,17 @@ fn check_leaf(
         )));
     }
     Ok(())
+}
+
+/// Whether two sets of name constraints permit the same subtrees, in any order.
+fn same_constraints(a: &NameConstraints, b: &NameConstraints) -> bool {
+    let sorted = |c: &NameConstraints| {
+        let mut all: Vec<String> = c.dns.iter().map(|d| d.to_ascii_lowercase()).collect();
+        all.extend(c.ip.iter().map(|n| format!("IP:{n}")));
+        all.sort();
+        all
+    };
+    sorted(a) == sorted(b)
 }
 
 /// 128 random bits as 32 hex digits.

@@ -41,7 +41,7 @@ impl Folder {
         overwrite: Overwrite,
     ) -> Result<PathBuf> {
         if password.is_empty() {
-            return Err(Error::Refused(
+            return Err(Error::Declined(
                 "an empty PKCS#12 password protects nothing".into(),
             ));
         }

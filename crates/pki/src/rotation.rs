@@ -44,6 +44,19 @@ pub enum Phase {
     Switched,
 }
 
+/// The phase in words, for `pki ca status` and messages.
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::None => "none (one CA issues)",
+            Phase::Introduced => {
+                "new CA introduced and trusted beside the old one, which still issues"
+            }
+            Phase::Switched => "switched: the new CA issues, the old one is still trusted",
+        })
+    }
+}
+
 /// What `pki ca status` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
@@ -128,8 +141,8 @@ impl Folder {
     /// one, with the same name constraints), trusted beside the current one.
     pub fn rotate_introduce(&self, who: Option<&str>) -> Result<()> {
         if self.phase() != Phase::None {
-            return Err(Error::Refused(format!(
-                "a rotation is already under way ({:?}): `pki ca status` says what is left",
+            return Err(Error::Declined(format!(
+                "a rotation is already under way ({}): `pki ca status` says what is left",
                 self.phase()
             )));
         }
@@ -196,7 +209,7 @@ impl Folder {
     /// Phase 2: the new CA issues from now on; the old one moves to `ca/previous/`.
     pub fn rotate_switch(&self) -> Result<()> {
         if self.phase() != Phase::Introduced {
-            return Err(Error::Refused(
+            return Err(Error::Declined(
                 "switch follows `pki ca rotate` (phase introduced); `pki ca status` says where \
                  the rotation stands"
                     .into(),
@@ -242,7 +255,7 @@ impl Folder {
     /// with `force`), and is archived in `ca/retired/`.
     pub fn rotate_retire(&self, force: bool) -> Result<()> {
         if self.phase() != Phase::Switched {
-            return Err(Error::Refused(
+            return Err(Error::Declined(
                 "retire follows `pki ca rotate --switch`; `pki ca status` says where the \
                  rotation stands"
                     .into(),
@@ -253,7 +266,7 @@ impl Folder {
         let old = issuing_cert(&previous)?;
         let left = self.open_db(Some(&ca))?.in_force(&key_id(&old)?, now())?;
         if left > 0 && !force {
-            return Err(Error::Refused(format!(
+            return Err(Error::Declined(format!(
                 "{left} certificates in force still chain to the old CA: renew them \
                  (`pki renew --all`) or wait for them to expire; --force retires it anyway \
                  and they stop working"

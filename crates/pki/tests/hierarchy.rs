@@ -254,3 +254,135 @@ fn every_pki_names_its_ca_differently() {
         .expect("openssl");
     assert!(String::from_utf8_lossy(&o.stdout).contains("CN = Lab 7 Root"));
 }
+
+/// `pki --dir DIR ARGS` expected to be refused: exit 2, a message without a borrowed prefix,
+/// and not one byte of the folder changed.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let before = tree(dir);
+    let o = support::run(dir, &[], args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+    assert!(
+        !t.contains("cannot sign this request") && !t.contains("pki init:"),
+        "{args:?}: {t}"
+    );
+    assert_eq!(tree(dir), before, "{args:?} changed the folder: {t}");
+    t
+}
+
+#[test]
+fn init_asked_for_another_ca_shape_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("certs");
+    ok(&dir, &["init"]);
+    for args in [
+        &["init", "--intermediate"][..],
+        &[
+            "init",
+            "--intermediate",
+            "--crl-url",
+            "http://ca.internal/ca.crl",
+        ],
+    ] {
+        let t = refused(&dir, args);
+        assert!(
+            t.contains("is a single-level CA") && t.contains("--force"),
+            "{t}"
+        );
+    }
+    let t = refused(&dir, &["init", "--permit-dns", ".internal"]);
+    assert!(t.contains("permits any name, not DNS:.internal"), "{t}");
+    let t = refused(&dir, &["init", "--ca-name", "Another Root"]);
+    assert!(t.contains("not \"Another Root\""), "{t}");
+    assert!(!dir.join("ca/intermediate.crt").exists());
+    // The one-level CA still works as before.
+    ok(&dir, &["issue", "client", "--name", "dev-1"]);
+    let (good, out) = verify(&dir, &dir.join("client/dev-1.crt"), &[]);
+    assert!(good, "{out}");
+}
+
+#[test]
+fn init_without_options_keeps_a_two_level_ca_and_refuses_other_constraints() {
+    let (_tmp, dir) = two_level(&["--permit-dns", ".internal", "--permit-dns", "localhost"]);
+    let before = tree(&dir);
+    // Asking for nothing, or for what the CA already is, keeps it.
+    for args in [
+        &["init"][..],
+        &["init", "--intermediate"],
+        &[
+            "init",
+            "--permit-dns",
+            "localhost",
+            "--permit-dns",
+            ".INTERNAL",
+        ],
+    ] {
+        let o = ok(&dir, args);
+        assert!(text(&o).contains("nothing changed"), "{}", text(&o));
+    }
+    assert_eq!(tree(&dir), before);
+    let t = refused(&dir, &["init", "--permit-dns", ".other"]);
+    assert!(
+        t.contains("ca/intermediate.crt permits DNS:.internal, DNS:localhost, not DNS:.other"),
+        "{t}"
+    );
+}
+
+#[test]
+fn init_force_to_one_level_retires_the_old_intermediate() {
+    let (_tmp, dir) = two_level(&[]);
+    let o = ok(&dir, &["init", "--force"]);
+    assert!(
+        text(&o).contains("removed") && text(&o).contains("intermediate.crt"),
+        "{}",
+        text(&o)
+    );
+    for gone in ["ca/intermediate.crt", "ca/intermediate.key", "ca/root.crl"] {
+        assert!(!dir.join(gone).exists(), "{gone} is still there");
+    }
+    ok(&dir, &["issue", "client", "--name", "dev-1"]);
+    for leaf in ["client/dev-1.crt", "server/server.crt", "client/client.crt"] {
+        let cert = dir.join(leaf);
+        let pem = fs::read_to_string(&cert).expect("leaf");
+        assert_eq!(
+            pem.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "{leaf}: no chain"
+        );
+        let o = ok(
+            &dir,
+            &["verify", "--ca", s(&dir.join("ca/ca.crt")), s(&cert)],
+        );
+        assert!(text(&o).contains("OK"), "{}", text(&o));
+        let (good, out) = verify(&dir, &cert, &[]);
+        assert!(good, "{leaf}: {out}");
+    }
+    // And a second init keeps the new one-level CA.
+    let o = ok(&dir, &["init"]);
+    assert!(text(&o).contains("nothing changed"), "{}", text(&o));
+}
+
+#[test]
+fn root_export_to_a_medium_that_is_not_mounted_is_refused_and_the_key_stays() {
+    let (tmp, dir) = two_level(&[]);
+    let media = tmp.path().join("media/usb");
+    let t = refused(
+        &dir,
+        &["root", "export", "--to", s(&media.join("root.key"))],
+    );
+    assert!(
+        t.contains(&format!(
+            "{} does not exist: mount the medium first",
+            media.display()
+        )),
+        "{t}"
+    );
+    assert!(!tmp.path().join("media").exists(), "no folder made");
+    assert!(dir.join("ca/ca.key").exists());
+    // A file where the medium's folder should be is no medium either.
+    let file = tmp.path().join("not-a-folder");
+    fs::write(&file, "x").expect("file");
+    let t = refused(&dir, &["root", "export", "--to", s(&file.join("root.key"))]);
+    assert!(t.contains("is not a folder"), "{t}");
+    assert!(dir.join("ca/ca.key").exists());
+}

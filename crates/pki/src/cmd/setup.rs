@@ -77,13 +77,15 @@ pub(crate) fn init(folder: &Folder, args: InitArgs) -> Result<ExitCode> {
         key_store: args.key_store,
         ..InitOptions::default()
     };
-    if let Some(cn) = args.ca_name {
-        pki::name::check_common_name(&cn)?;
-        opts.ca_subject.common_name = cn;
+    if let Some(cn) = &args.ca_name {
+        pki::name::check_common_name(cn)?;
+        opts.ca_subject.common_name = cn.clone();
     }
     if !args.sans.is_empty() {
         opts.server_names = args.sans;
     }
+    // Before the CRL URL is recorded: a refused init changes nothing.
+    folder.check_init_shape(&opts, args.ca_name.as_deref())?;
     if let Some(url) = &args.crl_url {
         // Before the first certificate is made, so that every one names it.
         std::fs::create_dir_all(folder.layout().dir(common::Role::Ca)).with_context(|| {
@@ -93,9 +95,15 @@ pub(crate) fn init(folder: &Folder, args: InitArgs) -> Result<ExitCode> {
         println!("certificates name {url} as their CRL distribution point");
     }
     let opts = &opts;
-    let report = folder.init(opts).context("pki init")?;
+    let report = folder.init(opts)?;
     for p in &report.removed {
         println!("removed {} (left by an interrupted run)", p.display());
+    }
+    for p in &report.retired {
+        println!(
+            "removed {} (of the former two-level CA: the new root issues)",
+            p.display()
+        );
     }
     if report.created.is_empty() {
         println!(
@@ -151,7 +159,7 @@ pub(crate) fn ca_command(folder: &Folder, action: CaAction) -> Result<ExitCode> 
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!("phase: {:?}", status.phase);
+                println!("rotation: {}", status.phase);
                 for c in &status.cas {
                     println!(
                         "{:<8}  {}  until {}  {} in force  CRL next update {}",
