@@ -134,8 +134,9 @@ impl Refusal {
             } => Refusal::new(
                 StatusCode::CONFLICT,
                 format!(
-                    "{name} holds a valid certificate (serial {serial}, until {}): renew it with \
-                     simplereenroll, or `pki revoke {serial}` before enrolling it again",
+                    "{name} holds a valid certificate (serial {serial}, until {}): renew it \
+                     (`client renew`, EST simplereenroll), or the CA's operator runs \
+                     `pki revoke {serial}` before it enrolls again",
                     x509::time::date(not_after)
                 ),
             ),

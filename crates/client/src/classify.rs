@@ -92,7 +92,8 @@ pub fn connect_failure(addr: SocketAddr, err: &std::io::Error, limit: Duration) 
         std::io::ErrorKind::ConnectionRefused => Failure::new(
             FailureClass::NotListening,
             format!("nothing is listening on {addr}"),
-            "start the server (`cargo run -p server`), or check the host and port",
+            "start it (`cargo run -p server`; the online CA: `cargo run -p ca`), or check the \
+             host and port",
             err.to_string(),
         ),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
@@ -139,6 +140,17 @@ fn plain_http(ep: &Endpoint, detail: &str) -> Failure {
     )
 }
 
+/// `--san` for each name the server's certificate has (so a reissue keeps them), then `name`.
+fn reissue_sans(leaf: Option<&CertSummary>, name: &str) -> String {
+    let kept = leaf.map(|l| l.names.as_slice()).unwrap_or_default();
+    kept.iter()
+        .map(|n| n.split_once(':').map_or(n.as_str(), |(_, v)| v))
+        .chain(std::iter::once(name))
+        .map(|v| format!("--san {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// We refused the server's certificate.
 fn server_cert(problem: Problem, ctx: &Context<'_>, detail: &str) -> Failure {
     // Our own revocation check refused it (OpenSSL then reports "application verification").
@@ -154,7 +166,11 @@ fn server_cert(problem: Problem, ctx: &Context<'_>, detail: &str) -> Failure {
                 leaf(|l| l.names.join(", ")),
                 ctx.endpoint.name
             ),
-            format!("connect with one of those names, pass --server-name NAME, or reissue it: `pki issue server --force --san {}`", ctx.endpoint.name),
+            format!(
+                "connect with one of those names, pass --server-name NAME, or reissue it with \
+                 its names and this one: `pki issue server --force {}`",
+                reissue_sans(ctx.server_leaf, &ctx.endpoint.name)
+            ),
         ),
         Problem::Expired => (
             FailureClass::ServerCertDates,

@@ -226,9 +226,9 @@ impl Client {
                 err.to_string(),
             );
         }
-        let (ep, tls) = (self.endpoint.clone(), self.tls.clone());
+        let (ep, tls, said) = (self.endpoint.clone(), self.tls.clone(), err.to_string());
         let probed =
-            actix_web::rt::task::spawn_blocking(move || probe::handshake(&ep, &tls, None)).await;
+            actix_web::rt::task::spawn_blocking(move || probe::explain(&ep, &tls, &said)).await;
         match probed {
             Ok(Ok(hs)) => hs.failure.unwrap_or_else(|| {
                 Failure::new(

@@ -475,6 +475,10 @@ fn report(json: bool, r: &Result<Reply, Failure>) {
             println!("{} → {}", reply.request, reply.status);
             println!("{}", reply.body);
         }
+        // The seed's words for a failed exchange; a local mistake is not one.
+        (Err(f), false) if f.class == FailureClass::LocalFiles => {
+            eprintln!("error: {}", f.to_lines())
+        }
         (Err(f), false) => eprintln!("Found Error in auth phase: {}", f.to_lines()),
     }
 }

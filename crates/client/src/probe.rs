@@ -202,6 +202,47 @@ pub fn certificate_request_probe(
     run(ep, &anonymous, Some(SslVersion::TLS1_2), true)
 }
 
+/// Why a request's handshake failed, at the cost of as few handshakes the server judges as it
+/// takes. Without a client certificate, the TLS 1.2 probe that ends itself (the server counts
+/// it as canceled, not refused) tells the rest: a server certificate we refuse, or a server
+/// that asks for a certificate, which is why it ended a handshake that had none. Only when it
+/// cannot tell (a TLS 1.3-only server), or when we sent a certificate (whose verdict only a
+/// full handshake hears), is the request's handshake repeated, and counted by the server again.
+/// `request_error` is what the request's own handshake said (OpenSSL's words, shown as the
+/// detail, never decided on).
+pub fn explain(
+    ep: &Endpoint,
+    options: &TlsOptions,
+    request_error: &str,
+) -> Result<Handshake, Failure> {
+    if options.identity == Identity::None {
+        let mut seen = certificate_request_probe(ep, options)?;
+        let told = match &seen.failure {
+            None => seen.client_cert_requested == Some(true),
+            Some(f) => matches!(
+                f.class,
+                FailureClass::UnknownCa
+                    | FailureClass::NameMismatch
+                    | FailureClass::ServerCertDates
+            ),
+        };
+        if told {
+            if seen.failure.is_none() {
+                let asked = Ended {
+                    cause: Cause::Alert(openssl::ssl::SslAlert::CERTIFICATE_REQUIRED),
+                    detail: format!(
+                        "the server asks for a client certificate and ended the request's \
+                         handshake, which had none: {request_error}"
+                    ),
+                };
+                seen.failure = Some(judge(&asked, &seen, ep, options));
+            }
+            return Ok(seen);
+        }
+    }
+    handshake(ep, options, None)
+}
+
 fn run(
     ep: &Endpoint,
     options: &TlsOptions,

@@ -490,6 +490,27 @@ fn diagnose_leaves_the_refusal_count_of_a_healthy_server_unchanged() {
     wait_for(&srv, "refused", 1);
 }
 
+#[test]
+fn a_request_without_a_certificate_is_refused_once_and_explained() {
+    let pki = new_pki();
+    let mut config = Config::for_pki(pki.dir(), ClientAuth::Required);
+    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
+    let srv = Background::spawn(config).expect("server");
+    let u = url(srv.addr.port());
+
+    // The request's own handshake is the one refusal; the explanation comes from the probe
+    // that ends itself (canceled), not from a second refused handshake.
+    let o = client(
+        pki.dir(),
+        &["--url", &u, "--no-client-cert", "get", "/login"],
+    );
+    expect(&o, 16, &["requires a client certificate"]);
+    wait_for(&srv, "refused", 1);
+    wait_for(&srv, "canceled", 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(handshakes(&srv, "refused"), 1, "counted twice");
+}
+
 /// Python's `http.server` behind `ssl`: a TLS server we did not write.
 fn python_server(pki: &TestPki, mode: &str) -> (Child, u16) {
     let l = pki.folder.layout();

@@ -43,12 +43,13 @@ pub enum ServerError {
     Metrics(#[from] prometheus::Error),
 
     /// The address cannot be listened on.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {}", bind_reason(io))]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The reason (in use, permission...).
-        source: std::io::Error,
+        /// The reason (in use, permission...): said in words by the message, so not a
+        /// `source` that would repeat it in the OS's words.
+        io: std::io::Error,
     },
 }
 
@@ -69,6 +70,29 @@ pub enum InvalidUpstream {
     HasPath,
 }
 
+/// Why a bind failed, in words, with what to do for the usual two.
+fn bind_reason(e: &std::io::Error) -> String {
+    // Our own words (another copy of this server holds the port) stand as they are.
+    if e.get_ref().is_some() {
+        return e.to_string();
+    }
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another program listens there: stop it, or pass another --bind ADDR:PORT".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: use a port above 1024, or give the binary \
+             CAP_NET_BIND_SERVICE"
+                .into()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this host has that address: use 127.0.0.1, ::1 or one of its own"
+                .into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 impl std::fmt::Debug for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
@@ -84,7 +108,7 @@ mod tests {
     fn debug_is_the_sentence_a_person_reads() {
         let e = ServerError::Bind {
             addr: SocketAddr::from(([127, 0, 0, 1], 8091)),
-            source: std::io::Error::from_raw_os_error(98),
+            io: std::io::Error::from_raw_os_error(98),
         };
         let shown = format!("{e:?}");
         assert!(
@@ -95,5 +119,15 @@ mod tests {
             !shown.contains("Bind {") && !shown.contains("Os {"),
             "{shown}"
         );
+        assert!(shown.contains("another program listens there"), "{shown}");
+        assert_eq!(common::error_chain(&e), shown, "said once");
+        let ours = ServerError::Bind {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8091)),
+            io: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "port 8091 is already served by another copy of this server",
+            ),
+        };
+        assert!(format!("{ours}").ends_with("another copy of this server"));
     }
 }

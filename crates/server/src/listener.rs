@@ -151,7 +151,7 @@ fn bind(
     if let Some(m) = &metrics {
         m.loaded(&tls.current().info);
     }
-    let bind_error = |addr| move |source| ServerError::Bind { addr, source };
+    let bind_error = |addr| move |io| ServerError::Bind { addr, io };
     let workers = config.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -460,7 +460,7 @@ impl Background {
         let started = rx.recv().unwrap_or_else(|_| {
             Err(ServerError::Bind {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                source: std::io::Error::other("the server thread ended before listening"),
+                io: std::io::Error::other("the server thread ended before listening"),
             })
         });
         let (addr, tls, metrics_addr, metrics, handle) = started?;
@@ -608,8 +608,8 @@ async fn serve(config: &Config, started: Started) -> Result<(), ServerError> {
     spawn_reloader(started.tls.clone(), config.watch_secs);
     spawn_crl_watch(started.tls.clone(), config.crl_stale);
     spawn_stop_on_signal(started.server.handle());
-    started.server.await.map_err(|source| ServerError::Bind {
+    started.server.await.map_err(|io| ServerError::Bind {
         addr: config.bind,
-        source,
+        io,
     })
 }

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use server::log::LogFormat;
 use server::{ClientAuth, Config, CrlStale, TlsProfile, Upstream};
@@ -363,14 +362,10 @@ async fn serve(openssl_on_mimalloc: bool, small_pages: bool) -> ExitCode {
         tracing::warn!("OpenSSL had allocated before main: it keeps the system allocator");
     }
     let config = args.into_config();
-    let bind = config.bind;
-    match server::run(config)
-        .await
-        .with_context(|| format!("server on {bind}"))
-    {
+    match server::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("server: error: {}", common::error_chain(e.as_ref()));
+            eprintln!("server: error: {}", common::error_chain(&e));
             ExitCode::FAILURE
         }
     }
