@@ -19,12 +19,15 @@ help: ## this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 certs: ## make the CA, server and client certificates under certs/ (keeps existing ones)
-	$(CARGO) run --quiet -p pki -- --dir $(PKI_DIR) init
+	# Not --quiet: a first build takes minutes, and cargo's progress says what it is doing.
+	$(CARGO) run -p pki -- --dir $(PKI_DIR) init
 
 demo: ## build, make certs if missing, run the server in mutual TLS and the client against it
-	# Build the three binaries once and run exactly those (a `cargo run` after a different
-	# `cargo build` may rebuild with other features and miss the start-up wait).
-	$(CARGO) build --quiet -p pki -p server -p client
+	@# (@: the recipe is not echoed.) Build the three binaries once and run exactly those (a
+	# `cargo run` after a different `cargo build` may rebuild with other features and miss the
+	# start-up wait); cargo's progress shows, as a first build takes minutes.
+	echo "== building pki, server and client"
+	$(CARGO) build -p pki -p server -p client
 	bin=$${CARGO_TARGET_DIR:-target}/debug
 	[ -f $(PKI_DIR)/ca/ca.crt ] || $$bin/pki --dir $(PKI_DIR) init
 	echo; echo "== server: mutual TLS on 127.0.0.1:$(DEMO_PORT)"

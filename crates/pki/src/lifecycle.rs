@@ -177,14 +177,12 @@ impl Folder {
     fn current_record(&self, ca: &Issuer, query: &str) -> Result<crate::store::Record> {
         let mut db = self.open_db(Some(ca))?;
         // During a rotation, certificates of either CA in force can be renewed.
-        let mut found = Vec::new();
+        let mut all = Vec::new();
         for issuer in self.issuer_certs(ca)? {
-            found.extend(
-                db.find(&key_id(&issuer)?, query)?
-                    .into_iter()
-                    .filter(|r| r.state == State::Issued),
-            );
+            all.extend(db.find(&key_id(&issuer)?, query)?);
         }
+        let (found, ended): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|r| r.state == State::Issued);
         let by_serial = found
             .iter()
             .find(|r| r.serial == query.replace(':', "").to_ascii_uppercase());
@@ -192,9 +190,21 @@ impl Folder {
         match (by_serial, current.as_slice()) {
             (Some(r), _) => Ok(r.clone()),
             (None, [one]) => Ok((*one).clone()),
-            (None, []) => Err(Error::NotInIndex(format!(
-                "no certificate in force with serial or name {query:?}: `pki list` shows them"
-            ))),
+            (None, []) => Err(Error::NotInIndex(match revoked_one(&ended) {
+                Some(r) => format!(
+                    "{query} ({} certificate {}) was revoked on {}: a revoked certificate is not \
+                     renewed; issue a new one: `pki issue {} --name {} --force`",
+                    r.role,
+                    r.serial,
+                    r.revoked
+                        .map_or_else(String::new, |(at, _)| x509::time::date(at)),
+                    r.role,
+                    r.name
+                ),
+                None => format!(
+                    "no certificate in force with serial or name {query:?}: `pki list` shows them"
+                ),
+            })),
             (None, _) => Err(Error::NotInIndex(format!(
                 "{query:?} names a server and a client certificate: give the serial"
             ))),
@@ -316,4 +326,12 @@ fn random_b64url(n: usize) -> Result<String> {
     let mut raw = vec![0u8; n];
     openssl::rand::rand_bytes(&mut raw).step("rand")?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// The newest revoked certificate among `records`, if any.
+fn revoked_one(records: &[crate::store::Record]) -> Option<&crate::store::Record> {
+    records
+        .iter()
+        .filter(|r| r.state == State::Revoked)
+        .max_by_key(|r| r.issued_at)
 }

@@ -94,6 +94,6 @@ fn run(folder: &Folder, command: Command) -> Result<ExitCode> {
             purpose,
             host,
             crl,
-        } => verify(&cert, &ca, purpose, host, crl),
+        } => verify(&cert, &ca, purpose, host, crl, &folder.layout().ca_crl()),
     }
 }

@@ -230,6 +230,23 @@ fn renewal_keeps_the_key_archives_the_old_one_and_leaves_it_valid() {
 }
 
 #[test]
+fn renewing_a_revoked_certificate_says_it_was_revoked_and_what_to_do() {
+    let (_tmp, dir) = fresh();
+    ok(&dir, &["issue", "client", "--name", "sensor-7"]);
+    ok(&dir, &["revoke", "sensor-7"]);
+    let before = snapshot(&dir);
+    let o = support::run(&dir, &[], &["renew", "sensor-7"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("was revoked on"), "{t}");
+    assert!(
+        t.contains("pki issue client --name sensor-7 --force"),
+        "{t}"
+    );
+    assert_eq!(snapshot(&dir), before, "a refused renewal changes nothing");
+}
+
+#[test]
 fn needs_renewal_speaks_execcondition_and_renew_if_due_is_quiet() {
     let (_tmp, dir) = fresh();
     let cert = dir.join("client/client.crt");

@@ -23,7 +23,9 @@ pub(crate) fn verify(
     purpose: Option<Purpose>,
     host: Option<String>,
     crl: Option<PathBuf>,
+    this_crl: &Path,
 ) -> Result<ExitCode> {
+    let unchecked = crl.is_none();
     let mut chain = x509::cert::load_certs("certificate", cert)?;
     let leaf = chain.remove(0);
     let cas = x509::cert::load_certs("CA certificate", ca)?;
@@ -36,6 +38,13 @@ pub(crate) fn verify(
     match pki::verify::verify(&leaf, &chain, &cas, &options)? {
         Ok(()) => {
             println!("{}: OK", cert.display());
+            if unchecked {
+                // As `openssl verify`: no CRL, no revocation check; say so, a revoked one is OK too.
+                eprintln!(
+                    "  (revocation not checked: add --crl {})",
+                    this_crl.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(f) => {

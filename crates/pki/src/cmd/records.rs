@@ -89,8 +89,8 @@ pub(crate) fn token(folder: &Folder, action: TokenAction) -> Result<ExitCode> {
             };
             let token = folder.create_token(profile, &name, ttl)?;
             eprintln!(
-                "pki: token for {role} {name}, valid {}, once (shown only now):",
-                humantime::format_duration(ttl)
+                "pki: token for {role} {name}, valid once, until {} (shown only now):",
+                until(ttl)
             );
             println!("{token}");
         }
@@ -138,9 +138,9 @@ pub(crate) fn acme(folder: &Folder, action: AcmeAction) -> Result<ExitCode> {
             };
             let (kid, hmac) = folder.create_acme_eab(&name, policy, ttl)?;
             eprintln!(
-                "pki: ACME external account binding for {name}, binds one account within {} \
+                "pki: ACME external account binding for {name}, binds one account until {} \
                  (the HMAC key is shown only now):",
-                humantime::format_duration(ttl)
+                until(ttl)
             );
             eprintln!("  certbot: --eab-kid {kid} --eab-hmac-key {hmac}");
             eprintln!("  lego:    --eab --kid {kid} --hmac {hmac}");
@@ -231,4 +231,10 @@ pub(crate) fn export_p12(
     let out = folder.export_p12(&ca, name, &password, encryption, overwrite(force))?;
     println!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// When a thing made now with `ttl` ends, as a date (humantime writes 24 h as "1day").
+fn until(ttl: std::time::Duration) -> String {
+    let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    x509::time::date(x509::time::now().saturating_add(secs))
 }
