@@ -147,6 +147,24 @@ impl Browser {
             .expect("element text")
     }
 
+    /// Waits (10 s at most) until `css`'s text is `want`: after a click that navigates, the
+    /// old page's element may be found, and then go stale, before the new page is there.
+    async fn text_becomes(&self, css: &str, want: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = String::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(el) = self.client().find(Locator::Css(css)).await {
+                match el.text().await {
+                    Ok(t) if t == want => return,
+                    Ok(t) => seen = t,
+                    Err(e) => seen = format!("({e})"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} is {seen:?}, not {want:?}");
+    }
+
     async fn sign_in(&self, user: &str, password: &str) -> String {
         let c = self.client();
         for (field, value) in [("username", user), ("password", password)] {
@@ -657,7 +675,7 @@ async fn browser_fleet_page_for_admins_only() {
             .click()
             .await
             .expect("search");
-        assert_eq!(b.text("#list-title").await, "Search: sensor-");
+        b.text_becomes("#list-title", "Search: sensor-").await;
         let url = b.client().current_url().await.expect("url");
         assert_eq!(url.path(), "/fleet");
         assert!(url.query().unwrap_or("").contains("q=sensor-"), "{url}");

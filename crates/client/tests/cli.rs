@@ -443,6 +443,13 @@ fn diagnose_json_is_one_schema_with_an_overall_result() {
     );
 }
 
+/// A mutual-TLS server whose figures the test reads.
+fn counting_server(pki: &TestPki) -> Background {
+    let mut config = Config::for_pki(pki.dir(), ClientAuth::Required);
+    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
+    Background::spawn(config).expect("server")
+}
+
 /// The sum of `https_tls_handshakes_total` with `result`, as the server counts it now.
 fn handshakes(srv: &Background, result: &str) -> u64 {
     let text =
@@ -466,9 +473,7 @@ fn wait_for(srv: &Background, result: &str, want: u64) {
 #[test]
 fn diagnose_leaves_the_refusal_count_of_a_healthy_server_unchanged() {
     let pki = new_pki();
-    let mut config = Config::for_pki(pki.dir(), ClientAuth::Required);
-    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
-    let srv = Background::spawn(config).expect("server");
+    let srv = counting_server(&pki);
     let u = url(srv.addr.port());
     assert_eq!(handshakes(&srv, "refused"), 0);
 
@@ -493,9 +498,7 @@ fn diagnose_leaves_the_refusal_count_of_a_healthy_server_unchanged() {
 #[test]
 fn a_request_without_a_certificate_is_refused_once_and_explained() {
     let pki = new_pki();
-    let mut config = Config::for_pki(pki.dir(), ClientAuth::Required);
-    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
-    let srv = Background::spawn(config).expect("server");
+    let srv = counting_server(&pki);
     let u = url(srv.addr.port());
 
     // The request's own handshake is the one refusal; the explanation comes from the probe

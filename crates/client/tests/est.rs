@@ -146,24 +146,12 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
         .expect("revoke");
     let mut refused_after = Vec::new();
     for u in &urls {
-        loop {
-            let o = client(&dev, &["--url", u, "whoami"]);
-            if o.status.code() == Some(17) {
-                let t = text(&o);
-                assert!(t.contains("revoked"), "{t}");
-                // It enrolled over EST: the advice is a new token, not `pki issue`.
-                assert!(t.contains("enroll again with a new token"), "{t}");
-                assert!(!t.contains("pki issue"), "{t}");
-                refused_after.push(revoked_at.elapsed());
-                break;
-            }
-            assert!(
-                revoked_at.elapsed() < Duration::from_secs(10),
-                "still accepted: {}",
-                text(&o)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let t = text(&until_revoked(&dev, &["--url", u, "whoami"], revoked_at));
+        refused_after.push(revoked_at.elapsed());
+        assert!(t.contains("revoked"), "{t}");
+        // It enrolled over EST: the advice is a new token, not `pki issue`.
+        assert!(t.contains("enroll again with a new token"), "{t}");
+        assert!(!t.contains("pki issue"), "{t}");
     }
     println!(
         "pki revoke → refused by replica 1 after {:?}, by replica 2 after {:?} (poll: 1 s ± 10 %)",
@@ -180,6 +168,22 @@ fn a_device_enrolls_calls_renews_and_is_refused_by_both_replicas_after_revocatio
     let o = client(&dev, &["renew", "--est", &ca.url(), "--force"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("was revoked on"), "{}", text(&o));
+}
+
+/// Runs `client ARGS` until it is refused as revoked (exit 17), at most 10 s after `since`.
+fn until_revoked(dev: &Path, args: &[&str], since: Instant) -> Output {
+    loop {
+        let o = client(dev, args);
+        if o.status.code() == Some(17) {
+            return o;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "still accepted: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `POST /revoke-superseded` with `pair` as the client certificate: the CA's status and line.
@@ -266,19 +270,8 @@ fn renew_with_revoke_old_ends_the_predecessor_and_only_it() {
         "--key",
         old_key.to_str().expect("utf-8"),
     ];
-    let started = Instant::now();
-    loop {
-        let o = client(&dev, &[&old_pair[..], &["--url", &url, "whoami"]].concat());
-        if o.status.code() == Some(17) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "old pair still accepted: {}",
-            text(&o)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let args = [&old_pair[..], &["--url", &url, "whoami"]].concat();
+    until_revoked(&dev, &args, Instant::now());
     let t = ok(&client(&dev, &["--url", &url, "whoami"]));
     assert!(t.contains(&second), "the new pair is served: {t}");
 

@@ -245,7 +245,23 @@ impl Folder {
         let ca = self.issuer()?;
         let at = now();
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        self.open_db(Some(&ca))?.add_token(
+        let mut db = self.open_db(Some(&ca))?;
+        // Made anyway (the certificate may be revoked before the device enrolls), and said:
+        // the enrollment is refused (409) while the name holds a valid certificate.
+        let held = db
+            .find(&key_id(ca.certificate())?, name.as_str())?
+            .into_iter()
+            .find(|r| r.current && r.state == State::Issued && r.not_after > at);
+        if let Some(r) = held {
+            self.notice(format!(
+                "{name} holds a valid certificate (serial {}, until {}): an enrollment with this \
+                 token is refused until it is revoked (`pki revoke {name}`) or has expired; a \
+                 device that holds it renews instead (`client renew`)",
+                r.serial,
+                x509::time::date(r.not_after)
+            ));
+        }
+        db.add_token(
             &token_digest(&token),
             profile.role().dir_name(),
             name.as_str(),

@@ -58,7 +58,7 @@ impl Folder {
         for c in self.ca_chain()? {
             chain.push(c).step("pkcs12 -export")?;
         }
-        let _ = ca;
+        self.note_if_revoked(ca, &cert, name)?;
         // Set explicitly rather than taken from the linked OpenSSL, whose defaults changed in 3.0.
         let (cipher, mac) = match encryption {
             P12Encryption::Modern => (Nid::AES_256_CBC, MessageDigest::sha256()),
@@ -86,5 +86,33 @@ impl Folder {
             overwrite,
         )?;
         Ok(out)
+    }
+}
+
+impl Folder {
+    /// A bundle of a revoked certificate is made (a browser may still want the old one), and
+    /// said: every server that checks the CRL refuses it.
+    fn note_if_revoked(
+        &self,
+        ca: &Issuer,
+        cert: &openssl::x509::X509Ref,
+        name: &str,
+    ) -> Result<()> {
+        let serial = x509::cert::serial_hex(cert)?;
+        let aki = x509::cert::key_id(ca.certificate())?;
+        let mut db = self.open_db(Some(ca))?;
+        let revoked = db
+            .find(&aki, &serial)?
+            .into_iter()
+            .find(|r| r.serial == serial && r.state == crate::store::State::Revoked);
+        if let Some(r) = revoked {
+            self.notice(format!(
+                "client/{name}.crt (serial {serial}) was revoked on {}: servers that check the \
+                 CRL refuse this bundle; `pki issue client --name {name} --force` makes a new one",
+                r.revoked
+                    .map_or_else(String::new, |(at, _)| x509::time::date(at))
+            ));
+        }
+        Ok(())
     }
 }

@@ -230,7 +230,7 @@ fn renewal_keeps_the_key_archives_the_old_one_and_leaves_it_valid() {
 }
 
 #[test]
-fn renewing_a_revoked_certificate_says_it_was_revoked_and_what_to_do() {
+fn a_revoked_certificate_is_not_renewed_and_its_bundle_says_so() {
     let (_tmp, dir) = fresh();
     ok(&dir, &["issue", "client", "--name", "sensor-7"]);
     ok(&dir, &["revoke", "sensor-7"]);
@@ -244,6 +244,18 @@ fn renewing_a_revoked_certificate_says_it_was_revoked_and_what_to_do() {
         "{t}"
     );
     assert_eq!(snapshot(&dir), before, "a refused renewal changes nothing");
+    // A bundle of it is still made (a browser may want it), with a note that it is revoked.
+    let o = support::run(
+        &dir,
+        &[("PKI_P12_PASSWORD", "correct horse")],
+        &["export-p12", "--name", "sensor-7"],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("was revoked on") && t.contains("refuse this bundle"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -306,6 +318,16 @@ fn tokens_are_shown_once_and_kept_as_digests() {
     assert!(!text(&o).contains(&token));
     let o = support::run(&dir, &[], &["token", "create", "--name", "../x"]);
     assert_eq!(o.status.code(), Some(2));
+    // A name that holds a valid certificate (make certs' client): made, and said.
+    let o = ok(
+        &dir,
+        &["token", "create", "--name", "client", "--ttl", "1h"],
+    );
+    let t = text(&o);
+    assert!(
+        t.contains("client holds a valid certificate") && t.contains("refused"),
+        "{t}"
+    );
 }
 
 #[test]
