@@ -217,17 +217,9 @@ pub fn explain(
 ) -> Result<Handshake, Failure> {
     if options.identity == Identity::None {
         let mut seen = certificate_request_probe(ep, options)?;
-        let told = match &seen.failure {
-            None => seen.client_cert_requested == Some(true),
-            Some(f) => matches!(
-                f.class,
-                FailureClass::UnknownCa
-                    | FailureClass::NameMismatch
-                    | FailureClass::ServerCertDates
-            ),
-        };
-        if told {
-            if seen.failure.is_none() {
+        match &seen.failure {
+            // It asked for a certificate and ended the request's handshake, which had none.
+            None if seen.client_cert_requested == Some(true) => {
                 let asked = Ended {
                     cause: Cause::Alert(openssl::ssl::SslAlert::CERTIFICATE_REQUIRED),
                     detail: format!(
@@ -236,8 +228,20 @@ pub fn explain(
                     ),
                 };
                 seen.failure = Some(judge(&asked, &seen, ep, options));
+                return Ok(seen);
             }
-            return Ok(seen);
+            // We refused its certificate: the probe heard the same as the request.
+            Some(f)
+                if matches!(
+                    f.class,
+                    FailureClass::UnknownCa
+                        | FailureClass::NameMismatch
+                        | FailureClass::ServerCertDates
+                ) =>
+            {
+                return Ok(seen)
+            }
+            _ => {}
         }
     }
     handshake(ep, options, None)

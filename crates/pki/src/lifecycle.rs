@@ -196,8 +196,7 @@ impl Folder {
                      renewed; issue a new one: `pki issue {} --name {} --force`",
                     r.role,
                     r.serial,
-                    r.revoked
-                        .map_or_else(String::new, |(at, _)| x509::time::date(at)),
+                    r.revoked_on(),
                     r.role,
                     r.name
                 ),

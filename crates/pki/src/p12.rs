@@ -87,9 +87,7 @@ impl Folder {
         )?;
         Ok(out)
     }
-}
 
-impl Folder {
     /// A bundle of a revoked certificate is made (a browser may still want the old one), and
     /// said: every server that checks the CRL refuses it.
     fn note_if_revoked(
@@ -109,8 +107,7 @@ impl Folder {
             self.notice(format!(
                 "client/{name}.crt (serial {serial}) was revoked on {}: servers that check the \
                  CRL refuse this bundle; `pki issue client --name {name} --force` makes a new one",
-                r.revoked
-                    .map_or_else(String::new, |(at, _)| x509::time::date(at))
+                r.revoked_on()
             ));
         }
         Ok(())

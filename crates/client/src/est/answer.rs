@@ -12,6 +12,19 @@ pub(super) struct Answer {
     pub(super) retry_after: Option<u64>,
 }
 
+impl Answer {
+    /// A non-200 answer as the CA's refusal: its status, the first line of its reason, and
+    /// any `Retry-After`.
+    pub(super) fn refused(&self) -> super::EstError {
+        let reason = String::from_utf8_lossy(&self.body);
+        super::EstError::Refused {
+            status: self.status,
+            reason: reason.lines().next().unwrap_or("").trim().to_owned(),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
 impl Client {
     /// One EST request: `path` on the server, a base64 PKCS#10 body (POST), Basic
     /// credentials; the status, the body and any `Retry-After`.

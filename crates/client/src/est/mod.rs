@@ -219,14 +219,10 @@ pub async fn revoke_superseded(o: &EstOptions, old: &mut Superseded) {
             .await
             .map_err(EstError::Unreachable)?;
         if answer.status == 200 {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(answer.refused())
         }
-        let reason = String::from_utf8_lossy(&answer.body);
-        Err(EstError::Refused {
-            status: answer.status,
-            reason: reason.lines().next().unwrap_or("").trim().to_owned(),
-            retry_after: answer.retry_after,
-        })
     };
     old.fate = match asked.await {
         Ok(()) => Fate::Revoked,
@@ -547,12 +543,7 @@ async fn exchange(
         .await
         .map_err(EstError::Unreachable)?;
     if answer.status != 200 {
-        let reason = String::from_utf8_lossy(&answer.body);
-        return Err(EstError::Refused {
-            status: answer.status,
-            reason: reason.lines().next().unwrap_or("").trim().to_owned(),
-            retry_after: answer.retry_after,
-        });
+        return Err(answer.refused());
     }
     let certs = certs_of(&answer.body)?;
     let mine = csr.public_key().map_err(local)?;

@@ -114,6 +114,12 @@ impl Record {
         sans_text(&self.sans)
     }
 
+    /// When it was revoked, as a date ("" when it was not).
+    pub fn revoked_on(&self) -> String {
+        self.revoked
+            .map_or_else(String::new, |(at, _)| x509::time::date(at))
+    }
+
     /// Whole days from now until notAfter (negative once expired).
     pub fn days_left(&self) -> i64 {
         (self.not_after - x509::time::now()).div_euclid(86_400)
